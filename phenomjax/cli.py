@@ -1,0 +1,63 @@
+"""The `phenomjax` command: a thin dispatcher over the library modules.
+
+Each command lives in a module exposing `add_arguments(parser)` and `run(args) -> int`; only
+the chosen command's module is imported, so `phenomjax --help` starts instantly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from . import __version__
+from .errors import PhenomjaxError
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("phenomjax.train", "train a GPT-style transformer on Zipf-sampled bit sequences"),
+    "fit-phenom": ("phenomjax.fit", "train the phenomenological model from a config"),
+    "sweep": ("phenomjax.sweep", "vmapped sweep of the phenomenological model's knobs"),
+    "analyze": ("phenomjax.analysis.cli", "tables, caches and figures (the historical CLI)"),
+    "fit": ("phenomjax.fitrun", "fit the phenomenological model to a run's curves"),
+    "compare": ("phenomjax.compare", "overlay fitted curves on the empirical ones"),
+    "demo": ("phenomjax.demo", "train, analyse, fit and compare on the embedded default"),
+}
+
+
+def _top_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="phenomjax",
+        description="Memorization curves of transformers and of a phenomenological model.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="commands:\n" + "\n".join(f"  {k:<11} {v[1]}" for k, v in COMMANDS.items()),
+    )
+    p.add_argument("--version", action="version", version=f"phenomjax {__version__}")
+    p.add_argument("command", choices=sorted(COMMANDS), metavar="COMMAND")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    top = _top_parser()
+    if not argv or argv[0].startswith("-"):
+        top.parse_args(argv or ["--help"])
+        return 0
+    cmd, rest = argv[0], argv[1:]
+    if cmd not in COMMANDS:
+        top.error(f"unknown command {cmd!r}; expected one of {', '.join(COMMANDS)}")
+    module = importlib.import_module(COMMANDS[cmd][0])
+    parser = argparse.ArgumentParser(prog=f"phenomjax {cmd}", description=COMMANDS[cmd][1])
+    module.add_arguments(parser)
+    args = parser.parse_args(rest)
+    try:
+        return int(module.run(args) or 0)
+    except PhenomjaxError as e:
+        print(f"phenomjax {cmd}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"phenomjax {cmd}: interrupted; what was written is kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,106 @@
+"""Optimizers by name, shared by the transformer trainer, the phenomenological fitter and the
+sweeps. The learning rate lives in the optimizer state (optax.inject_hyperparams), so a vmapped
+sweep can set one rate per member without recompiling.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import jax.numpy as jnp
+import optax
+
+from .errors import ConfigError
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "momentum", "rmsprop", "adagrad", "lion")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    name: str = "adamw"  # any of OPTIMIZERS; sgd matches the historical runs
+    lr: float = 1e-3  # peak learning rate
+    weight_decay: float = 0.01  # adamw/lion only; PyTorch's default (optax's is 1e-4)
+    momentum: float = 0.9  # momentum (name = "momentum") / b1 for adam-type optimizers
+    b2: float = 0.999  # adam-type second-moment decay
+    eps: float = 1e-8  # adam-type denominator guard
+    warmup_steps: int = 0  # linear warm-up from 0 to lr
+    decay: Literal["none", "cosine", "linear"] = "none"  # after warm-up, down to lr * final_lr_frac
+    final_lr_frac: float = 0.0  # where cosine / linear decay ends, as a fraction of lr
+    clip_norm: float = 0.0  # global-norm gradient clipping; 0 turns it off
+
+    def validate(self) -> None:
+        if self.name not in OPTIMIZERS:
+            raise ConfigError(f"name: expected one of {list(OPTIMIZERS)}, got {self.name!r}")
+        if not self.lr > 0:
+            raise ConfigError(f"lr: expected > 0, got {self.lr}")
+        for f in ("weight_decay", "clip_norm", "eps"):
+            if getattr(self, f) < 0:
+                raise ConfigError(f"{f}: expected >= 0, got {getattr(self, f)}")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"warmup_steps: expected >= 0, got {self.warmup_steps}")
+
+
+def schedule(cfg: OptimConfig, total_steps: int) -> optax.Schedule:
+    """Warm-up then constant / cosine / linear decay, as a function of the step."""
+    warm = min(cfg.warmup_steps, max(total_steps - 1, 0))
+    end = cfg.lr * cfg.final_lr_frac
+    rest = max(total_steps - warm, 1)
+    if cfg.decay == "cosine":
+        after = optax.cosine_decay_schedule(cfg.lr, rest, alpha=cfg.final_lr_frac)
+    elif cfg.decay == "linear":
+        after = optax.linear_schedule(cfg.lr, end, rest)
+    else:
+        after = optax.constant_schedule(cfg.lr)
+    if warm == 0:
+        return after
+    return optax.join_schedules([optax.linear_schedule(0.0, cfg.lr, warm), after], [warm])
+
+
+def _base(name: str, cfg: OptimConfig, learning_rate):
+    if name == "adam":
+        return optax.adam(learning_rate, b1=cfg.momentum, b2=cfg.b2, eps=cfg.eps)
+    if name == "adamw":
+        return optax.adamw(
+            learning_rate, b1=cfg.momentum, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay
+        )
+    if name == "sgd":
+        return optax.sgd(learning_rate)
+    if name == "momentum":
+        return optax.sgd(learning_rate, momentum=cfg.momentum)
+    if name == "rmsprop":
+        return optax.rmsprop(learning_rate, eps=cfg.eps)
+    if name == "adagrad":
+        return optax.adagrad(learning_rate, eps=cfg.eps)
+    if name == "lion":
+        return optax.lion(learning_rate, b1=cfg.momentum, b2=cfg.b2, weight_decay=cfg.weight_decay)
+    raise ConfigError(f"optimizer.name: expected one of {list(OPTIMIZERS)}, got {name!r}")
+
+
+def make_optimizer(cfg: OptimConfig, total_steps: int) -> optax.GradientTransformation:
+    """The configured optimizer with its schedule and optional clipping."""
+    tx = _base(cfg.name, cfg, schedule(cfg, total_steps))
+    if cfg.clip_norm > 0:
+        tx = optax.chain(optax.clip_by_global_norm(cfg.clip_norm), tx)
+    return tx
+
+
+def make_injectable(cfg: OptimConfig) -> optax.GradientTransformation:
+    """A constant-rate optimizer whose learning rate lives in its state (for vmapped sweeps).
+
+    Build it once outside vmap; set the rate per member with `set_learning_rate`.
+    """
+    tx = optax.inject_hyperparams(lambda learning_rate: _base(cfg.name, cfg, learning_rate))(
+        learning_rate=cfg.lr
+    )
+    if cfg.clip_norm > 0:
+        tx = optax.chain(optax.clip_by_global_norm(cfg.clip_norm), tx)
+    return tx
+
+
+def set_learning_rate(opt_state, lr):
+    """Return opt_state (from make_injectable) with its learning rate replaced by `lr`."""
+    old = optax.tree_utils.tree_get(opt_state, "learning_rate")
+    return optax.tree_utils.tree_set(
+        opt_state, learning_rate=jnp.asarray(lr, jnp.asarray(old).dtype)
+    )

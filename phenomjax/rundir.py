@@ -1,0 +1,425 @@
+"""The run directory of DESIGN 4, shared by transformer and phenomenological runs.
+
+    runs/<name>/
+      manifest.json      config, seed, kind, K, L, alpha, batch, versions, device, status, times
+      evals.parquet      one row per (eval, sequence): step, rank, presentations, loss, accuracy
+      positions.parquet  optional, one row per (eval, sequence, position)
+      train.parquet      step, train_loss, learning_rate (and grad_norm where known)
+      checkpoint/        what resume needs
+
+Every write is atomic: a temporary file in the same folder, fsync, then os.replace, so a run
+killed at any moment leaves either the old or the new file, never half of one.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import RunDirError
+
+EVAL_COLUMNS = ("step", "rank", "presentations", "loss", "accuracy")
+POSITION_COLUMNS = ("step", "rank", "position", "presentations", "loss", "accuracy")
+TRAIN_COLUMNS = ("step", "train_loss", "learning_rate")
+KINDS = ("transformer", "phenom")
+STATUSES = ("running", "complete", "failed")
+_DTYPES = {
+    "step": np.int64,
+    "rank": np.int32,
+    "position": np.int16,
+    "presentations": np.int64,
+    "loss": np.float32,
+    "accuracy": np.float32,
+    "train_loss": np.float32,
+    "learning_rate": np.float32,
+    "grad_norm": np.float32,
+}
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call write(tmp) on a temporary path beside `path`, fsync it, then rename it over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        write(tmp_path)
+        with open(tmp_path, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    atomic_write(path, lambda p: p.write_bytes(data))
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    text = json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n"
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_parquet(path: Path, df: pd.DataFrame) -> None:
+    atomic_write(path, lambda p: df.to_parquet(p, index=False))
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def conform(df: pd.DataFrame, columns: tuple[str, ...], *, name: str) -> pd.DataFrame:
+    """Check the contract columns are present and cast them to their canonical dtypes."""
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise RunDirError(f"{name}: missing columns {missing}; expected {list(columns)}")
+    out = df.copy()
+    for c in out.columns:
+        if c in _DTYPES:
+            out[c] = out[c].to_numpy().astype(_DTYPES[c])
+    return out
+
+
+def environment() -> dict[str, str]:
+    """Package, jax and device versions for the manifest."""
+    import jax
+
+    from . import __version__
+
+    dev = jax.devices()[0]
+    return {
+        "package_version": __version__,
+        "jax_version": jax.__version__,
+        "python_version": platform.python_version(),
+        "device": f"{dev.platform}:{getattr(dev, 'device_kind', dev.platform)}",
+        "device_count": str(jax.device_count()),
+    }
+
+
+class RunDir:
+    """A run directory: reads and atomic writes of its parts. Holds only its path."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    # -- paths ---------------------------------------------------------------------------
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / "manifest.json"
+
+    @property
+    def evals_path(self) -> Path:
+        return self.path / "evals.parquet"
+
+    @property
+    def positions_path(self) -> Path:
+        return self.path / "positions.parquet"
+
+    @property
+    def train_path(self) -> Path:
+        return self.path / "train.parquet"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.path / "checkpoint"
+
+    def exists(self) -> bool:
+        return self.manifest_path.is_file()
+
+    # -- manifest ------------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike,
+        *,
+        kind: str,
+        config: Mapping[str, Any],
+        seed: int,
+        K: int,
+        L: int,
+        alpha: float,
+        batch: int,
+        extra: Mapping[str, Any] | None = None,
+        overwrite: bool = False,
+    ) -> RunDir:
+        """Start a run directory with status=running. Refuses to clobber an existing run."""
+        if kind not in KINDS:
+            raise RunDirError(f"manifest.kind: expected one of {KINDS}, got {kind!r}")
+        run = cls(path)
+        if run.exists() and not overwrite:
+            raise RunDirError(
+                f"{run.path}: a run already exists here; use --resume to continue it "
+                "or choose another --out"
+            )
+        run.path.mkdir(parents=True, exist_ok=True)
+        if overwrite:
+            for p in (run.evals_path, run.positions_path, run.train_path):
+                p.unlink(missing_ok=True)
+        manifest = {
+            "kind": kind,
+            "config": dict(config),
+            "seed": int(seed),
+            "K": int(K),
+            "L": int(L),
+            "alpha": float(alpha),
+            "batch": int(batch),
+            "status": "running",
+            "created": now(),
+            "updated": now(),
+            **environment(),
+            **dict(extra or {}),
+        }
+        atomic_write_json(run.manifest_path, manifest)
+        return run
+
+    def manifest(self) -> dict[str, Any]:
+        if not self.manifest_path.is_file():
+            raise RunDirError(f"{self.manifest_path}: not found; is {self.path} a run directory?")
+        try:
+            return json.loads(self.manifest_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise RunDirError(f"{self.manifest_path}: not valid JSON ({e})") from None
+
+    def update_manifest(self, **fields: Any) -> dict[str, Any]:
+        m = self.manifest()
+        m.update(fields)
+        m["updated"] = now()
+        atomic_write_json(self.manifest_path, m)
+        return m
+
+    def set_status(self, status: str, **fields: Any) -> None:
+        if status not in STATUSES:
+            raise RunDirError(f"manifest.status: expected one of {STATUSES}, got {status!r}")
+        self.update_manifest(status=status, **fields)
+
+    # -- tables --------------------------------------------------------------------------
+    def _read(self, path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+        if not path.is_file():
+            return pd.DataFrame({c: pd.Series(dtype=_DTYPES[c]) for c in columns})
+        try:
+            df = pd.read_parquet(path)
+        except Exception as e:  # pyarrow raises several types for a cut-short file
+            raise RunDirError(f"{path}: unreadable parquet ({type(e).__name__}: {e})") from None
+        return conform(df, columns, name=str(path))
+
+    def read_evals(self) -> pd.DataFrame:
+        return self._read(self.evals_path, EVAL_COLUMNS)
+
+    def read_positions(self) -> pd.DataFrame | None:
+        return (
+            self._read(self.positions_path, POSITION_COLUMNS)
+            if self.positions_path.is_file()
+            else None
+        )
+
+    def read_train(self) -> pd.DataFrame:
+        return self._read(self.train_path, TRAIN_COLUMNS)
+
+    def write_evals(self, df: pd.DataFrame) -> None:
+        atomic_write_parquet(self.evals_path, conform(df, EVAL_COLUMNS, name="evals"))
+
+    def write_positions(self, df: pd.DataFrame) -> None:
+        atomic_write_parquet(self.positions_path, conform(df, POSITION_COLUMNS, name="positions"))
+
+    def write_train(self, df: pd.DataFrame) -> None:
+        atomic_write_parquet(self.train_path, conform(df, TRAIN_COLUMNS, name="train"))
+
+    # -- checkpoint ----------------------------------------------------------------------
+    def save_checkpoint(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
+        """Arrays to checkpoint/state.npz and meta (step, ...) to checkpoint/meta.json.
+
+        The meta file names the npz digest, so a meta that refers to an older state is caught.
+        """
+        import hashlib
+        import io
+
+        buf = io.BytesIO()
+        np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+        data = buf.getvalue()
+        digest = hashlib.sha256(data).hexdigest()
+        atomic_write_bytes(self.checkpoint_dir / "state.npz", data)
+        atomic_write_json(self.checkpoint_dir / "meta.json", {**dict(meta), "sha256": digest})
+
+    def load_checkpoint(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        import hashlib
+        import io
+
+        meta_path = self.checkpoint_dir / "meta.json"
+        state_path = self.checkpoint_dir / "state.npz"
+        if not meta_path.is_file() or not state_path.is_file():
+            raise RunDirError(f"{self.checkpoint_dir}: no checkpoint to resume from")
+        try:
+            meta = json.loads(meta_path.read_text())
+        except json.JSONDecodeError as e:
+            raise RunDirError(f"{meta_path}: not valid JSON ({e})") from None
+        data = state_path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
+            raise RunDirError(f"{state_path}: does not match {meta_path} (cut short or stale)")
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        return arrays, meta
+
+    def has_checkpoint(self) -> bool:
+        return (self.checkpoint_dir / "meta.json").is_file()
+
+
+def pytree_to_arrays(tree: Any, prefix: str = "") -> dict[str, np.ndarray]:
+    """Flatten a pytree of arrays (typed PRNG keys included) to named numpy arrays."""
+    import jax
+
+    leaves = jax.tree_util.tree_leaves(tree)
+    out = {}
+    for i, leaf in enumerate(leaves):
+        if hasattr(leaf, "dtype") and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            leaf = jax.random.key_data(leaf)
+        out[f"{prefix}{i:05d}"] = np.asarray(leaf)
+    return out
+
+
+def arrays_to_pytree(like: Any, arrays: Mapping[str, np.ndarray], prefix: str = "") -> Any:
+    """Inverse of pytree_to_arrays, shaped by `like` (a pytree or its eval_shape)."""
+    import jax
+    import jax.numpy as jnp
+
+    leaves, treedef = jax.tree_util.tree_flatten(like)
+    names = sorted(k for k in arrays if k.startswith(prefix))
+    if len(names) != len(leaves):
+        raise RunDirError(
+            f"checkpoint: holds {len(names)} arrays, the model expects {len(leaves)}; "
+            "was it written by another config?"
+        )
+    out = []
+    for leaf, name in zip(leaves, names, strict=True):
+        a = arrays[name]
+        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            out.append(jax.random.wrap_key_data(jnp.asarray(a)))
+            continue
+        if tuple(a.shape) != tuple(leaf.shape):
+            raise RunDirError(f"checkpoint: {name} has shape {a.shape}, expected {leaf.shape}")
+        out.append(jnp.asarray(a, dtype=leaf.dtype))
+    return jax.tree_util.tree_unflatten(treedef, out)
+
+
+class RunLog:
+    """Accumulates a run's evaluation and training rows; each flush rewrites the tables
+    atomically, so a kill between flushes loses nothing that was flushed.
+
+    On resume, rows after the checkpoint step are dropped (they will be recomputed to the same
+    values, since every random draw is keyed by its step).
+    """
+
+    def __init__(self, run: RunDir, *, resume_step: int | None = None):
+        self.run = run
+        self._evals: list[pd.DataFrame] = []
+        self._positions: list[pd.DataFrame] = []
+        self._train: list[pd.DataFrame] = []
+        if resume_step is not None:
+            ev = run.read_evals()
+            self._evals = [ev[ev.step <= resume_step]]
+            pos = run.read_positions()
+            if pos is not None:
+                self._positions = [pos[pos.step <= resume_step]]
+            tr = run.read_train()
+            self._train = [tr[tr.step <= resume_step]]
+
+    def evaluated_steps(self) -> list[int]:
+        steps: set[int] = set()
+        for df in self._evals:
+            steps.update(int(s) for s in df["step"].unique())
+        return sorted(steps)
+
+    def add_eval(
+        self,
+        step: int,
+        presentations: np.ndarray,
+        loss: np.ndarray,
+        accuracy: np.ndarray,
+        *,
+        position_loss: np.ndarray | None = None,
+        position_accuracy: np.ndarray | None = None,
+    ) -> None:
+        """One evaluation of all K sequences: per-sequence (K,) and optional (K, L-1) arrays."""
+        K = len(loss)
+        self._evals.append(
+            pd.DataFrame(
+                {
+                    "step": np.full(K, step, np.int64),
+                    "rank": np.arange(K, dtype=np.int32),
+                    "presentations": np.asarray(presentations, np.int64),
+                    "loss": np.asarray(loss, np.float32),
+                    "accuracy": np.asarray(accuracy, np.float32),
+                }
+            )
+        )
+        if position_loss is not None:
+            K, P = position_loss.shape
+            self._positions.append(
+                pd.DataFrame(
+                    {
+                        "step": np.full(K * P, step, np.int64),
+                        "rank": np.repeat(np.arange(K, dtype=np.int32), P),
+                        "position": np.tile(np.arange(1, P + 1, dtype=np.int16), K),
+                        "presentations": np.repeat(np.asarray(presentations, np.int64), P),
+                        "loss": np.asarray(position_loss, np.float32).ravel(),
+                        "accuracy": np.asarray(position_accuracy, np.float32).ravel(),
+                    }
+                )
+            )
+
+    def add_train(
+        self,
+        steps: np.ndarray,
+        losses: np.ndarray,
+        learning_rates: np.ndarray,
+        grad_norms: np.ndarray | None = None,
+    ) -> None:
+        cols = {
+            "step": np.asarray(steps, np.int64),
+            "train_loss": np.asarray(losses, np.float32),
+            "learning_rate": np.broadcast_to(np.asarray(learning_rates, np.float32), len(steps)),
+        }
+        if grad_norms is not None:
+            cols["grad_norm"] = np.asarray(grad_norms, np.float32)
+        self._train.append(pd.DataFrame(cols))
+
+    @staticmethod
+    def _cat(parts: list[pd.DataFrame]) -> pd.DataFrame:
+        parts = [p for p in parts if len(p)]
+        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+    def flush(self) -> None:
+        """Rewrite train, positions and evals (evals last: it is what marks an eval done)."""
+        # Concatenate once and keep the single frame, so flushes stay O(rows), not O(parts).
+        if self._train:
+            self._train = [self._cat(self._train)]
+            if len(self._train[0]):
+                self.run.write_train(self._train[0])
+        if self._positions:
+            self._positions = [self._cat(self._positions)]
+            if len(self._positions[0]):
+                self.run.write_positions(self._positions[0])
+        if self._evals:
+            self._evals = [self._cat(self._evals)]
+            if len(self._evals[0]):
+                self.run.write_evals(self._evals[0])
