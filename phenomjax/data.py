@@ -6,13 +6,14 @@ Rank k = 0..K-1, rank 0 most frequent, p_k proportional to (k+1)^-alpha.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .errors import DataError
+from .errors import ConfigError, DataError
 
 # Named key streams, split once from the root key (Levanter style). Appending a name keeps the
 # earlier streams unchanged; never reorder.
@@ -27,6 +28,20 @@ def check_sizes(K: int, L: int, alpha: float, *, where: str = "data") -> None:
         raise DataError(f"{where}.L: expected an integer >= 2, got {L!r}")
     if not np.isfinite(alpha) or alpha < 0:
         raise DataError(f"{where}.alpha: expected a finite number >= 0, got {alpha!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    K: int = 1000  # number of sequences; rank k = 0..K-1, rank 0 the most frequent
+    L: int = 32  # bits per sequence; positions 1..L-1 are predicted
+    alpha: float = 1.0  # Zipf exponent of the sampling weights; 0 is uniform
+    seed: int = 0  # root seed of every key stream (bits, init, batches, ...)
+
+    def validate(self) -> None:
+        try:
+            check_sizes(self.K, self.L, self.alpha, where="data")
+        except DataError as e:
+            raise ConfigError(str(e)) from None
 
 
 def key_streams(seed: int) -> dict[str, jax.Array]:
