@@ -83,7 +83,8 @@ def from_dict(cls: type[T], data: Mapping[str, Any], *, where: str = "") -> T:
     hints = _field_types(cls)
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        name = f"{where}.{unknown[0]}" if where else unknown[0]
+        key = unknown[0] if unknown[0].isprintable() and unknown[0].strip() else repr(unknown[0])
+        name = f"{where}.{key}" if where else key
         raise ConfigError(f"{name}: unknown key; expected one of {sorted(fields)}")
     kwargs = {}
     for k, v in data.items():
