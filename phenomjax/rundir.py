@@ -358,8 +358,12 @@ class RunLog:
         *,
         position_loss: np.ndarray | None = None,
         position_accuracy: np.ndarray | None = None,
+        extra: Mapping[str, np.ndarray] | None = None,
     ) -> None:
-        """One evaluation of all K sequences: per-sequence (K,) and optional (K, L-1) arrays."""
+        """One evaluation of all K sequences: per-sequence (K,) and optional (K, L-1) arrays.
+
+        `extra` adds per-sequence columns beyond the contract (e.g. expected_presentations).
+        """
         K = len(loss)
         self._evals.append(
             pd.DataFrame(
@@ -369,6 +373,7 @@ class RunLog:
                     "presentations": np.asarray(presentations, np.int64),
                     "loss": np.asarray(loss, np.float32),
                     "accuracy": np.asarray(accuracy, np.float32),
+                    **{k: np.asarray(v) for k, v in (extra or {}).items()},
                 }
             )
         )
