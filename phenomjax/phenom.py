@@ -1,0 +1,179 @@
+"""The phenomenological model of DESIGN 6: a linear-attention memorizer with a sigmoid readout.
+
+For predicting bit n+1 (0-based) of sequence m from bits 0..n:
+
+    xi_i   = E[i, window_i]                    (window of the last w bits ending at bit i)
+    v_n    = sum_{i <= n} A[n, i] @ xi_i       (A[n, i] in R^{d x d})
+    logit  = B . v_n                           P(x_{n+1} = 1 | prefix) = sigmoid(logit)
+
+Cost (DESIGN 6): a logit depends on the parameters only through B^T A[n, i] E[i, v]. So each call
+first builds the small effective table U[n, i, v] (cost N^2 d 2^w, independent of M), then the
+logits of all M sequences are ONE (M x F) @ (F x N-1) product of per-position features with that
+table, and the gradient is one more product (F^T @ dlogits); see phenom_kernels.py. For w = 1 the
+features are the bits themselves (F = N-1, plus a constant), for w > 1 the one-hot windows
+(F = (N-1) 2^w). No (M, N, N, d) tensor is ever formed; rows are processed in blocks.
+
+Parameterizations (inferred from the keys and shapes of `params`):
+  full      {"A": (N-1, N-1, d, d), "B": (d,), "E": (N, 2^w, d)}   A[n, i] used only for i <= n
+  shared    {"a": (N-1, N-1), "W": (d, d), "B", "E"}               A[n, i] = a[n, i] W
+  relative  {"A": (N-1, d, d), "B", "E"}                           A[n, i] = A[n - i]
+Window values: bit i is the least significant bit, bit i-1 the next, ...; bits before the start
+of the sequence count as 0. E[N-1] (the last bit) never feeds a prediction and stays unused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import phenom_kernels as K
+from .errors import ConfigError
+
+PARAMS = ("full", "shared", "relative")
+EMBEDDINGS = ("random", "learned", "spin")
+
+
+@dataclasses.dataclass(frozen=True)
+class PhenomModel:
+    N: int  # bits per sequence (= L); bits 1..N-1 are predicted
+    d: int = 8  # width of the embedding and of each A[n, i]; spin forces 1
+    w: int = 1  # window: bits per embedded token (2^w rows of E per position); spin forces 1
+    param: str = "full"  # "full" (one A per (n, i)), "shared" (a[n, i] W), "relative" (A[n - i])
+    embedding: str = "random"  # "random" (fixed Gaussian/sqrt(d)), "learned", "spin" (xi = 2x - 1)
+    init_scale: float = 0.1  # std of the initial A (or a, W) and B entries; sets the plateau length
+
+    def __post_init__(self) -> None:
+        if self.embedding == "spin":  # spin is defined only for single bits in one dimension
+            object.__setattr__(self, "d", 1)
+            object.__setattr__(self, "w", 1)
+
+    def validate(self, where: str = "model") -> None:
+        """Raise a ConfigError naming the field when a value is out of range."""
+
+        def bad(field: str, expected: str) -> ConfigError:
+            value = getattr(self, field)
+            return ConfigError(f"{where}.{field}: expected {expected}, got {value!r}")
+
+        def is_int(v) -> bool:
+            return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+        if not is_int(self.N) or self.N < 2:
+            raise bad("N", "an integer >= 2")
+        if not is_int(self.d) or self.d < 1:
+            raise bad("d", "an integer >= 1")
+        if not is_int(self.w) or not 1 <= self.w <= 12:
+            raise bad("w", "an integer in [1, 12] (E has 2^w rows per position)")
+        if self.param not in PARAMS:
+            raise bad("param", f"one of {list(PARAMS)}")
+        if self.embedding not in EMBEDDINGS:
+            raise bad("embedding", f"one of {list(EMBEDDINGS)}")
+        if not (isinstance(self.init_scale, (int, float)) and math.isfinite(self.init_scale)):
+            raise bad("init_scale", "a finite number > 0")
+        if self.init_scale <= 0:
+            raise bad("init_scale", "a finite number > 0")
+
+
+def init_params(key: jax.Array, model: PhenomModel, scale: float | None = None) -> dict:
+    """Initial parameters: A-like tensors and B ~ scale * N(0, 1), E per the embedding.
+
+    `scale` (default model.init_scale) may be a traced scalar, so sweeps can vmap over it.
+    """
+    model.validate()
+    s = model.init_scale if scale is None else scale
+    N, d, V = model.N, model.d, 2**model.w
+    kA, kB, kE, kW = jax.random.split(key, 4)
+    f32 = jnp.float32
+    params = {"B": s * jax.random.normal(kB, (d,), f32)}
+    if model.param == "full":
+        params["A"] = s * jax.random.normal(kA, (N - 1, N - 1, d, d), f32)
+    elif model.param == "shared":
+        params["a"] = s * jax.random.normal(kA, (N - 1, N - 1), f32)
+        params["W"] = s * jax.random.normal(kW, (d, d), f32)
+    else:
+        params["A"] = s * jax.random.normal(kA, (N - 1, d, d), f32)
+    if model.embedding == "spin":
+        params["E"] = jnp.broadcast_to(jnp.array([[-1.0], [1.0]], f32), (N, 2, 1))
+    else:
+        params["E"] = jax.random.normal(kE, (N, V, d), f32) / jnp.sqrt(jnp.asarray(d, f32))
+    return params
+
+
+def trainable_mask(params: dict, model: PhenomModel) -> dict:
+    """True for leaves the optimizer updates; E only when the embedding is learned."""
+    return {k: (k != "E" or model.embedding == "learned") for k in params}
+
+
+def window_bits(params: dict) -> int:
+    """w inferred from E's 2^w rows per position."""
+    V = params["E"].shape[1]
+    w = int(V).bit_length() - 1
+    if 2**w != V:
+        raise ConfigError(f"params.E: expected 2^w rows per position, got {V}")
+    return w
+
+
+def contributions(params: dict) -> jax.Array:
+    """C[n, i] = B^T A[n, i], masked to i <= n: (N-1, N-1, d). Cheap (no M)."""
+    B = params["B"]
+    if "a" in params:  # shared: B^T a W = a (B^T W)
+        C = params["a"][:, :, None] * (B @ params["W"])[None, None, :]
+    elif params["A"].ndim == 3:  # relative: one mat-vec over all lags, then gather by n - i
+        r = jnp.einsum("d,kde->ke", B, params["A"])
+        P = r.shape[0]
+        lag = jnp.maximum(jnp.arange(P)[:, None] - jnp.arange(P)[None, :], 0)
+        C = r[lag]
+    else:  # full: B . A as one mat-vec over the flattened (n, i) axis
+        P, _, d, _ = params["A"].shape
+        C = (B @ params["A"].transpose(2, 0, 1, 3).reshape(d, -1)).reshape(P, P, d)
+    P = C.shape[0]
+    causal = jnp.tril(jnp.ones((P, P), C.dtype))
+    return C * causal[:, :, None]
+
+
+def effective_table(params: dict) -> jax.Array:
+    """U[n, i, v] = B^T A[n, i] E[i, v] (zero for i > n): (N-1, N-1, 2^w)."""
+    C = contributions(params)
+    P = C.shape[0]
+    return jnp.einsum("nie,ive->niv", C, params["E"][:P])
+
+
+def tables(params: dict) -> tuple[jax.Array, jax.Array]:
+    """(T, c) with logits = features @ T + c; see phenom_kernels.features for the features."""
+    U = effective_table(params)
+    P, _, V = U.shape
+    if V == 2:  # w = 1: logit = sum_i U0 + x_i (U1 - U0)
+        return (U[:, :, 1] - U[:, :, 0]).T, U[:, :, 0].sum(axis=1)
+    return U.transpose(1, 2, 0).reshape(P * V, P), jnp.zeros((P,), U.dtype)
+
+
+def logits(params: dict, bits: jax.Array) -> jax.Array:
+    """Logits of P(x_{n+1} = 1 | x_0..x_n), (M, N-1) float32. For large M use sequence_metrics."""
+    T, c = tables(params)
+    return K.features(jnp.asarray(bits), window_bits(params)) @ T + c
+
+
+def loss(params: dict, bits: jax.Array, weights: jax.Array) -> jax.Array:
+    """sum_m p_m * mean_n BCE(sigmoid(logit[m, n]), x[m, n+1]), in nats (log-sigmoid form).
+
+    Differentiable through a fused custom VJP (one blocked pass yields value and gradient).
+    """
+    T, c = tables(params)
+    return K.weighted_bce(T, c, jnp.asarray(bits), jnp.asarray(weights), window_bits(params))
+
+
+def loss_and_grad(params: dict, bits: jax.Array, weights: jax.Array) -> tuple[jax.Array, dict]:
+    """(loss, grads): two blocked GEMMs over M, then the small tables' VJP back to params."""
+    return jax.value_and_grad(loss)(params, bits, weights)
+
+
+@functools.partial(jax.jit, static_argnames=("per_position", "chunk"))
+def sequence_metrics(params: dict, bits: jax.Array, *, per_position: bool = False, chunk=4096):
+    """Per-sequence (loss (M,), accuracy (M,)) over the N-1 predicted positions; with
+    per_position also the (M, N-1) tables. Chunked over M, so K = 100000 needs little memory."""
+    T, c = tables(params)
+    return K.metrics(T, c, jnp.asarray(bits), window_bits(params), per_position, chunk)
