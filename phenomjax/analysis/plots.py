@@ -1,0 +1,228 @@
+"""Figures of DESIGN 5, PNG and PDF. Each function returns the tidy data it drew.
+
+Curves are drawn from a "curves" table (curve, order, presentations, step, loss, accuracy
+[, floor]) built from either the selected ranks (one curve per rank) or the rank bins (one
+curve per bin). Presentations of 0 cannot sit on a log axis and are left out of log plots.
+Headless unless a display exists and showing was asked for: `use_backend` picks Agg otherwise,
+so nothing ever tries to open a window in a test or on a cluster node.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .binning import bin_label
+from .settings import PlotSettings
+
+LOSS_LABEL = "loss (nats)"
+ACC_LABEL = "accuracy"
+X_LABEL = "presentations"
+
+
+def has_display() -> bool:
+    if sys.platform in ("darwin", "win32"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def use_backend(show: bool) -> bool:
+    """Select Agg unless showing was asked for and a display exists; returns 'will show'."""
+    import matplotlib
+
+    interactive = show and has_display() and os.environ.get("MPLBACKEND", "").lower() != "agg"
+    if not interactive:
+        matplotlib.use("Agg", force=True)
+    return interactive
+
+
+@dataclasses.dataclass
+class Drawn:
+    data: pd.DataFrame  # what was drawn, tidy
+    paths: list[Path]  # files written (empty when not saving)
+    figure: object = None  # the matplotlib figure, closed unless it will be shown
+
+
+def curves_from_ranks(ranks: pd.DataFrame, selection: list[int]) -> pd.DataFrame:
+    df = ranks[ranks["rank"].isin(selection)].copy()
+    df["curve"] = "rank " + df["rank"].astype(str)
+    df["order"] = df["rank"].astype(np.int64)
+    return df
+
+
+def curves_from_bins(binned: pd.DataFrame) -> pd.DataFrame:
+    df = binned.copy()
+    df["curve"] = [bin_label(lo, hi) for lo, hi in zip(df["rank_lo"], df["rank_hi"], strict=True)]
+    df["order"] = df["rank_lo"].astype(np.int64)
+    return df
+
+
+def _palette(name: str, n: int) -> list:
+    import seaborn as sns
+
+    return list(sns.color_palette(name, max(n, 1)))
+
+
+def _finish(fig, out_dir: Path | None, name: str, plot: PlotSettings, keep: bool) -> list[Path]:
+    import matplotlib.pyplot as plt
+
+    paths = []
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for fmt in plot.formats:
+            p = out_dir / f"{name}.{fmt}"
+            fig.savefig(p, bbox_inches="tight", dpi=plot.dpi)
+            paths.append(p)
+    if not keep:
+        plt.close(fig)
+    return paths
+
+
+def _draw_curves(ax, df, metric: str, colors: dict, style: str, floor: bool) -> pd.DataFrame:
+    logy = metric == "loss"
+    parts = []
+    for curve, g in df.groupby("curve", sort=False):
+        g = g.sort_values("step")
+        g = g[(g["presentations"] > 0) & np.isfinite(g[metric])]
+        if logy:
+            g = g[g[metric] > 0]
+        if len(g) == 0:
+            continue
+        c = colors[curve]
+        if style == "scatter":
+            ax.scatter(g["presentations"], g[metric], s=10, color=c, label=curve, alpha=0.8)
+        else:
+            ax.plot(g["presentations"], g[metric], "-", marker="D", ms=2, lw=1.6, color=c,
+                    label=curve)  # fmt: skip
+        ref = "floor" if metric == "loss" else "ceiling"
+        if floor and ref in g.columns and np.isfinite(g[ref]).any():
+            ax.axhline(float(g[ref].mean()), color=c, ls="--", lw=0.8, alpha=0.7)
+        parts.append(g.assign(metric=metric, value=g[metric], style=style))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def _axes(ax, metric: str, plot: PlotSettings, title: str) -> None:
+    ax.set_xscale("log")
+    ax.set_xlabel(X_LABEL)
+    if metric == "loss":
+        ax.set_yscale("log")
+        ax.set_ylabel(LOSS_LABEL)
+        if plot.loss_y_lim:
+            ax.set_ylim(*plot.loss_y_lim)
+    else:
+        ax.set_ylabel(ACC_LABEL)
+        if plot.accuracy_y_lim:
+            ax.set_ylim(*plot.accuracy_y_lim)
+    if plot.x_lim:
+        ax.set_xlim(*plot.x_lim)
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="major", alpha=0.3)
+
+
+def _legend(ax, plot: PlotSettings, n: int, floor_drawn: bool, ref: str = "Bayes floor") -> None:
+    from matplotlib.lines import Line2D
+
+    handles, labels = ax.get_legend_handles_labels()
+    if floor_drawn:
+        handles.append(Line2D([], [], color="gray", ls="--", lw=0.8))
+        labels.append(f"{ref} (dashed)")
+    ncol = plot.legend_ncol if n <= 12 else max(plot.legend_ncol, int(np.ceil(n / 12)))
+    ax.legend(handles, labels, loc=plot.legend_loc, ncol=ncol, fontsize=7, frameon=False)
+
+
+def metric_figure(
+    curves: pd.DataFrame,
+    metric: str,
+    *,
+    plot: PlotSettings,
+    title: str,
+    style: str = "line",
+    out_dir: Path | None = None,
+    name: str = "figure",
+    keep: bool = False,
+) -> Drawn:
+    """Loss (log-log) or accuracy (log x) against presentations, one curve per `curve`."""
+    import matplotlib.pyplot as plt
+
+    order = curves.drop_duplicates("curve").sort_values("order")["curve"].tolist()
+    colors = dict(zip(order, _palette(plot.palette, len(order)), strict=True))
+    fig, ax = plt.subplots(figsize=tuple(plot.figsize))
+    cur = curves.set_index("curve").loc[order].reset_index()
+    data = _draw_curves(ax, cur, metric, colors, style, plot.floor)
+    _axes(ax, metric, plot, title)
+    ref = "floor" if metric == "loss" else "ceiling"
+    floor_drawn = plot.floor and ref in data.columns and bool(np.isfinite(data[ref]).any())
+    _legend(ax, plot, len(order), floor_drawn, "Bayes floor" if ref == "floor" else "Bayes ceiling")
+    return Drawn(data, _finish(fig, out_dir, name, plot, keep), fig if keep else None)
+
+
+def comparative_figure(
+    binned: pd.DataFrame,
+    lo: int,
+    hi: int,
+    labels: dict[str, str],
+    *,
+    plot: PlotSettings,
+    title: str = "",
+    out_dir: Path | None = None,
+    name: str = "comparative",
+    keep: bool = False,
+) -> Drawn:
+    """One rank bin across runs: loss (log-log) and accuracy panels, one curve per run."""
+    import matplotlib.pyplot as plt
+
+    sub = binned[(binned["rank_lo"] == lo) & (binned["rank_hi"] == hi)].copy()
+    runs = [r for r in labels if r in set(sub["run"])]
+    sub["curve"] = sub["run"].map(labels)
+    colors = dict(
+        zip([labels[r] for r in runs], _palette(plot.run_palette, len(runs)), strict=True)
+    )
+    sub = sub[sub["run"].isin(runs)]
+    fig, axs = plt.subplots(1, 2, figsize=(plot.figsize[0] * 1.5, plot.figsize[1]))
+    parts = []
+    for ax, metric in zip(axs, ("loss", "accuracy"), strict=True):
+        parts.append(_draw_curves(ax, sub, metric, colors, "line", plot.floor))
+        _axes(ax, metric, plot, f"{metric} vs presentations, {bin_label(lo, hi)}")
+    data = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    floor_drawn = plot.floor and "floor" in data.columns and bool(np.isfinite(data["floor"]).any())
+    _legend(axs[0], plot, len(runs), floor_drawn)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return Drawn(data, _finish(fig, out_dir, name, plot, keep), fig if keep else None)
+
+
+def heatmap_figure(
+    pos_binned: pd.DataFrame,
+    *,
+    plot: PlotSettings,
+    title: str,
+    metric: str = "loss",
+    out_dir: Path | None = None,
+    name: str = "heatmap",
+    keep: bool = False,
+) -> Drawn:
+    """Rank bin x position heatmap of loss (nats) at the last evaluation."""
+    import matplotlib.pyplot as plt
+
+    last = pos_binned[pos_binned["step"] == pos_binned["step"].max()]
+    pivot = last.pivot_table(index=["rank_lo", "rank_hi"], columns="position", values=metric)
+    fig, ax = plt.subplots(figsize=tuple(plot.figsize))
+    im = ax.imshow(pivot.to_numpy(), aspect="auto", cmap="magma_r", interpolation="nearest")
+    ax.set_yticks(range(len(pivot.index)))
+    ax.set_yticklabels([bin_label(lo, hi) for lo, hi in pivot.index], fontsize=7)
+    cols = pivot.columns.to_numpy()
+    step_ticks = max(1, len(cols) // 10)
+    ax.set_xticks(range(0, len(cols), step_ticks))
+    ax.set_xticklabels(cols[::step_ticks])
+    ax.set_xlabel("position (predicted bit)")
+    ax.set_ylabel("rank bin")
+    fig.colorbar(im, ax=ax, label=LOSS_LABEL if metric == "loss" else ACC_LABEL)
+    ax.set_title(f"{title} (step {int(last['step'].iloc[0])})", fontsize=10)
+    data = pivot.reset_index()
+    return Drawn(data, _finish(fig, out_dir, name, plot, keep), fig if keep else None)
