@@ -35,4 +35,17 @@ __all__ = [
     "RunDirError",
     "UnsafePickleError",
     "RunDir",
+    "load_run",
+    "bin_by_rank",
 ]
+
+_LAZY = {"load_run": "phenomjax.analysis", "bin_by_rank": "phenomjax.analysis"}
+
+
+def __getattr__(name: str):
+    # The analysis (pandas, pyarrow) loads on first use, so `import phenomjax` stays light.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'phenomjax' has no attribute {name!r}")

@@ -198,11 +198,15 @@ def legacy_tables(
     logs = record["logs"]
     if not isinstance(logs, list):
         raise DataError(f"{path}: 'logs' should be a list, got {type(logs).__name__}")
+    if not any(isinstance(lg, dict) and lg.get("test_metrics") for lg in logs):
+        raise DataError(f"{path}: no log holds test_metrics; nothing to analyse")
     spe = steps_per_epoch(logs, args, path, steps_override)
     seq_parts: list[dict[str, np.ndarray]] = []
     pos_parts: list[dict[str, np.ndarray]] = []
     K = L = None
     for i, lg in enumerate(logs):
+        if not isinstance(lg, dict):
+            raise DataError(f"{path}: logs[{i}] should be a dict, got {type(lg).__name__}")
         tm = lg.get("test_metrics") or {}
         if len(tm) == 0:
             continue
