@@ -154,7 +154,7 @@ def tables(params: dict) -> tuple[jax.Array, jax.Array]:
 def logits(params: dict, bits: jax.Array) -> jax.Array:
     """Logits of P(x_{n+1} = 1 | x_0..x_n), (M, N-1) float32. For large M use sequence_metrics."""
     T, c = tables(params)
-    return K.features(jnp.asarray(bits), window_bits(params)) @ T + c
+    return K.features(jnp.asarray(bits), window_bits(params)) @ T + c[None, :]
 
 
 def loss(params: dict, bits: jax.Array, weights: jax.Array) -> jax.Array:

@@ -37,7 +37,7 @@ def features(bits: jax.Array, w: int) -> jax.Array:
         return bits[:, :-1].astype(f32)
     V = 2**w
     win = windows(bits, w)
-    onehot = (win[:, :, None] == jnp.arange(V, dtype=jnp.int32)).astype(f32)
+    onehot = (win[:, :, None] == jnp.arange(V, dtype=jnp.int32)[None, None, :]).astype(f32)
     return onehot.reshape(bits.shape[0], -1)
 
 
@@ -69,7 +69,7 @@ def _scan_blocks(body, init, bits, weights, rows):
     xs = _split(bits, weights, rows)
     if xs[0].shape[0] == 1:  # one block: no loop
         carry, out = body(init, (xs[0][0], xs[1][0]))
-        return carry, out[None]
+        return carry, jax.tree.map(lambda a: a[None], out)
     return jax.lax.scan(body, init, xs)
 
 
@@ -81,7 +81,7 @@ def weighted_bce(T, c, bits, weights, w):
 
     def body(total, xs):
         xb, pb = xs
-        bce, _ = _bce_parts(features(xb, w) @ T + c, xb[:, 1:].astype(f32))
+        bce, _ = _bce_parts(features(xb, w) @ T + c[None, :], xb[:, 1:].astype(f32))
         return total + pb @ bce.sum(axis=1) / P, None
 
     total, _ = _scan_blocks(body, jnp.zeros((), f32), bits, weights, rows)
@@ -98,7 +98,7 @@ def _fwd(T, c, bits, weights, w):
         xb, pb = xs
         F = features(xb, w)
         y = xb[:, 1:].astype(f32)
-        bce, sig = _bce_parts(F @ T + c, y)
+        bce, sig = _bce_parts(F @ T + c[None, :], y)
         seq = bce.sum(axis=1) / P
         G = (sig - y) * (pb / P)[:, None]  # d loss / d logits
         return (total + pb @ seq, dT + F.T @ G, dc + G.sum(axis=0)), seq
@@ -123,7 +123,7 @@ def metrics(T, c, bits, w: int, per_position: bool, chunk: int):
     xb, _ = _split(bits, jnp.zeros((M,), f32), rows)
 
     def one(x):
-        z = features(x, w) @ T + c
+        z = features(x, w) @ T + c[None, :]
         y = x[:, 1:].astype(f32)
         bce, _ = _bce_parts(z, y)
         acc = ((z > 0) == (y > 0.5)).astype(f32)
