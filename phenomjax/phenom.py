@@ -142,19 +142,32 @@ def effective_table(params: dict) -> jax.Array:
     return jnp.einsum("nie,ive->niv", C, params["E"][:P])
 
 
-def tables(params: dict) -> tuple[jax.Array, jax.Array]:
-    """(T, c) with logits = features @ T + c; see phenom_kernels.features for the features."""
+def tables(params: dict) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(T, c, E_g): logits = features(bits, w, E_g) @ T + c, the cheapest exact route.
+
+    w = 1: T is the (N-1, N-1) matrix of DESIGN 6 on the raw bits, c the x = 0 part.
+    2 < 2^w <= d: T holds U for the one-hot windows, ((N-1) 2^w, N-1).
+    2^w > d: T holds C = B^T A for the gathered embeddings E_g = E[:N-1], ((N-1) d, N-1).
+    E_g is an empty array except in the last case.
+    """
+    E = params["E"]
+    V, d = E.shape[1], E.shape[2]
+    if V > max(d, 2):  # gathering d floats per position beats a 2^w one-hot
+        C = contributions(params)
+        P = C.shape[0]
+        return C.transpose(1, 2, 0).reshape(P * d, P), jnp.zeros((P,), C.dtype), E[:P]
     U = effective_table(params)
-    P, _, V = U.shape
+    P = U.shape[0]
+    empty = jnp.zeros((0,), U.dtype)
     if V == 2:  # w = 1: logit = sum_i U0 + x_i (U1 - U0)
-        return (U[:, :, 1] - U[:, :, 0]).T, U[:, :, 0].sum(axis=1)
-    return U.transpose(1, 2, 0).reshape(P * V, P), jnp.zeros((P,), U.dtype)
+        return (U[:, :, 1] - U[:, :, 0]).T, U[:, :, 0].sum(axis=1), empty
+    return U.transpose(1, 2, 0).reshape(P * V, P), jnp.zeros((P,), U.dtype), empty
 
 
 def logits(params: dict, bits: jax.Array) -> jax.Array:
     """Logits of P(x_{n+1} = 1 | x_0..x_n), (M, N-1) float32. For large M use sequence_metrics."""
-    T, c = tables(params)
-    return K.features(jnp.asarray(bits), window_bits(params)) @ T + c[None, :]
+    T, c, E = tables(params)
+    return K.features(jnp.asarray(bits), window_bits(params), E) @ T + c[None, :]
 
 
 def loss(params: dict, bits: jax.Array, weights: jax.Array) -> jax.Array:
@@ -162,8 +175,8 @@ def loss(params: dict, bits: jax.Array, weights: jax.Array) -> jax.Array:
 
     Differentiable through a fused custom VJP (one blocked pass yields value and gradient).
     """
-    T, c = tables(params)
-    return K.weighted_bce(T, c, jnp.asarray(bits), jnp.asarray(weights), window_bits(params))
+    T, c, E = tables(params)
+    return K.weighted_bce(T, c, E, jnp.asarray(bits), jnp.asarray(weights), window_bits(params))
 
 
 def loss_and_grad(params: dict, bits: jax.Array, weights: jax.Array) -> tuple[jax.Array, dict]:
@@ -175,5 +188,5 @@ def loss_and_grad(params: dict, bits: jax.Array, weights: jax.Array) -> tuple[ja
 def sequence_metrics(params: dict, bits: jax.Array, *, per_position: bool = False, chunk=4096):
     """Per-sequence (loss (M,), accuracy (M,)) over the N-1 predicted positions; with
     per_position also the (M, N-1) tables. Chunked over M, so K = 100000 needs little memory."""
-    T, c = tables(params)
-    return K.metrics(T, c, jnp.asarray(bits), window_bits(params), per_position, chunk)
+    T, c, E = tables(params)
+    return K.metrics(T, c, E, jnp.asarray(bits), window_bits(params), per_position, chunk)

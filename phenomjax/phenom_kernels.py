@@ -27,12 +27,17 @@ def windows(bits: jax.Array, w: int) -> jax.Array:
     return sum(xp[:, w - 1 - k : w - 1 - k + P] << k for k in range(w))
 
 
-def features(bits: jax.Array, w: int) -> jax.Array:
+def features(bits: jax.Array, w: int, E: jax.Array | None = None) -> jax.Array:
     """Per-row features whose product with the table gives the logits: (M, F) float32.
 
-    w = 1: the input bits themselves (F = N-1; the x = 0 part sits in the constant).
+    E given (w > 1, 2^w > d): the embeddings xi_i = E[i, window_i], position-major, F = (N-1) d.
+    Else w = 1: the input bits themselves (F = N-1; the x = 0 part sits in the constant), and
     w > 1: the one-hot window values, position-major (F = (N-1) 2^w).
     """
+    if E is not None and E.size:
+        P, V, d = E.shape
+        idx = windows(bits, w) + (V * jnp.arange(P, dtype=jnp.int32))[None, :]
+        return E.reshape(P * V, d)[idx].reshape(bits.shape[0], P * d)
     if w == 1:
         return bits[:, :-1].astype(f32)
     V = 2**w
@@ -73,57 +78,66 @@ def _scan_blocks(body, init, bits, weights, rows):
     return jax.lax.scan(body, init, xs)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
-def weighted_bce(T, c, bits, weights, w):
-    """sum_m weights[m] * mean_n BCE(logit[m, n], bits[m, n+1]), logits = features @ T + c."""
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
+def weighted_bce(T, c, E, bits, weights, w):
+    """sum_m weights[m] * mean_n BCE(logit[m, n], bits[m, n+1]), logits = features @ T + c.
+
+    E: the (N-1, 2^w, d) embedding for the gathered-embedding features, or an empty array.
+    """
     P = c.shape[0]
     rows = block_rows(T.shape[0], bits.shape[0])
 
     def body(total, xs):
         xb, pb = xs
-        bce, _ = _bce_parts(features(xb, w) @ T + c[None, :], xb[:, 1:].astype(f32))
+        bce, _ = _bce_parts(features(xb, w, E) @ T + c[None, :], xb[:, 1:].astype(f32))
         return total + pb @ bce.sum(axis=1) / P, None
 
     total, _ = _scan_blocks(body, jnp.zeros((), f32), bits, weights, rows)
     return total
 
 
-def _fwd(T, c, bits, weights, w):
+def _fwd(T, c, E, bits, weights, w):
     M = bits.shape[0]
     P = c.shape[0]
     rows = block_rows(T.shape[0], M)
+    gathered = E.size > 0
 
     def body(carry, xs):
-        total, dT, dc = carry
+        total, dT, dc, dE = carry
         xb, pb = xs
-        F = features(xb, w)
+        F = features(xb, w, E)
         y = xb[:, 1:].astype(f32)
         bce, sig = _bce_parts(F @ T + c[None, :], y)
         seq = bce.sum(axis=1) / P
         G = (sig - y) * (pb / P)[:, None]  # d loss / d logits
-        return (total + pb @ seq, dT + F.T @ G, dc + G.sum(axis=0)), seq
+        if gathered:  # scatter d features back onto the rows of E that were gathered
+            Pn, V, d = E.shape
+            idx = windows(xb, w) + (V * jnp.arange(Pn, dtype=jnp.int32))[None, :]
+            dF = (G @ T.T).reshape(-1, d)
+            dE = dE.reshape(Pn * V, d).at[idx.reshape(-1)].add(dF).reshape(E.shape)
+        return (total + pb @ seq, dT + F.T @ G, dc + G.sum(axis=0), dE), seq
 
-    init = (jnp.zeros((), f32), jnp.zeros_like(T), jnp.zeros_like(c))
-    (total, dT, dc), seq = _scan_blocks(body, init, bits, weights, rows)
-    return total, (dT, dc, seq.reshape(-1)[:M])
+    init = (jnp.zeros((), f32), jnp.zeros_like(T), jnp.zeros_like(c), jnp.zeros_like(E))
+    (total, dT, dc, dE), seq = _scan_blocks(body, init, bits, weights, rows)
+    return total, (dT, dc, dE, seq.reshape(-1)[:M])
 
 
 def _bwd(w, res, g):
-    dT, dc, seq = res
-    return g * dT, g * dc, None, g * seq
+    dT, dc, dE, seq = res
+    return g * dT, g * dc, g * dE, None, g * seq
 
 
 weighted_bce.defvjp(_fwd, _bwd)
 
 
-def metrics(T, c, bits, w: int, per_position: bool, chunk: int):
+def metrics(T, c, E, bits, w: int, per_position: bool, chunk: int):
     """Per-sequence loss and accuracy (and the (M, N-1) tables), chunked with lax.map."""
     M = bits.shape[0]
     rows = max(1, min(chunk, M))
     xb, _ = _split(bits, jnp.zeros((M,), f32), rows)
 
     def one(x):
-        z = features(x, w) @ T + c[None, :]
+        z = features(x, w, E) @ T + c[None, :]
         y = x[:, 1:].astype(f32)
         bce, _ = _bce_parts(z, y)
         acc = ((z > 0) == (y > 0.5)).astype(f32)

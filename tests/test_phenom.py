@@ -137,7 +137,7 @@ def test_nxn_table_matches_naive_sum_and_blocks(w):
     z_ref = np_logits(params, bits)
     np.testing.assert_allclose(ph.logits(params, bits), z_ref, atol=1e-4)
     if w == 1:  # the N x N matrix itself: logits = bits @ T + c, T upper-triangular (causal)
-        T, c = ph.tables(params)
+        T, c, _ = ph.tables(params)
         assert T.shape == (N - 1, N - 1)
         np.testing.assert_allclose(bits[:, :-1] @ np.asarray(T) + np.asarray(c), z_ref, atol=1e-4)
         assert np.all(np.tril(np.asarray(T), -1) == 0)
