@@ -1,0 +1,320 @@
+"""Benchmark of the phenomenological model core (issue 2, item 8), everything side by side in
+one process so that the ratios survive a noisy, shared machine (medians of alternating rounds).
+
+    python scripts/bench_phenom.py            # full run (a few minutes on 2 cores)
+    python scripts/bench_phenom.py --quick    # smoke run: small shapes, few rounds
+
+Sections: this machine's float32 GEMM rate; value_and_grad (full, random E, w = 1) against two
+(M x N) @ (N x N) products, a NumPy and a PyTorch (if installed) version of the same N x N
+formulation; then, with the fitter's step functions (phenomjax.fit_modes), a 1000-step fit in one
+scan vs a Python loop of jitted steps, stochastic-mode steps/s with presentation counts and
+evaluation snapshots, and a 16-member vmapped sweep vs 16 sequential runs of one program.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from phenomjax import phenom as ph
+from phenomjax.data import key_streams, log_spaced_steps, make_bits, zipf_weights
+
+
+def timed(fn, *args):
+    t = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    return time.perf_counter() - t
+
+
+def race(fns: dict, rounds: int) -> dict:
+    """Median seconds per call of each fn, alternating fns every round (one warm-up each)."""
+    for f in fns.values():
+        f()
+    times = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, f in fns.items():
+            times[k].append(timed(f))
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
+# ---------- reference implementations of the same N x N formulation (w = 1) ----------
+
+
+def numpy_value_and_grad(p: dict, bits: np.ndarray, weights: np.ndarray):
+    A, B, E = p["A"], p["B"], p["E"]
+    P = A.shape[0]
+    mask = np.tril(np.ones((P, P), np.float32))[:, :, None]
+    C = np.tensordot(B, A, axes=(0, 2)) * mask  # (n, i, e)
+    U = np.einsum("nie,ive->niv", C, E[:P], optimize=True)
+    T, c = (U[:, :, 1] - U[:, :, 0]).T, U[:, :, 0].sum(1)
+    X = bits[:, :-1].astype(np.float32)
+    Y = bits[:, 1:].astype(np.float32)
+    z = X @ T + c
+    e = np.exp(-np.abs(z))
+    loss = weights @ ((np.maximum(z, 0) - Y * z + np.log1p(e)).mean(1))
+    G = (np.where(z >= 0, 1.0, e) / (1 + e) - Y) * (weights / P)[:, None]
+    dT, dc = X.T @ G, G.sum(0)
+    dU = np.stack([dc[:, None] - dT.T, dT.T], axis=-1)
+    dC = np.einsum("niv,ive->nie", dU, E[:P]) * mask
+    dE = np.zeros_like(E)
+    dE[:P] = np.einsum("niv,nie->ive", dU, C)
+    return loss, {
+        "A": np.einsum("nie,d->nide", dC, B),
+        "B": np.einsum("nie,nide->d", dC, A),
+        "E": dE,
+    }
+
+
+def torch_value_and_grad_fn(p: dict, bits: np.ndarray, weights: np.ndarray):
+    import torch
+
+    tp = {k: torch.tensor(np.asarray(v), requires_grad=True) for k, v in p.items()}
+    X = torch.tensor(bits[:, :-1], dtype=torch.float32)
+    Y = torch.tensor(bits[:, 1:], dtype=torch.float32)
+    w = torch.tensor(weights)
+    P = X.shape[1]
+    mask = torch.tril(torch.ones(P, P))[:, :, None]
+
+    def run():
+        for v in tp.values():
+            v.grad = None
+        C = torch.einsum("d,nide->nie", tp["B"], tp["A"]) * mask
+        U = torch.einsum("nie,ive->niv", C, tp["E"][:P])
+        z = X @ (U[:, :, 1] - U[:, :, 0]).T + U[:, :, 0].sum(1)
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(z, Y, reduction="none")
+        loss = bce.mean(1) @ w
+        loss.backward()
+        return loss.item()
+
+    return run
+
+
+def core_one(M: int, N: int, d: int, rounds: int, torch) -> None:
+    model = ph.PhenomModel(N=N, d=d)
+    params = ph.init_params(jax.random.key(0), model)
+    bits = make_bits(0, M, N)
+    weights = zipf_weights(M).astype(np.float32)
+    xb, wj = jnp.asarray(bits), jnp.asarray(weights)
+    X = jnp.asarray(np.random.default_rng(0).random((M, N), np.float32))
+    W = jnp.asarray(np.random.default_rng(1).random((N, N), np.float32))
+    gemm = jax.jit(lambda X, W: X @ W)
+    two = jax.jit(lambda X, W: X.T @ (X @ W))  # the two same-shape products of one v&g
+    vg = jax.jit(ph.loss_and_grad)
+    pn = {k: np.asarray(v) for k, v in params.items()}
+    fns = {
+        "gemm": lambda: gemm(X, W),
+        "two": lambda: two(X, W),
+        "vg": lambda: vg(params, xb, wj),
+        "numpy": lambda: numpy_value_and_grad(pn, bits, weights),
+    }
+    if torch is not None:
+        fns["torch"] = torch_value_and_grad_fn(pn, bits, weights)
+    t = race(fns, rounds)
+    rate = 2 * M * N * N / t["gemm"] / 1e9
+    tt = t.get("torch", float("nan"))
+    print(
+        f"{f'{M},{N},{d}':>16} {rate:9.1f} {1e3 * t['two']:9.2f} {1e3 * t['vg']:8.2f} "
+        f"{t['two'] / t['vg']:6.2f} {1e3 * t['numpy']:9.2f} {t['numpy'] / t['vg']:7.2f} "
+        f"{1e3 * tt:9.2f} {tt / t['vg']:7.2f}"
+    )
+
+
+def core_section(shapes, rounds: int) -> None:
+    try:
+        import torch
+
+        torch.set_num_threads(os.cpu_count() or 1)
+    except ImportError:
+        torch = None
+    print(f"\n== value_and_grad (full, random E, w=1) vs GEMMs; {os.cpu_count()} CPU threads ==")
+    print(
+        f"{'M,N,d':>16} {'gemm GF/s':>9} {'2 gemm ms':>9} {'v&g ms':>8} {'share':>6} "
+        f"{'numpy ms':>9} {'x numpy':>7} {'torch ms':>9} {'x torch':>7}"
+    )
+    for M, N, d in shapes:
+        core_one(M, N, d, rounds, torch)
+    print("share = (two-GEMM time) / (v&g time): 1.0 means v&g runs at the two-GEMM rate")
+
+
+# ---------- fitting with the fitter's step functions ----------
+
+
+def fit_parts(K: int, L: int, d: int, mode: str, batch: int, lr: float = 1e-2, w: int = 1):
+    import optax
+
+    from phenomjax.fit_modes import freeze_untrained, init_state, make_data, make_step
+
+    model = ph.PhenomModel(N=L, d=d, w=w)
+    keys = key_streams(0)
+    data = make_data(make_bits(0, K, L), zipf_weights(K), keys["batches"])
+    like = ph.init_params(keys["init"], model)
+    tx = freeze_untrained(optax.adam(lr), like, model)
+    state = init_state(keys["init"], model, tx, mode=mode, K=K)
+    return model, data, tx, state, make_step(tx, mode=mode, batch=batch)
+
+
+def scan_vs_loop(shapes, steps: int) -> None:
+    print(
+        f"\n== {steps}-step expected-mode Adam fit: one lax.scan vs a Python loop of jitted steps"
+    )
+    print(
+        f"{'K,L,d':>14} {'scan comp s':>11} {'scan ms/step':>12} {'loop comp s':>11} "
+        f"{'loop ms/step':>12} {'v&g ms':>7} {'v&g in scan':>11} {'step/v&g':>8} {'same traj':>9}"
+    )
+    for K, L, d in shapes:
+        scan_one(K, L, d, steps)
+
+
+def scan_one(K: int, L: int, d: int, steps: int) -> None:
+    model, data, tx, state, step = fit_parts(K, L, d, "expected", 64)
+    scan = jax.jit(lambda s, dt: jax.lax.scan(lambda c, _: step(c, dt), s, None, length=steps))
+    t0 = time.perf_counter()
+    scan_c = scan.lower(state, data).compile()
+    comp_scan = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    one = jax.jit(step).lower(state, data).compile()
+    comp_loop = time.perf_counter() - t0
+    vg = jax.jit(ph.loss_and_grad)
+
+    def loop():
+        s, out = state, []
+        for _ in range(steps):
+            s, loss = one(s, data)
+            out.append(loss)
+        return s, jnp.stack(out)
+
+    (_, l_scan), (_, l_loop) = scan_c(state, data), loop()
+    same = bool(np.array_equal(np.asarray(l_scan), np.asarray(l_loop)))
+    p = state["params"]
+    t = race(
+        {"scan": lambda: scan_c(state, data), "loop": loop},
+        3,
+    )
+
+    def vg_step(q, _):  # value_and_grad alone in the same loop (a trivial update keeps it live)
+        loss, g = ph.loss_and_grad(q, data.bits, data.weights)
+        return jax.tree.map(lambda a, b: a - 1e-9 * b, q, g), loss
+
+    vg_scan = jax.jit(lambda q: jax.lax.scan(vg_step, q, None, length=steps))
+    t_vg = race(
+        {
+            "vg": lambda: vg(p, data.bits, data.weights),
+            "vg_scan": lambda: vg_scan(p),
+        },
+        5,
+    )
+    per = t["scan"] / steps
+    print(
+        f"{f'{K},{L},{d}':>14} {comp_scan:11.2f} {1e3 * per:12.3f} {comp_loop:11.2f} "
+        f"{1e3 * t['loop'] / steps:12.3f} {1e3 * t_vg['vg']:7.3f} "
+        f"{1e3 * t_vg['vg_scan'] / steps:11.3f} {per / t_vg['vg']:8.2f} {str(same):>9}"
+    )
+
+
+def stochastic_rate(K: int, L: int, d: int, batch: int, steps: int, num_evals: int) -> None:
+    from phenomjax.fit_modes import make_advance
+
+    print(f"\n== stochastic mode B={batch} at (K,L,d)=({K},{L},{d}), {steps} steps, counts + evals")
+    model, data, tx, state, step = fit_parts(K, L, d, "stochastic", batch)
+    advance = make_advance(step, 1000)
+    metrics = jax.jit(lambda p, b: ph.sequence_metrics(p, b, chunk=min(4096, K)))
+    grid = log_spaced_steps(steps, num_evals)
+
+    def run():
+        s, done = state, 0
+        for target in grid:
+            while done < target:
+                n = min(1000, int(target) - done)
+                s, _ = advance(s, jnp.int32(n), data)
+                done += n
+            loss, acc = metrics(s["params"], data.bits)
+            np.asarray(loss), np.asarray(acc), np.asarray(s["counts"])  # read like the fitter
+        return s["counts"]
+
+    t0 = time.perf_counter()
+    counts = run()
+    first = time.perf_counter() - t0
+    t = race({"run": run}, 3)["run"]
+    print(
+        f"steps/s {steps / t:,.0f} (first run incl. compile {first:.2f} s; {len(grid)} evals); "
+        f"presentations sum {int(np.asarray(counts).sum())} = steps x batch {steps * batch}"
+    )
+
+
+def sweep_vs_sequential(K: int, L: int, d: int, steps: int, members: int) -> None:
+    from phenomjax.fit_modes import init_state, make_data, make_step
+    from phenomjax.optim import OptimConfig, make_injectable, set_learning_rate
+
+    print(
+        f"\n== {members}-member vmapped sweep over lr vs {members} sequential runs, {steps} steps"
+    )
+    model = ph.PhenomModel(N=L, d=d)
+    keys = key_streams(0)
+    data = make_data(make_bits(0, K, L), zipf_weights(K), keys["batches"])
+    tx = make_injectable(OptimConfig(name="adam", lr=1e-2))
+    lrs = jnp.asarray(np.logspace(-3, -1, members), jnp.float32)
+
+    def init(lr):
+        s = init_state(keys["init"], model, tx, mode="expected", K=K)
+        s["opt_state"] = set_learning_rate(s["opt_state"], lr)
+        return s
+
+    step = make_step(tx, mode="expected", batch=64)
+
+    def fit(s):
+        return jax.lax.scan(lambda c, _: step(c, data), s, None, length=steps)
+
+    vfit = jax.jit(jax.vmap(fit))
+    sfit = jax.jit(fit)
+    states = jax.vmap(init)(lrs)
+    singles = [init(lr) for lr in lrs]
+    t0 = time.perf_counter()
+    (_, lv) = vfit(states)
+    jax.block_until_ready(lv)
+    comp_v = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    (_, l0) = sfit(singles[0])
+    jax.block_until_ready(l0)
+    comp_s = time.perf_counter() - t0
+    t = race(
+        {"vmap": lambda: vfit(states), "seq": lambda: [sfit(s) for s in singles]},
+        3,
+    )
+    diff = float(jnp.max(jnp.abs(lv[0] - l0)))
+    print(
+        f"vmapped {t['vmap']:.3f} s (first call {comp_v:.2f} s), sequential {t['seq']:.3f} s "
+        f"(first call {comp_s:.2f} s); sequential / vmapped = {t['seq'] / t['vmap']:.2f}; "
+        f"member 0 vs its single run: max |loss diff| {diff:.2e}"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small shapes and few rounds")
+    ap.add_argument("--rounds", type=int, default=None, help="timing rounds per measurement")
+    ap.add_argument("--skip-fit", action="store_true", help="only the value_and_grad section")
+    args = ap.parse_args()
+    quick = args.quick
+    rounds = args.rounds or (3 if quick else 9)
+    print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPUs")
+    shapes = [(1000, 32, 8), (10000, 64, 16)] + ([] if quick else [(100000, 100, 8)])
+    core_section(shapes, rounds)
+    if args.skip_fit:
+        return
+    try:
+        import phenomjax.fit_modes  # noqa: F401
+    except ImportError as e:
+        print(f"\n(fit sections skipped: {e})")
+        return
+    scan_vs_loop([(1000, 32, 8)] if quick else [(1000, 32, 8), (10000, 64, 16)], 1000)
+    stochastic_rate(1000, 32, 8, 64, 2000 if quick else 10000, 15)
+    sweep_vs_sequential(1000, 32, 8, 200 if quick else 1000, 16)
+
+
+if __name__ == "__main__":
+    main()
