@@ -55,6 +55,8 @@ def tables(draw):
             )
         )
     table = pd.concat(rows, ignore_index=True)
+    if draw(st.booleans()):  # stored order (the reduceat path) or shuffled (the bincount path)
+        table = table.sample(frac=1.0, random_state=int(rng.integers(1 << 30)))
     if draw(st.booleans()):
         edges = None
     else:

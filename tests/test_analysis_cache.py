@@ -91,3 +91,26 @@ def test_missing_and_empty_runs_are_clear_errors(tmp_path):
     run = make_run_dir(tmp_path / "noevals", steps=(0,), per_position=False)
     with pytest.raises(DataError, match="no positions.parquet|no per-position"):
         load_run(run.path, per_position=True)
+
+
+def test_digest_memo_never_hides_a_changed_byte(tmp_path, monkeypatch):
+    import time
+
+    from phenomjax.analysis import cache as cache_mod
+
+    p = write_legacy_log(tmp_path / "log.pkl", K=30, L=4, epochs=3, test_every=1)
+    real_now = time.time_ns
+    monkeypatch.setattr(cache_mod.time, "time_ns", lambda: real_now() + 10_000_000_000)
+    memo = tmp_path / "cache"
+    memo.mkdir()
+    d0 = cache_mod.file_sha256(p, memo)
+    assert (memo / "digests.json").is_file()  # settled file: remembered
+    assert cache_mod.file_sha256(p, memo) == d0
+    st = p.stat()
+    raw = bytearray(p.read_bytes())
+    raw[-20] ^= 1
+    p.write_bytes(bytes(raw))
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))  # same size, same mtime; ctime moves
+    import hashlib
+
+    assert cache_mod.file_sha256(p, memo) == hashlib.sha256(bytes(raw)).hexdigest() != d0

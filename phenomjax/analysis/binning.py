@@ -47,8 +47,24 @@ def default_edges(K: int) -> np.ndarray:
 
 
 def _codes(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Dense codes and sorted uniques; a sorted column (the stored order) skips the hashing."""
+    v = col.to_numpy()
+    if len(v) > 1 and v.dtype.kind in "iu" and bool(np.all(v[1:] >= v[:-1])):
+        change = v[1:] != v[:-1]
+        codes = np.concatenate(([0], np.cumsum(change, dtype=np.int64)))
+        return codes, v[np.concatenate(([True], change))]
     codes, uniques = pd.factorize(col, sort=True)
     return codes.astype(np.int64), np.asarray(uniques)
+
+
+def _bins(rank: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """Bin index of each rank (-1 or nb outside the edges): a table lookup when every rank is
+    inside and the span is modest (a gather beats a binary search), else searchsorted."""
+    nb = len(e) - 1
+    if len(rank) and e[-1] - e[0] <= 10_000_000 and rank.min() >= e[0] and rank.max() < e[-1]:
+        lut = np.repeat(np.arange(nb, dtype=np.int64), np.diff(e))
+        return lut[rank - e[0]] if e[0] else lut[rank]
+    return np.searchsorted(e, rank, side="right") - 1
 
 
 def bin_by_rank(
@@ -71,7 +87,7 @@ def bin_by_rank(
     if e.ndim != 1 or len(e) < 2 or np.any(np.diff(e) <= 0):
         raise DataError(f"edges: expected at least two strictly increasing ranks, got {e.tolist()}")
     nb = len(e) - 1
-    b = np.searchsorted(e, rank, side="right") - 1
+    b = _bins(rank, e)
     inside = (b >= 0) & (b < nb)
     keys = [k for k in GROUP_KEYS if k in table.columns]
     code = np.zeros(len(table), dtype=np.int64)
@@ -81,10 +97,28 @@ def bin_by_rank(
         code = code * len(u) + c
         uniques.append(u)
     n_groups = int(np.prod([len(u) for u in uniques])) if uniques else 1
-    g = (code * nb + b)[inside]
-    size = n_groups * nb
-    count = np.bincount(g, minlength=size)
-    keep = np.flatnonzero(count)
+    every = bool(inside.all())  # the usual case: skip the boolean copies of every column
+    sub = (lambda a: a) if every else (lambda a: a[inside])
+    g = sub(code * nb + b)
+    # Rows already grouped (run directories and legacy logs are stored step by step, rank by
+    # rank): contiguous sums with reduceat, no float64 copy of each column. Else bincount.
+    contiguous = len(g) > 0 and bool(np.all(g[1:] >= g[:-1]))
+    if contiguous:
+        starts = np.flatnonzero(np.concatenate(([True], g[1:] != g[:-1])))
+        keep = g[starts]
+        count = np.diff(np.append(starts, len(g)))
+
+        def sums(v: np.ndarray) -> np.ndarray:
+            return np.add.reduceat(v, starts, dtype=np.float64)
+    else:
+        size = n_groups * nb
+        full = np.bincount(g, minlength=size)
+        keep = np.flatnonzero(full)
+        count = full[keep]
+
+        def sums(v: np.ndarray) -> np.ndarray:
+            return np.bincount(g, weights=v, minlength=size)[keep]
+
     out: dict[str, np.ndarray] = {}
     rest = keep // nb
     for k, u in zip(reversed(keys), reversed(uniques), strict=True):
@@ -93,21 +127,22 @@ def bin_by_rank(
     out = {k: out[k] for k in keys}
     out["rank_lo"] = e[keep % nb]
     out["rank_hi"] = e[keep % nb + 1]
-    out["sequence_rank"] = np.bincount(g, weights=rank[inside], minlength=size)[keep] / count[keep]
+    out["sequence_rank"] = sums(sub(rank)) / count
     dropped = {}
     for c in MEAN_COLUMNS:
         if c not in table.columns:
             continue
-        v = table[c].to_numpy(np.float64)[inside]
-        fin = np.isfinite(v)
-        if not fin.all():
-            dropped[c] = int((~fin).sum())
-            v = np.where(fin, v, 0.0)
-        s = np.bincount(g, weights=v, minlength=size)[keep]
-        n = np.bincount(g, weights=fin, minlength=size)[keep] if c in dropped else count[keep]
+        v = sub(table[c].to_numpy())
+        n = count
+        if v.dtype.kind == "f":  # integer columns cannot hold NaN
+            fin = np.isfinite(v)
+            if not fin.all():
+                dropped[c] = int((~fin).sum())
+                v = np.where(fin, v, 0.0)
+                n = sums(fin.astype(np.float64))
         with np.errstate(invalid="ignore", divide="ignore"):
-            out[c] = s / n
-    out["n_sequences"] = count[keep]
+            out[c] = sums(v) / n
+    out["n_sequences"] = count
     if dropped:
         warnings.warn(
             "bin_by_rank: left non-finite values out of the means: "

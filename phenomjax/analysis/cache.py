@@ -2,7 +2,10 @@
 
 key = sha256(input bytes, the settings that shape the tables, the package version). For a
 legacy pickle the input is the file; for a run directory manifest.json, evals.parquet and
-positions.parquet. Modification times play no part, so a changed byte is never served stale.
+positions.parquet. Each file's digest may be remembered against its (device, inode, size,
+mtime_ns, ctime_ns) as git's index does (see file_sha256); ctime moves on every write and
+cannot be set back, so a changed byte is never served stale, and a cached re-run of a 500 MB
+log does not re-read it. --force-reprocess re-hashes everything.
 
 A cache entry is <name>-<key>.{binned,ranks,positions}.parquet plus <name>-<key>.json, written
 last, which holds the run metadata and the sha256 of each parquet: an entry whose files are
@@ -15,11 +18,14 @@ import dataclasses
 import hashlib
 import io
 import json
+import time
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .. import __version__
@@ -51,19 +57,39 @@ def _input_files(path: Path) -> list[Path]:
     return [path]
 
 
-def cache_key(path: Path, settings: dict[str, Any], data: bytes | None = None) -> str:
+def file_sha256(path: Path, memo_dir: Path | None = None) -> str:
+    """sha256 of a file's bytes. With memo_dir, the digest is remembered against the file's
+    (device, inode, size, mtime_ns, ctime_ns), as git's index does: any write changes ctime,
+    which no tool can set back, so a changed byte is always re-hashed. A file modified within
+    the last 2 s is not remembered (its timestamps may not have ticked yet: "racy git")."""
+    st = path.stat()
+    sig = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+    memo_file = memo_dir / "digests.json" if memo_dir is not None else None
+    memo: dict[str, list] = {}
+    if memo_file is not None and memo_file.is_file():
+        try:
+            memo = json.loads(memo_file.read_text())
+        except (OSError, ValueError):
+            memo = {}
+        entry = memo.get(str(path.resolve()))
+        if isinstance(entry, list) and entry[:5] == sig:
+            return str(entry[5])
+    with open(path, "rb") as fh:
+        digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    settled = time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > 2_000_000_000
+    if memo_file is not None and settled:
+        memo[str(path.resolve())] = [*sig, digest]
+        atomic_write_json(memo_file, memo)
+    return digest
+
+
+def cache_key(path: Path, settings: dict[str, Any], memo_dir: Path | None = None) -> str:
     """sha256 over the input files' names and bytes, the settings and the package version."""
     h = hashlib.sha256()
-    h.update(
-        json.dumps({**settings, "version": __version__, "schema": SCHEMA}, sort_keys=True).encode()
-    )
+    meta = {**settings, "version": __version__, "schema": SCHEMA}
+    h.update(json.dumps(meta, sort_keys=True).encode())
     for f in _input_files(path):
-        h.update(f.name.encode() + b"\0")
-        if data is not None and f == path:
-            h.update(hashlib.sha256(data).digest())
-        else:
-            with open(f, "rb") as fh:
-                h.update(hashlib.file_digest(fh, "sha256").digest())
+        h.update(f.name.encode() + b"\0" + file_sha256(f, memo_dir).encode())
     return h.hexdigest()
 
 
@@ -126,22 +152,27 @@ def process_run(
     path = Path(path)
     settings = {"edges": [int(e) for e in edges], "ranks": sorted({int(r) for r in ranks}),
                 "steps_per_epoch": int(steps_per_epoch)}  # fmt: skip
-    legacy = path.is_file()
-    # A forced rebuild reads the pickle once and hashes those bytes; a lookup streams the hash.
-    data = path.read_bytes() if legacy and (force or cache_dir is None) else None
     base = None
+    pending = None
     if cache_dir is not None and path.exists():
-        base = _entry(Path(cache_dir), path, cache_key(path, settings, data))
-        if not force:
+        if force:
+            # A forced rebuild trusts nothing: it re-hashes every input, in a thread (hashlib
+            # releases the GIL) while this one unpickles and bins; the key names the entry.
+            pool = ThreadPoolExecutor(max_workers=1)
+            pending = pool.submit(cache_key, path, settings, None)
+            pool.shutdown(wait=False)
+        else:
+            base = _entry(Path(cache_dir), path, cache_key(path, settings, Path(cache_dir)))
             hit = _read_entry(base)
             if hit is not None:
                 return hit
-    if legacy and data is None:
-        data = path.read_bytes()
-    evals, pos, meta = read_tables(path, positions=True, steps_per_epoch=steps_per_epoch, data=data)
+    evals, pos, meta = read_tables(path, positions=True, steps_per_epoch=steps_per_epoch)
     e = list(edges) or None
     binned = bin_by_rank(evals, e)
-    sel = evals[evals["rank"].isin(settings["ranks"])].reset_index(drop=True)
+    rank = evals["rank"].to_numpy()
+    lut = np.zeros(int(rank.max()) + 1, bool)  # a lookup table beats isin on 5M rows
+    lut[[r for r in settings["ranks"] if r < len(lut)]] = True
+    sel = evals[lut[rank]].reset_index(drop=True)
     pos_binned = bin_by_rank(pos, e) if pos is not None else None
     meta = {**meta, "memorized": memorized_bits(pos if pos is not None else evals, meta.get("L"))}
     meta["steps"] = sorted(int(s) for s in binned["step"].unique())
@@ -149,6 +180,8 @@ def process_run(
     for t in (binned, sel, pos_binned):
         if t is not None:
             t.attrs["run"] = meta
+    if pending is not None:
+        base = _entry(Path(cache_dir), path, pending.result())
     if base is not None:
         _write_entry(base, result)
     return result

@@ -92,7 +92,7 @@ def _latin1(text: str, encoding: str = "latin1") -> bytes:
 
 
 class _SafeUnpickler(pickle.Unpickler):
-    def __init__(self, file: io.BufferedIOBase, name: str):
+    def __init__(self, file: io.BufferedIOBase, name: str):  # file opened in binary mode
         super().__init__(file)
         self.name = name
 
@@ -120,15 +120,15 @@ class _SafeUnpickler(pickle.Unpickler):
         )
 
 
-def load_pickle(path: str | Path, data: bytes | None = None) -> Any:
-    """Unpickle a legacy log through the restricted unpickler (bytes may be passed in)."""
+def load_pickle(path: str | Path) -> Any:
+    """Unpickle a legacy log through the restricted unpickler, streaming from the file (no
+    second in-memory copy of a 500 MB log)."""
     path = Path(path)
-    if data is None:
-        if not path.is_file():
-            raise DataError(f"{path}: legacy log not found")
-        data = path.read_bytes()
+    if not path.is_file():
+        raise DataError(f"{path}: legacy log not found")
     try:
-        return _SafeUnpickler(io.BytesIO(data), str(path)).load()
+        with open(path, "rb") as f:
+            return _SafeUnpickler(f, str(path)).load()
     except UnsafePickleError as e:
         msg = str(e)
         raise UnsafePickleError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
@@ -177,16 +177,24 @@ def steps_per_epoch(logs: list[dict], args: dict[str, Any], path: Path, override
     return 1
 
 
-def _as_loss(values: np.ndarray, path: Path) -> np.ndarray:
-    finite = values[np.isfinite(values)]
-    if finite.size and finite.max() <= 0 and finite.min() < 0:
-        return -values  # log-probabilities: loss = -log p
-    if finite.size and finite.min() < -1e-6:
+def _fix_loss_sign(tables: list[dict[str, np.ndarray]], path: Path) -> None:
+    """In place: negate log-probabilities (all values <= 0), clip rounding below 0, refuse both
+    signs. Decided once per log, on its finest table."""
+    v = tables[0]["loss"]
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: nothing to decide
+        lo, hi = float(np.nanmin(v)), float(np.nanmax(v))
+    negate = hi <= 0 and lo < 0
+    if not negate and lo < -1e-6:
         raise DataError(
-            f"{path}: logsoftmaxloss has values of both signs ({finite.min():.3g} .. "
-            f"{finite.max():.3g}); expected a loss in nats (>= 0) or log-probabilities (<= 0)"
+            f"{path}: logsoftmaxloss has values of both signs ({lo:.3g} .. {hi:.3g}); "
+            "expected a loss in nats (>= 0) or log-probabilities (<= 0)"
         )
-    return np.maximum(values, 0.0)
+    for t in tables:
+        loss = t["loss"]
+        if negate:
+            np.negative(loss, out=loss)
+        np.maximum(loss, 0.0, out=loss)
 
 
 def legacy_tables(
@@ -215,8 +223,8 @@ def legacy_tables(
         if missing or "num_apppearances" not in lg or "epoch" not in lg:
             raise DataError(f"{where}: missing {missing or ['num_apppearances/epoch']}")
         rank = np.asarray(tm["sequence_rank"])
-        loss = np.asarray(tm["logsoftmaxloss"], dtype=np.float64)
-        acc = np.asarray(tm["accuracy"], dtype=np.float64)
+        loss = np.asarray(tm["logsoftmaxloss"], dtype=np.float32)
+        acc = np.asarray(tm["accuracy"], dtype=np.float32)
         counts = np.rint(np.asarray(lg["num_apppearances"], dtype=np.float64)).astype(np.int64)
         if loss.shape != rank.shape or acc.shape != rank.shape or rank.ndim not in (1, 2):
             raise DataError(f"{where}: arrays of shapes {rank.shape}, {loss.shape}, {acc.shape}")
@@ -234,9 +242,9 @@ def legacy_tables(
             pos_parts.append(
                 {
                     **common,
-                    "rank": rank.ravel(),
-                    "position": np.broadcast_to(pos, rank.shape).ravel(),
-                    "presentations": counts[rank.ravel()],
+                    "rank": rank.reshape(-1),
+                    "position": np.broadcast_to(pos, rank.shape).reshape(-1),
+                    "presentations": counts[rank.reshape(-1)],
                     "loss": loss.ravel(),
                     "accuracy": acc.ravel(),
                 }
@@ -248,8 +256,12 @@ def legacy_tables(
         )
     if not seq_parts:
         raise DataError(f"{path}: no log holds test_metrics; nothing to analyse")
-    evals = _frame(seq_parts, path)
-    positions = _frame(pos_parts, path) if pos_parts else None
+    ev_cols = _columns(seq_parts)
+    pos_cols = _columns(pos_parts) if pos_parts else None
+    _fix_loss_sign([pos_cols, ev_cols] if pos_cols is not None else [ev_cols], path)
+    # copy=False: pandas would otherwise stack same-dtype columns into one block (a copy)
+    evals = pd.DataFrame(ev_cols, copy=False)
+    positions = pd.DataFrame(pos_cols, copy=False) if pos_cols is not None else None
     if L is None:
         L = int(args.get("len_context") or args.get("L") or 0) or None
     meta = {
@@ -267,24 +279,21 @@ def legacy_tables(
     return evals, positions, meta
 
 
-def _frame(parts: list[dict[str, Any]], path: Path) -> pd.DataFrame:
+_DTYPES = {"step": np.int64, "rank": np.int32, "position": np.int16, "presentations": np.int64,
+           "loss": np.float32, "accuracy": np.float32, "epoch": np.int32}  # fmt: skip
+
+
+def _columns(parts: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """Concatenate the evaluations column by column into their final dtypes, one copy each."""
+    n = [int(np.size(p["rank"])) for p in parts]
     cols = {}
-    for c in ("step", "rank", "position", "presentations", "loss", "accuracy", "epoch"):
+    for c, dt in _DTYPES.items():
         if c not in parts[0]:
             continue
-        n = [len(np.atleast_1d(p["rank"]).ravel()) for p in parts]
-        cols[c] = np.concatenate(
-            [np.broadcast_to(np.asarray(p[c]), (k,)) for p, k in zip(parts, n, strict=True)]
-        )
-    df = pd.DataFrame(cols)
-    df["loss"] = _as_loss(df["loss"].to_numpy(np.float64), path)
-    dtypes = {
-        "step": np.int64,
-        "rank": np.int32,
-        "position": np.int16,
-        "epoch": np.int32,
-        "presentations": np.int64,
-        "loss": np.float32,
-        "accuracy": np.float32,
-    }
-    return df.astype({c: dtypes[c] for c in df.columns})
+        out = np.empty(sum(n), dt)
+        o = 0
+        for p, k in zip(parts, n, strict=True):
+            out[o : o + k] = p[c]
+            o += k
+        cols[c] = out
+    return cols

@@ -140,7 +140,6 @@ def read_tables(
     *,
     positions: bool = True,
     steps_per_epoch: int = 0,
-    data: bytes | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame | None, dict[str, Any]]:
     """(per-sequence table, per-position table or None, metadata), floors added, one read."""
     path = Path(path)
@@ -151,9 +150,7 @@ def read_tables(
         evals = run.read_evals()
         pos = run.read_positions() if positions else None
     else:
-        evals, pos, meta = legacy_tables(
-            load_pickle(path, data), path, steps_override=steps_per_epoch
-        )
+        evals, pos, meta = legacy_tables(load_pickle(path), path, steps_override=steps_per_epoch)
     meta = _finish_meta(meta, path)
     if len(evals) == 0:
         raise DataError(f"{path}: holds no evaluation yet")
