@@ -1,0 +1,317 @@
+"""Train the GPT of DESIGN 3 on Zipf-sampled bit sequences; evaluate all K sequences at
+log-spaced steps; write the run directory of DESIGN 4. Also the `phenomjax train` command.
+
+One jitted `advance(state, n)` runs n optimizer steps on device in a while-loop (dynamic trip
+count, so it compiles once per run whatever the distance to the next evaluation). Each step
+draws its batch from `fold_in(batches_key, step)`, so chunking and resume never change the
+numbers, and adds the drawn ranks to exact presentation counts held in the state.
+
+    cfg = load_config(TrainConfig, "experiments/cpu/small.toml")
+    run = train(cfg, "runs/small")
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import gpt
+from .config import load_config, to_dict
+from .data import (
+    DataConfig,
+    key_streams,
+    log_spaced_steps,
+    make_bits,
+    sample_ranks,
+    zipf_cdf,
+    zipf_weights,
+)
+from .errors import ConfigError, NonFiniteLossError, RunDirError
+from .gpt import GPTConfig
+from .loop import drive
+from .optim import OptimConfig, make_optimizer, schedule
+from .rundir import RunDir, RunLog, arrays_to_pytree, pytree_to_arrays
+
+# Per-position tables are written by default only up to this many (sequence, position) rows
+# per evaluation (about 50 MB of parquet over 15 evaluations).
+AUTO_POSITION_ROWS = 2_000_000
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopConfig:
+    steps: int = 2500  # optimizer steps (batches) in the whole run
+    batch: int = 64  # sequences per batch, ranks drawn i.i.d. from the Zipf weights
+    num_evals: int = 15  # about this many log-spaced evaluations (plus one at step 0)
+    max_chunk: int = 500  # most steps per device dispatch (progress/NaN checks between chunks)
+    eval_chunk: int = 1000  # sequences per evaluation batch (memory ~ eval_chunk * L * width)
+    per_position: Literal["auto"] | bool = "auto"  # positions.parquet; auto: K*(L-1) <= 2e6
+
+    def validate(self) -> None:
+        for f in ("steps", "batch", "num_evals", "max_chunk", "eval_chunk"):
+            if getattr(self, f) < 1:
+                raise ConfigError(f"{f}: expected an integer >= 1, got {getattr(self, f)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    data: DataConfig = DataConfig()  # K, L, alpha and the run's one seed
+    model: GPTConfig = GPTConfig()  # the transformer
+    optimizer: OptimConfig = OptimConfig()  # optimizer, schedule, weight decay, clipping
+    train: LoopConfig = LoopConfig()  # steps, batch, evaluations, dispatch sizes
+
+
+def embedded_config(name: str) -> Path:
+    """Path of a config shipped with the package (phenomjax/configs/<name>.toml)."""
+    path = Path(str(resources.files("phenomjax") / "configs" / f"{name}.toml"))
+    if not path.is_file():
+        raise ConfigError(f"{name}: no embedded config of that name (try demo or tiny)")
+    return path
+
+
+# -- the device step -----------------------------------------------------------------------------
+
+
+def init_state(cfg: TrainConfig) -> dict[str, Any]:
+    """params, optimizer state, exact presentation counts (K,) and the step, as one pytree."""
+    params = gpt.init_params(key_streams(cfg.data.seed)["init"], cfg.model, cfg.data.L)
+    tx = make_optimizer(cfg.optimizer, cfg.train.steps)
+    return {
+        "params": params,
+        "opt": tx.init(params),
+        "counts": jnp.zeros((cfg.data.K,), jnp.int32),
+        "step": jnp.zeros((), jnp.int32),
+    }
+
+
+def make_advance(cfg: TrainConfig, bits: jax.Array):
+    """A jitted advance(state, n) -> (state, losses (max_chunk,)) for loop.drive."""
+    tx = make_optimizer(cfg.optimizer, cfg.train.steps)
+    cdf = zipf_cdf(zipf_weights(cfg.data.K, cfg.data.alpha))
+    batches_key = key_streams(cfg.data.seed)["batches"]
+    grad_fn = jax.value_and_grad(gpt.loss_fn)
+
+    def one_step(state):
+        step = state["step"]
+        ranks = sample_ranks(jax.random.fold_in(batches_key, step), cdf, cfg.train.batch)
+        loss, grads = grad_fn(state["params"], bits[ranks], cfg.model)
+        updates, opt = tx.update(grads, state["opt"], state["params"])
+        params = jax.tree_util.tree_map(jnp.add, state["params"], updates)
+        counts = state["counts"].at[ranks].add(1)
+        return {"params": params, "opt": opt, "counts": counts, "step": step + 1}, loss
+
+    @functools.partial(jax.jit, donate_argnums=0)
+    def advance(state, n):
+        def body(i, carry):
+            state, losses = carry
+            state, loss = one_step(state)
+            return state, losses.at[i].set(loss)
+
+        losses = jnp.zeros((cfg.train.max_chunk,), jnp.float32)
+        return jax.lax.fori_loop(0, n, body, (state, losses))
+
+    return advance
+
+
+# -- evaluation ----------------------------------------------------------------------------------
+
+
+@functools.partial(jax.jit, static_argnames=("model", "chunk"))
+def _eval_positions(params, bits_KxL, model: GPTConfig, chunk: int):
+    K, L = bits_KxL.shape
+    pad = (-K) % chunk
+    x = jnp.pad(bits_KxL, ((0, pad), (0, 0))).reshape(-1, chunk, L)
+    nll, acc = jax.lax.map(lambda b: gpt.position_losses(params, b, model), x)
+    return nll.reshape(-1, L - 1)[:K], acc.reshape(-1, L - 1)[:K]
+
+
+def evaluate_positions(
+    params: gpt.Params, bits: np.ndarray | jax.Array, cfg: TrainConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-position loss (nats) and accuracy of all K sequences, each (K, L-1).
+
+    Runs in chunks of cfg.train.eval_chunk sequences, so only chunk x L x width activations live.
+    """
+    bits = jnp.asarray(bits, jnp.int32)
+    chunk = min(cfg.train.eval_chunk, bits.shape[0])
+    nll, acc = _eval_positions(params, bits, cfg.model, chunk)
+    return np.asarray(nll), np.asarray(acc)
+
+
+def evaluate(
+    params: gpt.Params, bits: np.ndarray | jax.Array, cfg: TrainConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sequence loss (mean nats over positions 1..L-1) and accuracy, each (K,)."""
+    nll, acc = evaluate_positions(params, bits, cfg)
+    return nll.mean(axis=1), acc.mean(axis=1)
+
+
+def wants_positions(cfg: TrainConfig) -> bool:
+    if cfg.train.per_position == "auto":
+        return cfg.data.K * (cfg.data.L - 1) <= AUTO_POSITION_ROWS
+    return bool(cfg.train.per_position)
+
+
+# -- the run -------------------------------------------------------------------------------------
+
+
+def _check_same_config(run: RunDir, cfg: TrainConfig) -> None:
+    old, new = run.manifest().get("config", {}), to_dict(cfg)
+
+    def diff(a, b, where=""):
+        for k in sorted(set(a) | set(b)):
+            x, y = a.get(k), b.get(k)
+            if isinstance(x, dict) and isinstance(y, dict):
+                d = diff(x, y, f"{where}{k}.")
+                if d:
+                    return d
+            elif x != y:
+                return f"{where}{k} (run has {x!r}, config has {y!r})"
+        return None
+
+    d = diff(old, new)
+    if d:
+        raise RunDirError(f"{run.path}: cannot resume with a different config: {d}")
+
+
+def train(
+    cfg: TrainConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    stop_at: int | None = None,
+) -> RunDir:
+    """Train, evaluate and write the run directory `out`; returns it.
+
+    resume=True continues from the checkpoint to the numbers an uninterrupted run gives.
+    stop_at (a step) ends the process after that step, as if killed, leaving status "running".
+    """
+    bits_np = make_bits(cfg.data.seed, cfg.data.K, cfg.data.L)
+    bits = jnp.asarray(bits_np, jnp.int32)
+    like = jax.eval_shape(lambda: init_state(cfg))
+    if resume:
+        run = RunDir(out)
+        if not run.exists():
+            raise RunDirError(f"{run.path}: no run to resume (drop --resume to start one)")
+        _check_same_config(run, cfg)
+        if run.manifest().get("status") == "complete":
+            return run
+        arrays, meta = run.load_checkpoint()
+        state = arrays_to_pytree(like, arrays)
+        step = int(meta["step"])
+        log = RunLog(run, resume_step=step)
+        run.set_status("running")
+    else:
+        state = init_state(cfg)
+        run = RunDir.create(
+            out,
+            kind="transformer",
+            config=to_dict(cfg),
+            seed=cfg.data.seed,
+            K=cfg.data.K,
+            L=cfg.data.L,
+            alpha=cfg.data.alpha,
+            batch=cfg.train.batch,
+            extra={"n_params": gpt.n_params(state["params"])},
+        )
+        step, log = 0, RunLog(run)
+
+    advance = make_advance(cfg, bits)
+    lr_at = schedule(cfg.optimizer, cfg.train.steps)
+    per_position = wants_positions(cfg)
+
+    def on_eval(state, s):
+        nll, acc = evaluate_positions(state["params"], bits, cfg)
+        counts = np.asarray(state["counts"])
+        extra = {"position_loss": nll, "position_accuracy": acc} if per_position else {}
+        log.add_eval(s, counts, nll.mean(axis=1), acc.mean(axis=1), **extra)
+
+    def on_checkpoint(state, s):
+        log.flush()
+        run.save_checkpoint(pytree_to_arrays(state), {"step": s})
+
+    def on_chunk(first, losses):
+        steps = np.arange(first + 1, first + 1 + len(losses))
+        lrs = np.asarray(jax.vmap(lr_at)(jnp.asarray(steps - 1)))
+        log.add_train(steps, losses, lrs)
+
+    total = cfg.train.steps if stop_at is None else min(stop_at, cfg.train.steps)
+    try:
+        drive(
+            state,
+            step=step,
+            total_steps=total,
+            eval_steps=log_spaced_steps(cfg.train.steps, cfg.train.num_evals),
+            advance=advance,
+            evaluate=on_eval,
+            on_chunk=on_chunk,
+            checkpoint=on_checkpoint,
+            max_chunk=cfg.train.max_chunk,
+            batch=cfg.train.batch,
+            desc=f"train {run.path.name}",
+            progress=progress,
+            evaluated=log.evaluated_steps(),
+        )
+    except NonFiniteLossError as e:
+        run.set_status("failed", error=str(e))
+        raise
+    if total == cfg.train.steps:
+        run.set_status("complete")
+    return run
+
+
+# -- the command ---------------------------------------------------------------------------------
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="TOML config (or the name of an embedded one: demo, tiny)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. --set optimizer.lr=3e-4 (repeatable)",
+    )
+    p.add_argument("--out", help="run directory (default: runs/<config stem>)")
+    p.add_argument("--resume", action="store_true", help="continue a stopped run")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def summary(run: RunDir) -> str:
+    """Final loss of the top-10 ranks and of ranks >= 500 against their Bayes floors."""
+    from .bayes import per_sequence_floor
+
+    m = run.manifest()
+    ev = run.read_evals()
+    last = ev[ev.step == ev.step.max()].sort_values("rank")
+    lines = [f"{run.path}: status {m['status']}, step {int(last.step.iloc[0])}"]
+    if m["K"] <= 20000:
+        bits = make_bits(m["seed"], m["K"], m["L"])
+        floor, _ = per_sequence_floor(bits, zipf_weights(m["K"], m["alpha"]))
+        loss = last.loss.to_numpy()
+        for name, sel in (("ranks 0-9", slice(0, 10)), ("ranks >= 500", slice(500, None))):
+            if len(loss[sel]):
+                lines.append(
+                    f"  {name}: loss {loss[sel].mean():.4f} nats, "
+                    f"Bayes floor {floor[sel].mean():.4f} (ratio {loss[sel].mean() / floor[sel].mean():.2f})"
+                )
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    path = Path(args.config)
+    if not path.is_file() and path.suffix == "" and "/" not in args.config:
+        path = embedded_config(args.config)
+    cfg = load_config(TrainConfig, path, args.set)
+    out = Path(args.out) if args.out else Path("runs") / path.stem
+    result = train(cfg, out, resume=args.resume, progress=not args.no_progress)
+    print(summary(result))
+    return 0
