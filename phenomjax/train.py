@@ -299,9 +299,9 @@ def summary(run: RunDir) -> str:
         loss = last.loss.to_numpy()
         for name, sel in (("ranks 0-9", slice(0, 10)), ("ranks >= 500", slice(500, None))):
             if len(loss[sel]):
+                lo, fl = loss[sel].mean(), floor[sel].mean()
                 lines.append(
-                    f"  {name}: loss {loss[sel].mean():.4f} nats, "
-                    f"Bayes floor {floor[sel].mean():.4f} (ratio {loss[sel].mean() / floor[sel].mean():.2f})"
+                    f"  {name}: loss {lo:.4f} nats, Bayes floor {fl:.4f} (ratio {lo / fl:.2f})"
                 )
     return "\n".join(lines)
 
