@@ -1,0 +1,250 @@
+"""Fit the phenomenological model (DESIGN 6) from a config and write a run directory (DESIGN 4).
+
+    phenomjax fit-phenom experiments/phenom.toml --set train.steps=5000 --out runs/phenom
+
+The whole training loop runs on device in chunks (phenomjax.loop.drive calls a jitted
+advance(state, n)); the host evaluates all K sequences at log-spaced steps, appends the rows to
+evals.parquet (and positions.parquet), and checkpoints, so `--resume` continues to the same
+numbers. In expected mode `presentations` is floor(t * B * p_m + 0.5) and the exact float
+t * B * p_m is kept beside it as `expected_presentations`; in stochastic mode both are the counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import phenom
+from .config import load_config, to_dict
+from .data import DataConfig, key_streams, log_spaced_steps, make_bits, zipf_weights
+from .errors import ConfigError, NonFiniteLossError, RunDirError
+from .fit_modes import (
+    expected_presentations,
+    freeze_untrained,
+    init_state,
+    make_advance,
+    make_data,
+    make_step,
+    rounded_presentations,
+)
+from .loop import drive
+from .optim import OptimConfig, make_optimizer, schedule
+from .rundir import RunDir, RunLog, arrays_to_pytree, pytree_to_arrays
+
+# positions.parquet is written in "auto" mode when one evaluation has at most this many rows
+AUTO_POSITION_ROWS = 1_000_000
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSection:
+    w: int = 8  # window: bits per embedded token; capacity grows with w (w ~ log2 K memorizes)
+    d: int = 8  # embedding width; for w = 1 it changes only the learning dynamics
+    param: Literal["full", "shared", "relative"] = "full"  # how A[n, i] is parameterized
+    embedding: Literal["random", "learned", "spin"] = "random"  # fixed Gaussian, trained, or 2x-1
+    init_scale: float = 0.1  # std of the initial A and B entries; sets the initial plateau
+
+
+@dataclasses.dataclass(frozen=True)
+class PhenomOptimConfig(OptimConfig):
+    name: str = "adam"  # any optimizer of phenomjax.optim.OPTIMIZERS
+    lr: float = 1e-2  # peak learning rate (the model is small and smooth: 1e-2 suits adam)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSection:
+    mode: Literal["expected", "stochastic"] = "expected"  # full p-weighted loss, or minibatches
+    steps: int = 3000  # optimizer steps
+    batch: int = 64  # B: nominal batch (expected: n_m = t B p_m) or minibatch size (stochastic)
+    num_evals: int = 15  # evaluations of all K sequences, log-spaced in steps (plus step 0)
+    eval_chunk: int = 4096  # sequences per evaluation block (memory, not results)
+    max_chunk: int = 1000  # most steps per device dispatch (one host sync each)
+    per_position: bool | Literal["auto"] = "auto"  # write positions.parquet; auto: if small
+
+    def validate(self) -> None:
+        for f in ("steps", "batch", "num_evals", "eval_chunk", "max_chunk"):
+            if getattr(self, f) < 1:
+                raise ConfigError(f"{f}: expected an integer >= 1, got {getattr(self, f)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class FitConfig:
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)  # K, L, alpha, seed
+    model: ModelSection = dataclasses.field(default_factory=ModelSection)  # w, d, param, ...
+    optimizer: PhenomOptimConfig = dataclasses.field(default_factory=PhenomOptimConfig)
+    train: TrainSection = dataclasses.field(default_factory=TrainSection)  # mode, steps, evals
+
+    def validate(self) -> None:
+        build_model(self).validate("model")
+
+
+def build_model(cfg: FitConfig, **changes) -> phenom.PhenomModel:
+    """The PhenomModel of cfg (N = L), with optional field changes (w, d, param for sweeps)."""
+    m = dataclasses.replace(cfg.model, **changes)
+    return phenom.PhenomModel(
+        N=cfg.data.L, d=m.d, w=m.w, param=m.param, embedding=m.embedding, init_scale=m.init_scale
+    )
+
+
+def wants_positions(cfg: FitConfig) -> bool:
+    pp = cfg.train.per_position
+    return cfg.data.K * (cfg.data.L - 1) <= AUTO_POSITION_ROWS if pp == "auto" else bool(pp)
+
+
+def fit_phenom(
+    cfg: FitConfig, out: str | Path, *, resume: bool = False, progress: bool = True
+) -> RunDir:
+    """Train the phenomenological model of `cfg`, writing the run directory `out`."""
+    cfg.validate()
+    K, L, alpha, seed = cfg.data.K, cfg.data.L, cfg.data.alpha, cfg.data.seed
+    tr = cfg.train
+    model = build_model(cfg)
+    weights = zipf_weights(K, alpha)
+    keys = key_streams(seed)
+    data = make_data(make_bits(seed, K, L), weights, keys["batches"])
+
+    like = phenom.init_params(keys["init"], model)
+    tx = freeze_untrained(make_optimizer(cfg.optimizer, tr.steps), like, model)
+    state = init_state(keys["init"], model, tx, mode=tr.mode, K=K)
+    advance = make_advance(make_step(tx, mode=tr.mode, batch=tr.batch), tr.max_chunk)
+    lr_at = schedule(cfg.optimizer, tr.steps)
+    per_position = wants_positions(cfg)
+    metrics = jax.jit(
+        lambda p, b: phenom.sequence_metrics(
+            p, b, per_position=per_position, chunk=min(tr.eval_chunk, K)
+        )
+    )
+
+    run, step = _open(cfg, out, resume, state, like, model)
+    if step:
+        arrays, _ = run.load_checkpoint()
+        state = arrays_to_pytree(state, arrays)
+    log = RunLog(run, resume_step=step if resume else None)
+
+    def evaluate(s, t: int) -> None:
+        res = [np.asarray(x) for x in metrics(s["params"], data.bits)]
+        if not np.all(np.isfinite(res[0])):  # diverged between two loss reads: write nothing
+            raise NonFiniteLossError(
+                f"evaluation at step {t}: non-finite loss for {int(np.sum(~np.isfinite(res[0])))}"
+                " sequences; stopped, the evaluations written so far are kept "
+                "(lower the learning rate or enable clipping)"
+            )
+        if tr.mode == "stochastic":
+            pres = np.asarray(s["counts"], np.int64)
+            expected = pres.astype(np.float64)
+        else:
+            expected = expected_presentations(t, tr.batch, weights)
+            pres = rounded_presentations(expected)
+        pos = dict(position_loss=res[2], position_accuracy=res[3]) if per_position else {}
+        log.add_eval(t, pres, res[0], res[1], extra={"expected_presentations": expected}, **pos)
+        log.flush()
+
+    def on_chunk(first: int, losses: np.ndarray) -> None:
+        steps = first + np.arange(len(losses))  # the loss of step s is taken before update s+1
+        lrs = np.asarray([float(lr_at(int(s))) for s in steps], np.float32)
+        log.add_train(steps + 1, losses, lrs)
+
+    def checkpoint(s, t: int) -> None:
+        run.save_checkpoint(pytree_to_arrays(s), {"step": int(t)})
+
+    try:
+        drive(
+            state,
+            step=step,
+            total_steps=tr.steps,
+            eval_steps=log_spaced_steps(tr.steps, tr.num_evals),
+            advance=lambda s, n: advance(s, jnp.int32(n), data),
+            evaluate=evaluate,
+            on_chunk=on_chunk,
+            checkpoint=checkpoint,
+            max_chunk=tr.max_chunk,
+            batch=tr.batch if tr.mode == "stochastic" else K,
+            desc=f"fit-phenom {tr.mode}",
+            progress=progress,
+            evaluated=log.evaluated_steps(),
+        )
+    except BaseException as e:
+        log.flush()
+        run.set_status("failed", error=f"{type(e).__name__}: {e}")
+        raise
+    log.flush()
+    run.set_status("complete")
+    return run
+
+
+def _open(cfg: FitConfig, out, resume: bool, state, params, model) -> tuple[RunDir, int]:
+    """Create the run directory, or reopen it for resume; returns (run, step to start from)."""
+    run = RunDir(out)
+    if resume and run.exists():
+        m = run.manifest()
+        if m.get("kind") != "phenom" or m.get("config") != _jsonable(to_dict(cfg)):
+            raise RunDirError(
+                f"{run.path}: --resume with a different config than the run's manifest; "
+                "use the run's config (or another --out)"
+            )
+        step = int(run.load_checkpoint()[1]["step"]) if run.has_checkpoint() else 0
+        run.set_status("running", error=None)
+        return run, step
+    n_params = sum(
+        int(np.prod(v.shape)) for k, v in params.items() if phenom.trainable_mask(params, model)[k]
+    )
+    extra = {
+        "mode": cfg.train.mode,
+        "n_params": n_params,
+        "steps": cfg.train.steps,
+        "presentations": (
+            "counted"
+            if cfg.train.mode == "stochastic"
+            else "expected: floor(step * batch * p + 0.5); exact value in expected_presentations"
+        ),
+    }
+    run = RunDir.create(
+        out,
+        kind="phenom",
+        config=to_dict(cfg),
+        seed=cfg.data.seed,
+        K=cfg.data.K,
+        L=cfg.data.L,
+        alpha=cfg.data.alpha,
+        batch=cfg.train.batch,
+        extra=extra,
+    )
+    return run, 0
+
+
+def _jsonable(d):
+    """The config as it reads back from manifest.json (tuples become lists)."""
+    import json
+
+    return json.loads(json.dumps(d))
+
+
+# -- CLI ------------------------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="TOML config (sections data, model, optimizer, train)")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. model.w=4"
+    )
+    parser.add_argument("--out", default=None, help="run directory (default runs/<config stem>)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load_config(FitConfig, args.config, args.set)
+    out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
+    rd = fit_phenom(cfg, out, resume=args.resume, progress=not args.no_progress)
+    ev = rd.read_evals()
+    last = ev[ev.step == ev.step.max()]
+    weights = zipf_weights(cfg.data.K, cfg.data.alpha)
+    print(
+        f"{rd.path}: step {int(last.step.iloc[0])}, expected loss "
+        f"{float(np.dot(weights, last.loss.to_numpy())):.4f} nats, mean accuracy "
+        f"{float(last.accuracy.mean()):.3f}"
+    )
+    return 0

@@ -1,0 +1,135 @@
+"""The two training modes of DESIGN 6 as pure step functions, and the on-device loop over them.
+
+Shared by `fit_phenom` (one model) and `sweep` (the same step under vmap), so a sweep member runs
+exactly the arithmetic of the single fit.
+
+- expected:   every step is the full p-weighted loss over all K sequences (the infinite-batch
+              limit); after t steps with nominal batch B rank m has had t * B * p_m presentations.
+- stochastic: every step draws B ranks from p with key fold_in(batches_key, step), the loss is the
+              mean of the B per-sequence losses (repeats count twice), presentations are counted.
+
+The state is a dict {"params", "opt_state", "step", ["counts"]}; "counts" (int32, (K,)) exists in
+stochastic mode only. Every random draw is keyed by the global step, so chunking and resume do not
+change the numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from . import phenom
+from .data import count_presentations, sample_ranks, zipf_cdf
+
+MODES = ("expected", "stochastic")
+State = dict[str, Any]
+
+
+class FitData(NamedTuple):
+    """What the step reads besides the state; passed to jit as arguments (never baked in as
+    constants, which would copy K x L bits into the compiled program)."""
+
+    bits: jax.Array  # (K, L) uint8
+    weights: jax.Array  # (K,) float32 Zipf weights p
+    cdf: jax.Array  # (K,) float32 CDF of p, for searchsorted sampling
+    batches_key: jax.Array  # typed key of the "batches" stream
+
+
+def make_data(bits: np.ndarray, weights: np.ndarray, batches_key: jax.Array) -> FitData:
+    return FitData(
+        jnp.asarray(bits, jnp.uint8),
+        jnp.asarray(weights, jnp.float32),
+        zipf_cdf(weights),
+        batches_key,
+    )
+
+
+def freeze_untrained(
+    tx: optax.GradientTransformation, params: dict, model: phenom.PhenomModel
+) -> optax.GradientTransformation:
+    """`tx` on the trainable leaves, zero updates on the rest (the fixed embedding E).
+
+    Zeroing the gradient is not enough: adamw's weight decay would still move E.
+    """
+    labels = {
+        k: ("train" if m else "frozen") for k, m in phenom.trainable_mask(params, model).items()
+    }
+    return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
+
+
+def init_state(
+    key: jax.Array,
+    model: phenom.PhenomModel,
+    tx: optax.GradientTransformation,
+    *,
+    mode: str,
+    K: int,
+    scale: Any = None,
+) -> State:
+    """Parameters from `key` (the "init" stream), optimizer state, step 0 and zero counts."""
+    params = phenom.init_params(key, model, scale=scale)
+    state = {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
+    if mode == "stochastic":
+        state["counts"] = jnp.zeros((K,), jnp.int32)
+    return state
+
+
+def make_step(
+    tx: optax.GradientTransformation, *, mode: str, batch: int
+) -> Callable[[State, FitData], tuple[State, jax.Array]]:
+    """One optimizer step: (state, data) -> (state, loss before the update)."""
+    if mode not in MODES:
+        raise ValueError(f"mode: expected one of {list(MODES)}, got {mode!r}")
+
+    def step(state: State, data: FitData) -> tuple[State, jax.Array]:
+        params, t = state["params"], state["step"]
+        new = dict(state)
+        if mode == "stochastic":
+            ranks = sample_ranks(jax.random.fold_in(data.batches_key, t), data.cdf, batch)
+            uniform = jnp.full((batch,), 1.0 / batch, jnp.float32)
+            loss, grads = phenom.loss_and_grad(params, data.bits[ranks], uniform)
+            new["counts"] = count_presentations(state["counts"], ranks)
+        else:
+            loss, grads = phenom.loss_and_grad(params, data.bits, data.weights)
+        updates, new["opt_state"] = tx.update(grads, state["opt_state"], params)
+        new["params"] = optax.apply_updates(params, updates)
+        new["step"] = t + 1
+        return new, loss
+
+    return step
+
+
+def make_advance(step: Callable, max_chunk: int, *, loss_of: Callable | None = None) -> Callable:
+    """jit(advance(state, n, data)) -> (state, per-step losses (max_chunk,)), n <= max_chunk.
+
+    A fori_loop with a traced trip count (a while loop), so it compiles once whatever n is;
+    only the losses are stacked out of the loop. `loss_of` reduces a step's loss to the scalar
+    logged per step (the sweep logs its best live member).
+    """
+    reduce = loss_of or (lambda x: x)
+
+    def advance(state: State, n: jax.Array, data: FitData):
+        def body(i, carry):
+            s, buf = carry
+            s, loss = step(s, data)
+            return s, buf.at[i].set(reduce(loss).astype(jnp.float32))
+
+        buf = jnp.full((max_chunk,), jnp.nan, jnp.float32)
+        return jax.lax.fori_loop(0, n, body, (state, buf))
+
+    return jax.jit(advance)
+
+
+def expected_presentations(step: int, batch: int, weights: np.ndarray) -> np.ndarray:
+    """t * B * p_m (float64): the expected-mode presentations after `step` steps."""
+    return float(step) * float(batch) * np.asarray(weights, np.float64)
+
+
+def rounded_presentations(expected: np.ndarray) -> np.ndarray:
+    """The int64 contract column for expected mode: floor(t * B * p_m + 0.5)."""
+    return np.floor(np.asarray(expected, np.float64) + 0.5).astype(np.int64)

@@ -1,0 +1,344 @@
+"""Vmapped sweeps of the phenomenological model (DESIGN 6, "Fitting to an empirical run").
+
+    phenomjax sweep experiments/phenom.toml --lr 3e-3,1e-2 --scale 0.03,0.1 --seeds 0,1 --w 4,6
+
+Learning rates, initial scales and seeds are one jitted program: vmap over seeds (each seed has
+its own bits, init key and batch key, exactly those of `fit_phenom` with data.seed = seed) around
+vmap over (lr, scale) pairs (the rate lives in the optimizer state, optax.inject_hyperparams,
+built once outside vmap). w, d and the parameterization change shapes, so they are outer Python
+loops ("groups"), one compiled program each.
+
+A member whose loss or update turns non-finite is frozen at its last finite parameters and marked
+`diverged` (its curves after that step describe the frozen model); the sweep goes on. Only when
+every member of a group has diverged does the group stop early.
+
+Output folder:
+    sweep.json      base config, axes, column notes
+    sweep.parquet   one row per member: settings, final losses, `curves` (where its rows are)
+    curves/         parquet dataset, one file per (group, eval) (each written atomically), one row
+                    per (member, step, rank): member, step, rank, presentations (int64),
+                    expected_presentations (float), loss, accuracy. Per-sequence rows are always
+                    kept (the fitter bins them as it needs); read_sweep(out, members=[...]) reads
+                    the rows of a few members only, which keeps K = 100000 sweeps readable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pandas as pd
+
+from . import phenom
+from .config import load_config, to_dict
+from .data import key_streams, log_spaced_steps, make_bits, zipf_weights
+from .errors import ConfigError, NonFiniteLossError
+from .fit import FitConfig, build_model
+from .fit_modes import (
+    FitData,
+    expected_presentations,
+    freeze_untrained,
+    init_state,
+    make_advance,
+    make_data,
+    make_step,
+    rounded_presentations,
+)
+from .loop import drive
+from .optim import make_injectable, schedule, set_learning_rate
+from .rundir import atomic_write_json, atomic_write_parquet
+
+CURVES = "curves"
+
+
+def sweep_optimizer(cfg: FitConfig) -> optax.GradientTransformation:
+    """The injectable optimizer; a configured warm-up / decay becomes a shape multiplying each
+    member's rate (every optimizer of phenomjax.optim scales its update by the rate last)."""
+    tx = make_injectable(cfg.optimizer)
+    o = cfg.optimizer
+    if o.warmup_steps > 0 or o.decay != "none":
+        shape = schedule(o, cfg.train.steps)
+        tx = optax.chain(tx, optax.scale_by_schedule(lambda c: shape(c) / o.lr))
+    return tx
+
+
+def _finite(tree) -> jax.Array:
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)]))
+
+
+def _guarded(step):
+    """Wrap a fit step so a member that goes non-finite keeps its last finite parameters."""
+
+    def guarded(state, data: FitData):
+        new, loss = step(state, data)
+        ok = state["live"] & jnp.isfinite(loss) & _finite(new["params"])
+        for k in ("params", "opt_state"):
+            new[k] = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new[k], state[k])
+        new["live"] = ok
+        new["diverged_step"] = jnp.where(state["live"] & ~ok, new["step"], state["diverged_step"])
+        new["train_loss"] = jnp.where(ok, loss, state["train_loss"])
+        return new, jnp.where(ok, loss, jnp.nan)
+
+    return guarded
+
+
+def _group(cfg, model, lrs, scales, seeds, first: int, out: Path | None, gid: int, progress):
+    """Run one (w, d, param) group of len(seeds) x len(lrs) x len(scales) members."""
+    K, L, tr = cfg.data.K, cfg.data.L, cfg.train
+    weights = zipf_weights(K, cfg.data.alpha)
+    streams = [key_streams(s) for s in seeds]
+    data = make_data(np.stack([make_bits(s, K, L) for s in seeds]), weights, None)
+    data = data._replace(batches_key=jnp.stack([k["batches"] for k in streams]))
+    init_keys = jnp.stack([k["init"] for k in streams])
+    hyper = list(itertools.product(lrs, scales))
+    lr_H = jnp.asarray([h[0] for h in hyper], jnp.float32)
+    scale_H = jnp.asarray([h[1] for h in hyper], jnp.float32)
+
+    like = jax.eval_shape(lambda k: phenom.init_params(k, model), init_keys[0])
+    tx = freeze_untrained(sweep_optimizer(cfg), like, model)
+
+    def init_member(key, lr, scale):
+        st = init_state(key, model, tx, mode=tr.mode, K=K, scale=scale)
+        st["opt_state"] = set_learning_rate(st["opt_state"], lr)
+        st["live"] = jnp.array(True)
+        st["diverged_step"] = jnp.array(-1, jnp.int32)
+        st["train_loss"] = jnp.array(jnp.nan, jnp.float32)
+        return st
+
+    state = jax.jit(jax.vmap(jax.vmap(init_member, (None, 0, 0)), (0, None, None)))(
+        init_keys, lr_H, scale_H
+    )
+    data_axes = FitData(bits=0, weights=None, cdf=None, batches_key=0)
+    member_step = _guarded(make_step(tx, mode=tr.mode, batch=tr.batch))
+    vstep = jax.vmap(jax.vmap(member_step, (0, None)), (0, data_axes))
+    advance = make_advance(vstep, tr.max_chunk, loss_of=jnp.nanmin)  # progress: best member
+
+    def metrics_one(params, bits):
+        return phenom.sequence_metrics(params, bits, chunk=min(tr.eval_chunk, K))
+
+    # lax.map over seeds bounds evaluation memory to one seed's members at a time (jax #1923)
+    metrics = jax.jit(
+        lambda p, b: jax.lax.map(lambda pb: jax.vmap(metrics_one, (0, None))(*pb), (p, b))
+    )
+    S, H = len(seeds), len(hyper)
+    ids = first + np.arange(S * H)
+    last: dict = {}
+
+    def evaluate(s, t: int) -> None:
+        loss, acc = (np.asarray(x).reshape(S * H, K) for x in metrics(s["params"], data.bits))
+        if tr.mode == "stochastic":
+            pres = np.asarray(s["counts"], np.int64).reshape(S * H, K)
+            expected = pres.astype(np.float64)
+        else:
+            expected = np.broadcast_to(expected_presentations(t, tr.batch, weights), (S * H, K))
+            pres = rounded_presentations(expected)
+        last.update(step=t, loss=loss, acc=acc)
+        if out is None:
+            return
+        df = pd.DataFrame(
+            {
+                "member": np.repeat(ids, K).astype(np.int32),
+                "step": np.full(S * H * K, t, np.int64),
+                "rank": np.tile(np.arange(K, dtype=np.int32), S * H),
+                "presentations": pres.ravel().astype(np.int64),
+                "expected_presentations": expected.ravel().astype(np.float64),
+                "loss": loss.ravel().astype(np.float32),
+                "accuracy": acc.ravel().astype(np.float32),
+            }
+        )
+        atomic_write_parquet(out / CURVES / f"g{gid:03d}-step{t:010d}.parquet", df)
+
+    held = {"state": state}
+
+    def adv(s, n):
+        s, buf = advance(s, jnp.int32(n), data)
+        held["state"] = s
+        return s, buf
+
+    try:
+        drive(
+            state,
+            step=0,
+            total_steps=tr.steps,
+            eval_steps=log_spaced_steps(tr.steps, tr.num_evals),
+            advance=adv,
+            evaluate=evaluate,
+            max_chunk=tr.max_chunk,
+            batch=S * H * (tr.batch if tr.mode == "stochastic" else K),
+            desc=f"sweep w={model.w} d={model.d} {model.param} ({S * H} members)",
+            progress=progress,
+        )
+    except NonFiniteLossError:
+        warnings.warn(
+            f"sweep group w={model.w} d={model.d} {model.param}: every member diverged; "
+            "stopped early",
+            stacklevel=2,
+        )
+    s = held["state"]
+    live = np.asarray(s["live"]).reshape(-1)
+    rows = []
+    for j, (i_seed, (lr, scale)) in enumerate(itertools.product(range(S), hyper)):
+        ok = bool(live[j])
+        lo, ac = last["loss"][j], last["acc"][j]
+        rows.append(
+            {
+                "member": int(ids[j]),
+                "w": model.w,
+                "d": model.d,
+                "param": model.param,
+                "embedding": model.embedding,
+                "lr": float(lr),
+                "scale": float(scale),
+                "seed": int(seeds[i_seed]),
+                "mode": tr.mode,
+                "optimizer": cfg.optimizer.name,
+                "steps": tr.steps,
+                "batch": tr.batch,
+                "final_step": int(last["step"]),
+                "final_loss": float(weights @ lo) if ok else np.nan,  # p-weighted objective
+                "final_mean_loss": float(lo.mean()) if ok else np.nan,  # plain mean over ranks
+                "final_accuracy": float(ac.mean()) if ok else np.nan,
+                "final_weighted_accuracy": float(weights @ ac) if ok else np.nan,
+                "final_train_loss": float(np.asarray(s["train_loss"]).reshape(-1)[j]),
+                "diverged": not ok,
+                "diverged_step": int(np.asarray(s["diverged_step"]).reshape(-1)[j]),
+                "curves": CURVES,
+            }
+        )
+    return rows
+
+
+def sweep(
+    base_cfg: FitConfig,
+    *,
+    lrs: Sequence[float] | None = None,
+    scales: Sequence[float] | None = None,
+    seeds: Sequence[int] | None = None,
+    ws: Sequence[int] | None = None,
+    ds: Sequence[int] | None = None,
+    params: Sequence[str] | None = None,
+    out: str | Path | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Train every member of lrs x scales x seeds (one vmapped program) for each (w, d, param).
+
+    Axes left as None take the base config's value. Returns the member table (also written to
+    out/sweep.parquet when `out` is given, with the curves under out/curves).
+    """
+    m = base_cfg.model
+    lrs = tuple(float(x) for x in (lrs or (base_cfg.optimizer.lr,)))
+    scales = tuple(float(x) for x in (scales or (m.init_scale,)))
+    seeds = tuple(int(x) for x in (seeds or (base_cfg.data.seed,)))
+    ws, ds, params = tuple(ws or (m.w,)), tuple(ds or (m.d,)), tuple(params or (m.param,))
+    for name, vals in (("lrs", lrs), ("scales", scales)):
+        if not all(np.isfinite(v) and v > 0 for v in vals):
+            raise ConfigError(f"sweep {name}: expected finite values > 0, got {list(vals)}")
+    outp = Path(out) if out is not None else None
+    if outp is not None:
+        if (outp / "sweep.parquet").exists() or (outp / CURVES).exists():
+            raise ConfigError(f"{outp}: a sweep already exists here; choose another --out")
+        atomic_write_json(
+            outp / "sweep.json",
+            {
+                "base_config": to_dict(base_cfg),
+                "axes": {
+                    "lr": lrs,
+                    "scale": scales,
+                    "seed": seeds,
+                    "w": ws,
+                    "d": ds,
+                    "param": params,
+                },
+                "curves": "per (member, step, rank); presentations int64 = floor(t B p + 0.5) "
+                "in expected mode, counts in stochastic mode; expected_presentations float",
+            },
+        )
+    rows: list[dict] = []
+    for gid, (w, d, param) in enumerate(itertools.product(ws, ds, params)):
+        cfg = dataclasses.replace(base_cfg, model=dataclasses.replace(m, w=w, d=d, param=param))
+        cfg.validate()
+        model = build_model(cfg)
+        rows += _group(cfg, model, lrs, scales, seeds, len(rows), outp, gid, progress)
+        table = pd.DataFrame(rows)
+        if outp is not None:
+            atomic_write_parquet(outp / "sweep.parquet", table)
+    return pd.DataFrame(rows)
+
+
+def read_sweep(
+    out: str | Path, members: Sequence[int] | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(members table, curves) of a sweep folder; `members` restricts the curve rows read."""
+    outp = Path(out)
+    if not (outp / "sweep.parquet").is_file():
+        raise ConfigError(f"{outp}: no sweep.parquet; is this a sweep folder?")
+    table = pd.read_parquet(outp / "sweep.parquet")
+    filters = [("member", "in", [int(x) for x in members])] if members is not None else None
+    curves = pd.read_parquet(outp / CURVES, filters=filters)
+    curves = curves.sort_values(["member", "step", "rank"], kind="stable").reset_index(drop=True)
+    return table, curves
+
+
+# -- CLI ------------------------------------------------------------------------------------
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from None
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="base TOML config (as for fit-phenom)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--lr", type=_floats, default=None, help="learning rates, e.g. 1e-3,1e-2")
+    parser.add_argument("--scale", type=_floats, default=None, help="initial scales")
+    parser.add_argument("--seeds", type=_ints, default=None, help="seeds (data, init, batches)")
+    parser.add_argument("--w", type=_ints, default=None, help="windows (outer loop)")
+    parser.add_argument("--d", type=_ints, default=None, help="widths (outer loop)")
+    parser.add_argument("--param", type=_words, default=None, help="full,shared,relative")
+    parser.add_argument("--out", default=None, help="sweep folder (default runs/sweep-<stem>)")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load_config(FitConfig, args.config, args.set)
+    out = Path(args.out) if args.out else Path("runs") / f"sweep-{Path(args.config).stem}"
+    table = sweep(
+        cfg,
+        lrs=args.lr,
+        scales=args.scale,
+        seeds=args.seeds,
+        ws=args.w,
+        ds=args.d,
+        params=args.param,
+        out=out,
+        progress=not args.no_progress,
+    )
+    cols = ["member", "w", "d", "param", "lr", "scale", "seed", "final_loss", "diverged"]
+    with pd.option_context("display.width", 120):
+        print(table[cols].sort_values("final_loss").to_string(index=False))
+    print(f"{out}: {len(table)} members; curves in {out / CURVES}")
+    return 0

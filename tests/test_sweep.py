@@ -1,0 +1,133 @@
+"""Vmapped sweeps: a member equals the same single fit, the member table and curves read back,
+diverged members are frozen and flagged, schedules carry over, the CLI works."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from phenomjax.cli import main
+from phenomjax.data import DataConfig, zipf_weights
+from phenomjax.errors import ConfigError
+from phenomjax.fit import FitConfig, ModelSection, PhenomOptimConfig, TrainSection, fit_phenom
+from phenomjax.sweep import read_sweep, sweep
+
+
+def base(mode="expected", **opt) -> FitConfig:
+    return FitConfig(
+        data=DataConfig(K=40, L=8, alpha=1.0, seed=0),
+        model=ModelSection(w=2, d=4, init_scale=0.1),
+        optimizer=PhenomOptimConfig(name="adam", lr=1e-2, **opt),
+        train=TrainSection(mode=mode, steps=40, batch=8, num_evals=5, max_chunk=16),
+    )
+
+
+def single(cfg: FitConfig, tmp_path, *, lr, scale, seed, name):
+    cfg = dataclasses.replace(
+        cfg,
+        data=dataclasses.replace(cfg.data, seed=seed),
+        model=dataclasses.replace(cfg.model, init_scale=scale),
+        optimizer=dataclasses.replace(cfg.optimizer, lr=lr),
+    )
+    return fit_phenom(cfg, tmp_path / name, progress=False).read_evals()
+
+
+@pytest.mark.parametrize("mode", ["expected", "stochastic"])
+def test_vmapped_member_equals_single_fit(mode, tmp_path):
+    cfg = base(mode)
+    table = sweep(
+        cfg,
+        lrs=[3e-3, 1e-2],
+        scales=[0.05, 0.2],
+        seeds=[0, 5],
+        out=tmp_path / "sw",
+        progress=False,
+    )
+    assert len(table) == 8 and table.member.tolist() == list(range(8))
+    assert not table.diverged.any() and np.isfinite(table.final_loss).all()
+    members, curves = read_sweep(tmp_path / "sw")
+    assert len(curves) == 8 * 6 * 40  # members x evals (step 0 + 5) x K
+    for lr, scale, seed in ((1e-2, 0.05, 5),):
+        row = table[(table.lr == lr) & (table.scale == scale) & (table.seed == seed)].iloc[0]
+        ref = single(cfg, tmp_path, lr=lr, scale=scale, seed=seed, name=f"{lr}-{seed}")
+        mine = curves[curves.member == row.member]
+        np.testing.assert_array_equal(mine.step, ref.step)
+        np.testing.assert_array_equal(mine["rank"], ref["rank"])
+        np.testing.assert_array_equal(mine.presentations, ref.presentations)
+        np.testing.assert_allclose(mine.expected_presentations, ref.expected_presentations)
+        np.testing.assert_allclose(mine.loss, ref.loss, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(mine.accuracy, ref.accuracy, atol=1e-6)
+        last = ref[ref.step == ref.step.max()]
+        p = zipf_weights(40, 1.0)
+        np.testing.assert_allclose(row.final_loss, p @ last.loss.to_numpy(), rtol=1e-5)
+    # read back a subset of members only
+    sub_members, sub = read_sweep(tmp_path / "sw", members=[1, 6])
+    assert set(sub.member) == {1, 6} and len(sub_members) == 8
+    if mode == "stochastic":
+        per = curves[curves.step == 40].groupby("member").presentations.sum()
+        assert (per == 40 * 8).all()
+        assert curves.groupby("member").presentations.max().nunique() > 1  # own draws
+
+
+def test_outer_loops_and_a_warmup_schedule_match_single_fits(tmp_path):
+    cfg = base("expected", warmup_steps=10, decay="cosine", final_lr_frac=0.1)
+    table = sweep(
+        cfg,
+        lrs=[1e-2],
+        scales=[0.1],
+        seeds=[1],
+        ws=[1, 2],
+        ds=[3],
+        params=["full", "relative"],
+        out=tmp_path / "sw",
+        progress=False,
+    )
+    assert len(table) == 4 and set(table.w) == {1, 2} and set(table.param) == {"full", "relative"}
+    assert table.member.tolist() == [0, 1, 2, 3] and (table.d == 3).all()
+    row = table[(table.w == 1) & (table.d == 3) & (table.param == "relative")].iloc[0]
+    _, curves = read_sweep(tmp_path / "sw", members=[int(row.member)])
+    one = dataclasses.replace(cfg, model=ModelSection(w=1, d=3, param="relative"))
+    ref = single(one, tmp_path, lr=1e-2, scale=0.1, seed=1, name="ref")
+    np.testing.assert_allclose(curves.loss, ref.loss, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ConfigError, match="already exists"):
+        sweep(cfg, out=tmp_path / "sw", progress=False)
+
+
+def test_diverged_members_are_frozen_and_flagged(tmp_path):
+    cfg = dataclasses.replace(base(), optimizer=PhenomOptimConfig(name="sgd", lr=1e-2))
+    table = sweep(cfg, lrs=[1e-1, 1e32], scales=[0.1], seeds=[0], out=None, progress=False)
+    ok, bad = table.iloc[0], table.iloc[1]
+    assert not ok.diverged and np.isfinite(ok.final_loss) and ok.diverged_step == -1
+    assert bad.diverged and np.isnan(bad.final_loss) and 1 <= bad.diverged_step <= 40
+    with pytest.warns(UserWarning, match="every member diverged"):
+        allbad = sweep(cfg, lrs=[1e32], seeds=[0, 1], progress=False)
+    assert allbad.diverged.all() and len(allbad) == 2
+    with pytest.raises(ConfigError, match="lrs"):
+        sweep(cfg, lrs=[-1.0], progress=False)
+
+
+def test_cli_sweep(tmp_path, capsys):
+    out = tmp_path / "cli"
+    sets = ["data.K=24", "data.L=6", "train.steps=6", "train.num_evals=2", "model.d=2"]
+    argv = [
+        "sweep",
+        "experiments/phenom.toml",
+        "--lr",
+        "1e-3,1e-2",
+        "--scale",
+        "0.1",
+        "--seeds",
+        "0,1",
+        "--w",
+        "2",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    assert main(argv + [x for s in sets for x in ("--set", s)]) == 0
+    assert "4 members" in capsys.readouterr().out
+    members, curves = read_sweep(out)
+    assert len(members) == 4 and len(curves) == 4 * 3 * 24
+    assert sorted(members.lr.unique()) == [1e-3, 1e-2] and set(members.seed) == {0, 1}
