@@ -43,8 +43,8 @@ AUTO_POSITION_ROWS = 1_000_000
 
 @dataclasses.dataclass(frozen=True)
 class ModelSection:
-    w: int = 8  # window: bits per embedded token; capacity grows with w (w ~ log2 K memorizes)
-    d: int = 8  # embedding width; for w = 1 it changes only the learning dynamics
+    w: int = 6  # window: bits per embedded token; capacity grows with w (w ~ log2 K memorizes)
+    d: int = 32  # width; logit tables have rank <= d; for w = 1 it changes only the dynamics
     param: Literal["full", "shared", "relative"] = "full"  # how A[n, i] is parameterized
     embedding: Literal["random", "learned", "spin"] = "random"  # fixed Gaussian, trained, or 2x-1
     init_scale: float = 0.1  # std of the initial A and B entries; sets the initial plateau
@@ -59,7 +59,7 @@ class PhenomOptimConfig(OptimConfig):
 @dataclasses.dataclass(frozen=True)
 class TrainSection:
     mode: Literal["expected", "stochastic"] = "expected"  # full p-weighted loss, or minibatches
-    steps: int = 3000  # optimizer steps
+    steps: int = 2000  # optimizer steps
     batch: int = 64  # B: nominal batch (expected: n_m = t B p_m) or minibatch size (stochastic)
     num_evals: int = 15  # evaluations of all K sequences, log-spaced in steps (plus step 0)
     eval_chunk: int = 4096  # sequences per evaluation block (memory, not results)
