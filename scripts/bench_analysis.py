@@ -9,7 +9,8 @@ alternating rounds, medians reported:
                bin (the historical process_experiment_data), then its pickle cache write
   cold         phenomjax.analysis.process_run(force=True): read + sha256, restricted unpickle,
                tidy table, vectorised binning, selected ranks, memorized bits, parquet cache
-  cached       process_run again: sha256 of the input, cache record check, parquet reads
+  cached       process_run again: the input's sha256 (re-hash: computed in full; else the
+               digest remembered against inode/size/mtime/ctime), record check, parquet reads
   bin only     the binning kernels alone on the same tidy data (filter loop vs bin_by_rank)
 
 and checks that both pipelines give the same binned means.
@@ -116,6 +117,10 @@ def main() -> None:
         times["historical"].append(t)
         t, cold = timed(process_run, args.path, ranks=ranks, cache_dir=work, force=True)
         times["phenomjax cold"].append(t)
+        (work / "digests.json").unlink(missing_ok=True)  # no remembered digest: full sha256
+        t, hot = timed(process_run, args.path, ranks=ranks, cache_dir=work)
+        assert hot.cached
+        times["phenomjax cached, re-hash"].append(t)
         t, hot = timed(process_run, args.path, ranks=ranks, cache_dir=work)
         assert hot.cached
         times["phenomjax cached"].append(t)
@@ -144,8 +149,9 @@ def main() -> None:
     for k, v in med.items():
         print(f"  {k:<24} {v:8.3f} s")
     print(f"  end to end, cold:   {med['historical'] / med['phenomjax cold']:6.1f}x faster")
-    print(f"  end to end, cached: {med['historical'] / med['phenomjax cached']:6.1f}x faster"
-          f" ({med['phenomjax cached']:.3f} s; target < 0.5 s)")  # fmt: skip
+    for k in ("phenomjax cached, re-hash", "phenomjax cached"):
+        print(f"  end to end, {k[10:]:<17} {med['historical'] / med[k]:6.1f}x faster"
+              f" ({med[k]:.3f} s; target < 0.5 s)")  # fmt: skip
     ratio = med["bin only: filter loop"] / med["bin only: bin_by_rank"]
     print(f"  binning kernel:     {ratio:6.1f}x faster")
 

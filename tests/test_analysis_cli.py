@@ -133,3 +133,18 @@ def test_historical_script_runs_headless_in_a_subprocess(project):
     assert res.returncode == 0, res.stderr
     assert (root / "cache/zipf_figs/small_small_selected_accuracy_vs_presentations.pdf").is_file()
     assert list((root / "cache/processed_data").glob("small.pkl-*.json"))
+
+
+def test_config_edges_steps_and_selections_are_honoured(project):
+    root, cfg = project
+    text = cfg.read_text()
+    custom = root / "custom.toml"
+    extra = "[rank_selections]\nmine = [2, 7]\n[legacy]\nsteps_per_epoch = 5\n"
+    custom.write_text("edges = [0, 3, 40, 120]\n" + text + extra)
+    argv = ["analyze", "--config", str(custom), "--rank-selection", "mine", "--no-show-plots",
+            "--export", "b.parquet"]  # fmt: skip
+    assert main(argv) == 0
+    b = pd.read_parquet(root / "b.parquet")
+    assert sorted(set(zip(b.rank_lo, b.rank_hi, strict=True))) == [(0, 3), (3, 40), (40, 120)]
+    assert sorted(set(b.step)) == [0, 10, 20, 30, 40, 50]  # epochs 0, 2, ..., 10 x 5
+    assert (root / "cache/zipf_figs/small_small_mine_loss_vs_presentations_line.png").is_file()

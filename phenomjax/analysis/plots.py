@@ -107,11 +107,19 @@ def _draw_curves(ax, df, metric: str, colors: dict, style: str, floor: bool) -> 
 
 
 def _axes(ax, metric: str, plot: PlotSettings, title: str) -> None:
+    from matplotlib.ticker import FuncFormatter
+
     ax.set_xscale("log")
     ax.set_xlabel(X_LABEL)
     if metric == "loss":
         ax.set_yscale("log")
         ax.set_ylabel(LOSS_LABEL)
+        plain = FuncFormatter(lambda v, _: f"{v:g}")  # 0.6, not 6 x 10^-1
+        ax.yaxis.set_major_formatter(plain)
+        lo, hi = ax.get_ylim()
+        if lo > 0 and hi / lo < 10:  # within a decade only minor ticks carry labels
+            ax.yaxis.set_minor_formatter(plain)
+            ax.tick_params(axis="y", which="minor", labelsize=7)
         if plot.loss_y_lim:
             ax.set_ylim(*plot.loss_y_lim)
     else:
@@ -124,15 +132,32 @@ def _axes(ax, metric: str, plot: PlotSettings, title: str) -> None:
     ax.grid(True, which="major", alpha=0.3)
 
 
+MAX_LEGEND = 20  # more curves than this get a colour bar of rank instead of a legend
+
+
 def _legend(ax, plot: PlotSettings, n: int, floor_drawn: bool, ref: str = "Bayes floor") -> None:
     from matplotlib.lines import Line2D
 
     handles, labels = ax.get_legend_handles_labels()
+    if n > MAX_LEGEND:
+        handles, labels = [], []
     if floor_drawn:
         handles.append(Line2D([], [], color="gray", ls="--", lw=0.8))
         labels.append(f"{ref} (dashed)")
-    ncol = plot.legend_ncol if n <= 12 else max(plot.legend_ncol, int(np.ceil(n / 12)))
-    ax.legend(handles, labels, loc=plot.legend_loc, ncol=ncol, fontsize=7, frameon=False)
+    if handles:
+        ncol = plot.legend_ncol if n <= 12 else max(plot.legend_ncol, 2)
+        ax.legend(handles, labels, loc=plot.legend_loc, ncol=ncol, fontsize=7, frameon=False)
+
+
+def _rank_colorbar(fig, ax, order: list, curves: pd.DataFrame, palette: str) -> None:
+    """Many curves: colour encodes the (first) rank of each, on a log scale."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import ListedColormap, LogNorm
+
+    starts = curves.drop_duplicates("curve").set_index("curve").loc[order]["order"].to_numpy()
+    cmap = ListedColormap(_palette(palette, len(order)))
+    sm = ScalarMappable(norm=LogNorm(max(starts.min(), 0) + 1, starts.max() + 1), cmap=cmap)
+    fig.colorbar(sm, ax=ax, label="rank + 1 (first rank of the bin)")
 
 
 def metric_figure(
@@ -158,6 +183,8 @@ def metric_figure(
     ref = "floor" if metric == "loss" else "ceiling"
     floor_drawn = plot.floor and ref in data.columns and bool(np.isfinite(data[ref]).any())
     _legend(ax, plot, len(order), floor_drawn, "Bayes floor" if ref == "floor" else "Bayes ceiling")
+    if len(order) > MAX_LEGEND:
+        _rank_colorbar(fig, ax, order, curves, plot.palette)
     return Drawn(data, _finish(fig, out_dir, name, plot, keep), fig if keep else None)
 
 
@@ -191,8 +218,11 @@ def comparative_figure(
     data = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     floor_drawn = plot.floor and "floor" in data.columns and bool(np.isfinite(data["floor"]).any())
     _legend(axs[0], plot, len(runs), floor_drawn)
-    if title:
-        fig.suptitle(title, fontsize=11)
+    ceil_drawn = (
+        plot.floor and "ceiling" in data.columns and bool(np.isfinite(data["ceiling"]).any())
+    )
+    _legend(axs[1], plot, len(runs), ceil_drawn, "Bayes ceiling")
+    fig.suptitle(f"{title}: {bin_label(lo, hi)}" if title else bin_label(lo, hi), fontsize=11)
     fig.tight_layout()
     return Drawn(data, _finish(fig, out_dir, name, plot, keep), fig if keep else None)
 
