@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import pickle
+import shutil
 import statistics
 import tempfile
 import time
@@ -154,6 +155,7 @@ def main() -> None:
               f" ({med[k]:.3f} s; target < 0.5 s)")  # fmt: skip
     ratio = med["bin only: filter loop"] / med["bin only: bin_by_rank"]
     print(f"  binning kernel:     {ratio:6.1f}x faster")
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -119,11 +119,15 @@ class AnalysisConfig:
             )
         base = Path(self.source).parent
         found: list[Path] = []
+        skipped = []
         for pattern in self._expand(experiment, ()):
             hits = sorted(glob.glob(pattern))
             if not hits and not Path(pattern).is_absolute():
                 hits = sorted(glob.glob(str(base / pattern)))
+            skipped += [] if hits else [pattern]
             found.extend(Path(h) for h in hits if Path(h) not in found)
+        if found and skipped:
+            print(f"note: experiment {experiment!r}: nothing at {skipped} (skipped)")
         if not found:
             pats = list(self._expand(experiment, ()))
             raise ConfigError(
