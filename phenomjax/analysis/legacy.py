@@ -156,14 +156,14 @@ def steps_per_epoch(logs: list[dict], args: dict[str, Any], path: Path, override
     """The rule of the module docstring."""
     if override > 0:
         return int(override)
-    epochs = [
-        (int(lg["epoch"]), float(np.sum(lg["num_apppearances"])))
-        for lg in logs
-        if "epoch" in lg and "num_apppearances" in lg
-    ]
+    counted = [lg for lg in logs if "epoch" in lg and "num_apppearances" in lg]
     batch = args.get("batch_size") or args.get("batch")
-    if len(epochs) >= 2 and batch:
-        (e0, n0), (e1, n1) = epochs[0], epochs[-1]
+    if len(counted) >= 2 and batch:
+        # the first and last logs suffice: presentations grow by the same amount every epoch
+        (e0, n0), (e1, n1) = (
+            (int(lg["epoch"]), float(np.sum(lg["num_apppearances"])))
+            for lg in (counted[0], counted[-1])
+        )
         if e1 > e0 and n1 > n0:
             return int(math.ceil((n1 - n0) / (e1 - e0) / float(batch) - 1e-9))
     for key in ("num_iter_per_epoch", "num_iters_per_epoch", "steps_per_epoch"):
