@@ -7,11 +7,12 @@ For predicting bit n+1 (0-based) of sequence m from bits 0..n:
     logit  = B . v_n                           P(x_{n+1} = 1 | prefix) = sigmoid(logit)
 
 Cost (DESIGN 6): a logit depends on the parameters only through B^T A[n, i] E[i, v]. So each call
-first builds the small effective table U[n, i, v] (cost N^2 d 2^w, independent of M), then the
-logits of all M sequences are ONE (M x F) @ (F x N-1) product of per-position features with that
-table, and the gradient is one more product (F^T @ dlogits); see phenom_kernels.py. For w = 1 the
-features are the bits themselves (F = N-1, plus a constant), for w > 1 the one-hot windows
-(F = (N-1) 2^w). No (M, N, N, d) tensor is ever formed; rows are processed in blocks.
+first builds a small table (cost N^2 d 2^w, independent of M; see `tables`), then the logits of all
+M sequences are ONE (M x F) @ (F x N-1) product of per-row features with that table, and the
+gradient is one more product (F^T @ dlogits), fused in one blocked pass (phenom_kernels.py).
+The features are the cheapest exact ones: for w = 1 the bits themselves (F = N-1: the N x N
+matrix of DESIGN 6 plus a constant); for 2^w <= d the one-hot windows (F = (N-1) 2^w); for
+2^w > d the gathered embeddings E[i, window_i] (F = (N-1) d). No (M, N, N, d) tensor is formed.
 
 Parameterizations (inferred from the keys and shapes of `params`):
   full      {"A": (N-1, N-1, d, d), "B": (d,), "E": (N, 2^w, d)}   A[n, i] used only for i <= n
@@ -122,14 +123,14 @@ def contributions(params: dict) -> jax.Array:
     B = params["B"]
     if "a" in params:  # shared: B^T a W = a (B^T W)
         C = params["a"][:, :, None] * (B @ params["W"])[None, None, :]
-    elif params["A"].ndim == 3:  # relative: one mat-vec over all lags, then gather by n - i
-        r = jnp.einsum("d,kde->ke", B, params["A"])
+    elif params["A"].ndim == 3:  # relative: B . A[k] for every lag k, then gather by n - i
+        r = (params["A"] * B[None, :, None]).sum(axis=1)
         P = r.shape[0]
         lag = jnp.maximum(jnp.arange(P)[:, None] - jnp.arange(P)[None, :], 0)
         C = r[lag]
-    else:  # full: B . A as one mat-vec over the flattened (n, i) axis
-        P, _, d, _ = params["A"].shape
-        C = (B @ params["A"].transpose(2, 0, 1, 3).reshape(d, -1)).reshape(P, P, d)
+    else:  # full: B . A[n, i] for all (n, i) as one streaming multiply-reduce over A (read
+        # once, no transposed copy); its gradient B (x) dC is one fused broadcast write.
+        C = (params["A"] * B[None, None, :, None]).sum(axis=2)
     P = C.shape[0]
     causal = jnp.tril(jnp.ones((P, P), C.dtype))
     return C * causal[:, :, None]

@@ -31,15 +31,25 @@ def timed(fn, *args):
     return time.perf_counter() - t
 
 
-def race(fns: dict, rounds: int) -> dict:
-    """Median seconds per call of each fn, alternating fns every round (one warm-up each)."""
-    for f in fns.values():
-        f()
+def race(fns: dict, rounds: int, reps: int = 1) -> dict:
+    """Median seconds per call of each fn over `rounds`, alternating the fns every round.
+
+    Each turn starts with one untimed call, so that the previous library's worker threads
+    (OpenBLAS, OpenMP spin-waits) have settled and this one's are awake; then `reps` timed calls.
+    """
     times = {k: [] for k in fns}
     for _ in range(rounds):
         for k, f in fns.items():
-            times[k].append(timed(f))
+            jax.block_until_ready(f())
+            times[k].append(sum(timed(f) for _ in range(reps)) / reps)
     return {k: float(np.median(v)) for k, v in times.items()}
+
+
+def gemm_rate(n: int = 2048, rounds: int = 5) -> float:
+    """This machine's float32 GEMM rate through XLA, GFLOP/s, on an n x n x n product."""
+    X = jnp.asarray(np.random.default_rng(0).random((n, n), np.float32))
+    f = jax.jit(lambda X: X @ X)
+    return 2 * n**3 / race({"g": lambda: f(X)}, rounds)["g"] / 1e9
 
 
 # ---------- reference implementations of the same N x N formulation (w = 1) ----------
@@ -114,7 +124,7 @@ def core_one(M: int, N: int, d: int, rounds: int, torch) -> None:
     }
     if torch is not None:
         fns["torch"] = torch_value_and_grad_fn(pn, bits, weights)
-    t = race(fns, rounds)
+    t = race(fns, rounds, reps=max(1, 20000 // M))
     rate = 2 * M * N * N / t["gemm"] / 1e9
     tt = t.get("torch", float("nan"))
     print(
@@ -131,6 +141,7 @@ def core_section(shapes, rounds: int) -> None:
         torch.set_num_threads(os.cpu_count() or 1)
     except ImportError:
         torch = None
+    print(f"\nfloat32 GEMM rate (2048^3, XLA): {gemm_rate():.1f} GFLOP/s")
     print(f"\n== value_and_grad (full, random E, w=1) vs GEMMs; {os.cpu_count()} CPU threads ==")
     print(
         f"{'M,N,d':>16} {'gemm GF/s':>9} {'2 gemm ms':>9} {'v&g ms':>8} {'share':>6} "
@@ -201,13 +212,8 @@ def scan_one(K: int, L: int, d: int, steps: int) -> None:
         return jax.tree.map(lambda a, b: a - 1e-9 * b, q, g), loss
 
     vg_scan = jax.jit(lambda q: jax.lax.scan(vg_step, q, None, length=steps))
-    t_vg = race(
-        {
-            "vg": lambda: vg(p, data.bits, data.weights),
-            "vg_scan": lambda: vg_scan(p),
-        },
-        5,
-    )
+    t_vg = race({"vg": lambda: vg(p, data.bits, data.weights)}, 5, reps=50)
+    t_vg |= race({"vg_scan": lambda: vg_scan(p)}, 3)
     per = t["scan"] / steps
     print(
         f"{f'{K},{L},{d}':>14} {comp_scan:11.2f} {1e3 * per:12.3f} {comp_loop:11.2f} "
