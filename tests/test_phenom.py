@@ -158,10 +158,11 @@ def test_nxn_table_matches_naive_sum_and_blocks(w):
     np.testing.assert_allclose(gw, seq, rtol=1e-5, atol=1e-6)
 
 
-def test_sequence_metrics_chunked():
+@pytest.mark.parametrize("w,d", [(2, 4), (3, 2)])  # one-hot windows, gathered embeddings
+def test_sequence_metrics_chunked(w, d):
     M, N = 1003, 9
     bits = make_bits(5, M, N)
-    _, params = model_params("relative", "random", 2, N=N, d=4, scale=1.0)
+    _, params = model_params("relative", "random", w, N=N, d=d, scale=1.0)
     z = np_logits(params, bits)
     y = bits[:, 1:]
     bce = np.logaddexp(0, z) - y * z
