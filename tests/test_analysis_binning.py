@@ -122,3 +122,11 @@ def test_bad_edges_and_missing_columns_are_refused():
         bin_by_rank(t, [0, 0, 5])
     with pytest.raises(ValueError, match="lacks column 'loss'"):
         bin_by_rank(t.drop(columns="loss"))
+
+
+def test_docstring_examples():
+    import doctest
+
+    from phenomjax.analysis import binning
+
+    assert doctest.testmod(binning).failed == 0
