@@ -1,0 +1,166 @@
+"""`phenomjax fit`: scoring against a NumPy reference, identifiability of a phenom-generated run,
+legacy logs (fresh bits), reuse of complete sweeps, CLI errors that name the path."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from phenomjax.analysis.synthetic import write_legacy_log
+from phenomjax.cli import main
+from phenomjax.data import DataConfig
+from phenomjax.fit import FitConfig, ModelSection, PhenomOptimConfig, TrainSection, fit_phenom
+from phenomjax.fitrun import fit_run, format_report
+from phenomjax.rundir import RunDir
+from phenomjax.scoring import ScoreConfig, score_curves
+
+TRUTH = {"w": 2, "d": 4, "lr": 1e-2, "scale": 0.1}
+GRID = {"ws": (1, 2), "ds": (4,), "lrs": (3e-3, 1e-2, 3e-2), "scales": (0.1,)}
+
+
+def _curve_table(x, loss, acc, lo=0, hi=5):
+    n = len(x)
+    return pd.DataFrame(
+        {"step": np.arange(n), "rank_lo": lo, "rank_hi": hi, "presentations": x, "loss": loss,
+         "accuracy": acc}
+    )  # fmt: skip
+
+
+def _naive_score(ex, ey, fx, fy, s):
+    """Loop reference: RMSE of log-loss at the empirical points inside the shifted fit range."""
+    err = []
+    for x, y in zip(ex, ey, strict=True):
+        q = x / s
+        if fx.min() <= q <= fx.max():
+            # linear in log-presentations, by hand
+            j = np.searchsorted(fx, q, side="right") - 1
+            j = min(j, len(fx) - 2)
+            t = (np.log(q) - np.log(fx[j])) / (np.log(fx[j + 1]) - np.log(fx[j]))
+            pred = (1 - t) * np.log(fy[j]) + t * np.log(fy[j + 1])
+            err.append(pred - np.log(y))
+    return np.sqrt(np.mean(np.square(err))), len(err)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(st.floats(0.05, 0.7), min_size=4, max_size=9),
+    st.lists(st.floats(0.05, 0.7), min_size=4, max_size=9),
+    st.floats(-1.0, 1.0),
+)
+def test_score_matches_naive_reference(ey, fy, logs):
+    ex = np.logspace(0, 3, len(ey))
+    fx = np.logspace(-0.5, 3.5, len(fy))
+    emp = _curve_table(ex, np.asarray(ey), np.full(len(ey), 0.6))
+    fit = _curve_table(fx, np.asarray(fy), np.full(len(fy), 0.7))
+    s = float(np.exp(logs))
+    got = score_curves(emp, fit, ScoreConfig(shift=False, min_overlap=0.0))
+    want, n = _naive_score(ex, np.asarray(ey), fx, np.asarray(fy), 1.0)
+    assert got["n_points"] == n and got["score"] == pytest.approx(want, rel=1e-9, abs=1e-12)
+    assert got["accuracy_rmse"] == pytest.approx(0.1, abs=1e-9)
+    # the shift search is the exact minimiser over its grid: no grid factor does better
+    cfg = ScoreConfig(shift_range=3.0, shift_points=41, min_overlap=0.5)
+    best = score_curves(emp, fit, cfg)
+    for g in np.exp(cfg.grid()):
+        ref, m = _naive_score(ex, np.asarray(ey), fx, np.asarray(fy), g)
+        if m >= 0.5 * got["n_points"] and m > 0:
+            assert best["score"] <= ref + 1e-9
+    del s
+
+
+def test_shift_recovers_a_known_presentation_scale():
+    x = np.logspace(0, 4, 30)
+    curve = lambda n: 0.05 + 0.65 / (1.0 + n / 100.0)  # noqa: E731
+    emp = _curve_table(x, curve(x), np.full(30, 0.8))
+    fit = _curve_table(x, curve(x * 2.0), np.full(30, 0.8))  # the model learns 2x faster
+    got = score_curves(emp, fit, ScoreConfig(shift_range=4.0, shift_points=201))
+    assert got["shift"] == pytest.approx(2.0, rel=0.02)
+    assert got["score"] < 0.01 < got["score_unshifted"]
+
+
+def _truth_run(tmp_path):
+    cfg = FitConfig(
+        data=DataConfig(K=24, L=8, alpha=1.0, seed=3),
+        model=ModelSection(w=TRUTH["w"], d=TRUTH["d"], init_scale=TRUTH["scale"]),
+        optimizer=PhenomOptimConfig(name="adam", lr=TRUTH["lr"]),
+        train=TrainSection(mode="expected", steps=150, batch=16, num_evals=12),
+    )
+    return fit_phenom(cfg, tmp_path / "truth", progress=False).path
+
+
+@pytest.fixture(scope="module")
+def truth_fit(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ident")
+    run = _truth_run(tmp)
+    rep = fit_run(run, tmp / "fit", modes=("expected",), seeds=3, num_evals=12, progress=False,
+                  **GRID)  # fmt: skip
+    return run, tmp / "fit", rep
+
+
+def test_identifiability_recovers_the_generating_settings(truth_fit):
+    """A run made by the phenom model itself (w=2, d=4, lr=1e-2, scale=0.1) is fitted back:
+    tolerance: w and d exact, lr exact on this grid (allowed: one grid step), score < 1e-3."""
+    _, out, rep = truth_fit
+    b = rep["best"]
+    assert (b["w"], b["d"], b["scale"]) == (TRUTH["w"], TRUTH["d"], TRUTH["scale"])
+    lrs = list(GRID["lrs"])
+    assert abs(lrs.index(b["lr"]) - lrs.index(TRUTH["lr"])) <= 1
+    assert b["lr"] == TRUTH["lr"]
+    assert rep["score"] < 1e-3 and rep["shift"] == pytest.approx(1.0)
+    assert len(rep["per_seed"]) == 3 and rep["score_std"] >= 0
+    assert {p["seed"] for p in rep["per_seed"]} == {3, 4, 5}
+    assert not rep["fresh_bits"] and "own bits" in rep["bits"]
+    # the best run directory is a complete phenom run with the truth's config
+    m = RunDir(out / "best").manifest()
+    assert m["kind"] == "phenom" and m["status"] == "complete" and m["seed"] == 3
+    assert m["config"]["model"]["w"] == TRUTH["w"]
+    on_disk = json.loads((out / "report.json").read_text())
+    assert on_disk["best"] == rep["best"] and len(on_disk["per_bin"]) >= 2
+    assert rep["grid"]["members"] == 6 and "total_s" in rep["wall_time_s"]
+    text = format_report(rep)
+    assert "best: expected w=2 d=4 lr=0.01" in text and "ranks" not in text.split("\n")[0]
+
+
+def test_rerun_reuses_complete_sweeps(truth_fit):
+    run, out, rep = truth_fit
+    stamp = (out / "sweeps" / "expected" / "sweep.parquet").stat().st_mtime_ns
+    best_stamp = (out / "best" / "manifest.json").stat().st_mtime_ns
+    again = fit_run(run, out, modes=("expected",), seeds=3, num_evals=12, progress=False, **GRID)
+    assert (out / "sweeps" / "expected" / "sweep.parquet").stat().st_mtime_ns == stamp
+    assert (out / "best" / "manifest.json").stat().st_mtime_ns == best_stamp
+    assert again["best"] == rep["best"] and again["score"] == rep["score"]
+
+
+def test_legacy_log_fits_on_fresh_bits_in_both_modes(tmp_path):
+    log = write_legacy_log(tmp_path / "legacy.pkl", K=40, L=6, epochs=6, test_every=1, batch=8,
+                           iters_per_epoch=5)  # fmt: skip
+    rep = fit_run(log, tmp_path / "fit", ws=(1,), ds=(2,), lrs=(1e-2,), scales=(0.1,), seeds=3,
+                  num_evals=6, progress=False)  # fmt: skip
+    assert rep["fresh_bits"] and "fresh bits" in rep["bits"] and rep["run_kind"] == "legacy"
+    assert rep["batch"] == 8 and rep["steps"] == 25  # 5 epochs x 5 steps per epoch
+    assert {t["mode"] for t in rep["top"]} == {"expected", "stochastic"}
+    assert np.isfinite(rep["score_mean"]) and len(rep["per_seed"]) == 3
+
+
+def test_cli_errors_name_the_path(tmp_path, capsys):
+    missing = tmp_path / "nowhere"
+    assert main(["fit", str(missing), "--out", str(tmp_path / "o"), "--no-progress"]) == 2
+    assert str(missing) in capsys.readouterr().err
+    empty = tmp_path / "notarun"
+    empty.mkdir()
+    assert main(["fit", str(empty), "--no-progress"]) == 2
+    assert str(empty) in capsys.readouterr().err
+
+
+def test_cli_prints_the_table(truth_fit, capsys):
+    run, out, _ = truth_fit
+    args = ["fit", str(run), "--out", str(out), "--w", "1,2", "--d", "4", "--lr",
+            "3e-3,1e-2,3e-2", "--scale", "0.1", "--modes", "expected", "--num-evals", "12",
+            "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "best: expected w=2 d=4" in text and "report.json" in text
