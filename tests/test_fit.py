@@ -46,7 +46,7 @@ def setup(cfg: FitConfig, opt: OptimConfig | None = None):
     return state, make_step(tx, mode=cfg.train.mode, batch=cfg.train.batch), data
 
 
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=5, deadline=None)
 @given(K=st.integers(1, 12), B=st.integers(1, 6), steps=st.integers(1, 20))
 def test_stochastic_counts_sum_to_steps_times_batch_and_match_numpy(K, B, steps):
     cfg = dataclasses.replace(

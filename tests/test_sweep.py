@@ -80,12 +80,12 @@ def test_outer_loops_and_a_warmup_schedule_match_single_fits(tmp_path):
         seeds=[1],
         ws=[1, 2],
         ds=[3],
-        params=["full", "relative"],
+        params=["relative"],
         out=tmp_path / "sw",
         progress=False,
     )
-    assert len(table) == 4 and set(table.w) == {1, 2} and set(table.param) == {"full", "relative"}
-    assert table.member.tolist() == [0, 1, 2, 3] and (table.d == 3).all()
+    assert len(table) == 2 and table.w.tolist() == [1, 2] and table.member.tolist() == [0, 1]
+    assert (table.d == 3).all() and (table.param == "relative").all()
     row = table[(table.w == 1) & (table.d == 3) & (table.param == "relative")].iloc[0]
     _, curves = read_sweep(tmp_path / "sw", members=[int(row.member)])
     one = dataclasses.replace(cfg, model=ModelSection(w=1, d=3, param="relative"))
@@ -122,12 +122,15 @@ def test_cli_sweep(tmp_path, capsys):
         "0,1",
         "--w",
         "2",
+        "--param",
+        "full,shared",
         "--out",
         str(out),
         "--no-progress",
     ]
     assert main(argv + [x for s in sets for x in ("--set", s)]) == 0
-    assert "4 members" in capsys.readouterr().out
+    assert "8 members" in capsys.readouterr().out
     members, curves = read_sweep(out)
-    assert len(members) == 4 and len(curves) == 4 * 3 * 24
+    assert len(members) == 8 and len(curves) == 8 * 3 * 24
     assert sorted(members.lr.unique()) == [1e-3, 1e-2] and set(members.seed) == {0, 1}
+    assert members.param.tolist() == ["full"] * 4 + ["shared"] * 4
