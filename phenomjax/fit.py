@@ -146,7 +146,7 @@ def fit_phenom(
 
     def on_chunk(first: int, losses: np.ndarray) -> None:
         steps = first + np.arange(len(losses))  # the loss of step s is taken before update s+1
-        lrs = np.asarray([float(lr_at(int(s))) for s in steps], np.float32)
+        lrs = np.broadcast_to(np.asarray(lr_at(jnp.asarray(steps)), np.float32), steps.shape)
         log.add_train(steps + 1, losses, lrs)
 
     def checkpoint(s, t: int) -> None:
