@@ -31,15 +31,17 @@ def timed(fn, *args):
     return time.perf_counter() - t
 
 
-def race(fns: dict, rounds: int, reps: int = 1) -> dict:
+def race(fns: dict, rounds: int, reps: int = 1, settle: float = 0.0) -> dict:
     """Median seconds per call of each fn over `rounds`, alternating the fns every round.
 
-    Each turn starts with one untimed call, so that the previous library's worker threads
-    (OpenBLAS, OpenMP spin-waits) have settled and this one's are awake; then `reps` timed calls.
+    Each turn sleeps `settle` seconds (the previous library's worker threads stop spin-waiting:
+    OpenBLAS, OpenMP and XLA's pools each busy-wait after a call, which on 2 cores slows the next
+    library many times over), makes one untimed call, then `reps` timed calls.
     """
     times = {k: [] for k in fns}
     for _ in range(rounds):
         for k, f in fns.items():
+            time.sleep(settle)
             jax.block_until_ready(f())
             times[k].append(sum(timed(f) for _ in range(reps)) / reps)
     return {k: float(np.median(v)) for k, v in times.items()}
@@ -124,7 +126,7 @@ def core_one(M: int, N: int, d: int, rounds: int, torch) -> None:
     }
     if torch is not None:
         fns["torch"] = torch_value_and_grad_fn(pn, bits, weights)
-    t = race(fns, rounds, reps=max(1, 20000 // M))
+    t = race(fns, rounds, reps=max(1, 20000 // M), settle=0.5)
     rate = 2 * M * N * N / t["gemm"] / 1e9
     tt = t.get("torch", float("nan"))
     print(
@@ -175,7 +177,8 @@ def scan_vs_loop(shapes, steps: int) -> None:
     )
     print(
         f"{'K,L,d':>14} {'scan comp s':>11} {'scan ms/step':>12} {'loop comp s':>11} "
-        f"{'loop ms/step':>12} {'v&g ms':>7} {'v&g in scan':>11} {'step/v&g':>8} {'same traj':>9}"
+        f"{'loop ms/step':>12} {'v&g ms':>7} {'v&g in scan':>11} {'step/v&g':>8} "
+        f"{'(in scan)':>9} {'same traj':>9}"
     )
     for K, L, d in shapes:
         scan_one(K, L, d, steps)
@@ -218,7 +221,8 @@ def scan_one(K: int, L: int, d: int, steps: int) -> None:
     print(
         f"{f'{K},{L},{d}':>14} {comp_scan:11.2f} {1e3 * per:12.3f} {comp_loop:11.2f} "
         f"{1e3 * t['loop'] / steps:12.3f} {1e3 * t_vg['vg']:7.3f} "
-        f"{1e3 * t_vg['vg_scan'] / steps:11.3f} {per / t_vg['vg']:8.2f} {str(same):>9}"
+        f"{1e3 * t_vg['vg_scan'] / steps:11.3f} {per / t_vg['vg']:8.2f} "
+        f"{per * steps / t_vg['vg_scan']:9.2f} {str(same):>9}"
     )
 
 
