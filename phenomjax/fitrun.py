@@ -45,7 +45,7 @@ from .sweep import _floats, _ints, read_sweep, sweep
 
 DEFAULT_WS = (1, 4, 8)
 DEFAULT_DS = (8,)
-DEFAULT_LRS = (1e-4, 3e-4, 1e-3, 3e-3)
+DEFAULT_LRS = (3e-5, 1e-4, 3e-4, 1e-3)
 DEFAULT_SCALES = (0.01, 0.1)
 MODES = ("expected", "stochastic")
 SETTINGS = ["mode", "w", "d", "lr", "scale"]

@@ -10,7 +10,7 @@ import pytest
 from phenomjax.analysis.binning import default_edges
 from phenomjax.bayes import per_sequence_floor
 from phenomjax.cli import main
-from phenomjax.compare import overlay_figure, side_by_side
+from phenomjax.compare import overlay_data, overlay_figure, side_by_side
 from phenomjax.config import load_config
 from phenomjax.data import make_bits, zipf_weights
 from phenomjax.fitrun import fit_run
@@ -23,8 +23,8 @@ def pair(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("compare")
     cfg = load_config(TrainConfig, embedded_config("tiny"), [])
     run = train(cfg, tmp / "tiny", progress=False).path
-    fit_run(run, tmp / "tiny-fit", ws=(1, 2), ds=(2,), lrs=(1e-2, 3e-2), scales=(0.1,),
-            modes=("expected",), seeds=3, num_evals=8, progress=False)  # fmt: skip
+    fit_run(run, tmp / "tiny-fit", ws=(2,), ds=(2,), lrs=(1e-2, 3e-2), scales=(0.1,),
+            modes=("expected",), seeds=2, num_evals=8, progress=False)  # fmt: skip
     return run, tmp / "tiny-fit", tmp
 
 
@@ -50,7 +50,7 @@ def test_overlay_data_holds_both_curves_for_every_bin(pair):
 
 def test_overlay_floor_and_shift_match_references(pair):
     run, fit, tmp = pair
-    data = overlay_figure(run, fit, None).data
+    data = overlay_data(run, fit)[0]
     m = RunDir(run).manifest()
     floor, _ = per_sequence_floor(make_bits(m["seed"], m["K"], m["L"]), zipf_weights(m["K"], 1.0))
     for (lo, hi), g in data.groupby(["rank_lo", "rank_hi"]):
@@ -67,7 +67,7 @@ def test_overlay_floor_and_shift_match_references(pair):
 
 def test_residual_column_is_log_ratio_at_empirical_points(pair):
     run, fit, _ = pair
-    data = overlay_figure(run, fit, None).data
+    data = overlay_data(run, fit)[0]
     for _, g in data.groupby(["rank_lo", "rank_hi"]):
         e = g[g.source == "empirical"].sort_values("presentations")
         f = g[g.source == "fit"].sort_values("presentations")
@@ -79,26 +79,29 @@ def test_residual_column_is_log_ratio_at_empirical_points(pair):
     assert data[data.source == "fit"].log_residual.isna().all()
 
 
-def test_side_by_side_has_every_experiment(pair):
+def test_cli_side_by_side_has_every_experiment(pair, capsys):
+    """Two pairs: a fit folder and a bare phenom run directory (shift 1) as FIT."""
     run, fit, tmp = pair
-    sb = side_by_side([(run, fit), (run, fit / "best")], tmp / "sbs", names=["a", "b"])
+    args = ["compare", str(run), str(fit), str(run), str(fit / "best"), "--out",
+            str(tmp / "sbs"), "--names", "a,b"]  # fmt: skip
+    assert main(args) == 0
     back = pd.read_csv(tmp / "sbs" / "side-by-side.csv")
     assert set(back.experiment) == {"a", "b"}
     for _, g in back.groupby(["experiment", "rank_lo"]):
         assert set(g.source) == {"empirical", "fit"}
-    assert any(p.suffix == ".png" for p in sb.paths)
+    for name in ("side-by-side.png", "side-by-side.pdf", "overlay-a.png", "overlay-b.csv"):
+        assert (tmp / "sbs" / name).is_file(), name
+    assert "side by side" in capsys.readouterr().out
+    direct = side_by_side([(run, fit)], None, names=["only"])
+    assert set(direct.data.experiment) == {"only"} and direct.paths == []
 
 
-def test_cli_compare(pair, capsys):
-    run, fit, tmp = pair
-    assert main(["compare", str(run), str(fit), "--out", str(tmp / "cli")]) == 0
-    assert (tmp / "cli" / "overlay.png").is_file()
-    assert main(["compare", str(run), str(fit), str(run), str(fit), "--out", str(tmp / "cli2"),
-                 "--names", "x,y"]) == 0  # fmt: skip
-    assert (tmp / "cli2" / "side-by-side.png").is_file()
-    capsys.readouterr()
+def test_cli_compare_errors_name_the_path(pair, capsys):
+    run, _, tmp = pair
     assert main(["compare", str(run)]) == 2
     assert "pairs" in capsys.readouterr().err
     missing = tmp / "no-fit-here"
     assert main(["compare", str(run), str(missing)]) == 2
     assert str(missing) in capsys.readouterr().err
+    assert main(["compare", str(tmp / "no-run"), str(missing)]) == 2
+    assert str(tmp / "no-run") in capsys.readouterr().err

@@ -1,0 +1,194 @@
+"""`phenomjax demo`: train, analyse, fit and compare on the embedded default, in minutes on a CPU.
+
+    phenomjax demo                 # everything under ./runs
+    phenomjax demo --out /tmp/x    # elsewhere
+    phenomjax demo --fresh         # recompute everything
+
+Layout under --out (default ./runs):
+    demo/            the transformer run directory (phenomjax/configs/demo.toml)
+    demo-fit/        the phenomenological fit (report.json, sweeps/, refit/, best/)
+    demo-figures/    analysis figures (loss, accuracy, heatmap), the overlay, and processed/
+                     (the analysis cache of the run's binned tables)
+
+A second run reuses what it can: a complete run directory with the same config is not
+retrained (one cut short is resumed), complete fit sweeps with the same grid are not swept
+again, the analysis tables come from the content-keyed cache. --fresh deletes the three folders
+first. The fit grid is small on purpose (DEMO_GRID): the whole demo stays within ~5 minutes on
+2 CPU cores; `phenomjax fit` runs the full default grid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .analysis import RANK_SELECTIONS, process_run
+from .analysis.binning import bin_label
+from .analysis.plots import curves_from_bins, heatmap_figure, metric_figure, use_backend
+from .analysis.settings import PlotSettings
+from .compare import overlay_figure
+from .config import load_config, to_dict
+from .fitrun import fit_run, format_report
+from .rundir import RunDir
+from .train import TrainConfig, embedded_config, train
+
+# Both modes, capacity w = 1 (a logistic model of single bits) vs w = 8 (~log2 K: can memorize
+# everything), three learning rates around the demo's best, three seeds for the best.
+DEMO_GRID = {
+    "ws": (1, 8),
+    "ds": (8,),
+    "lrs": (1e-4, 3e-4, 1e-3),
+    "scales": (0.1,),
+    "seeds": 3,
+    "modes": ("expected", "stochastic"),
+    "num_evals": 16,
+}
+
+
+def _jsonable(obj):
+    return json.loads(json.dumps(obj))
+
+
+def ensure_trained(cfg: TrainConfig, out: Path, progress: bool) -> tuple[RunDir, str]:
+    """The demo run: reused when complete with the same config, resumed when cut short."""
+    run = RunDir(out)
+    if run.exists():
+        m = run.manifest()
+        if m.get("config") == _jsonable(to_dict(cfg)):
+            if m.get("status") == "complete":
+                return run, "reused"
+            if run.has_checkpoint():
+                return train(cfg, out, resume=True, progress=progress), "resumed"
+        shutil.rmtree(out)  # another config or nothing to resume from
+    return train(cfg, out, progress=progress), "trained"
+
+
+def analyse(run: RunDir, figures: Path) -> tuple[list[Path], object]:
+    """The analysis package's figures and binned tables (through its cache)."""
+    p = process_run(run.path, ranks=RANK_SELECTIONS["low"], cache_dir=figures / "processed")
+    plot = PlotSettings()
+    label = p.meta.get("label", run.path.name)
+    curves = curves_from_bins(p.binned)
+    paths = []
+    for metric in ("loss", "accuracy"):
+        d = metric_figure(curves, metric, plot=plot, title=f"demo run ({label}): {metric}",
+                          out_dir=figures, name=f"demo-{metric}")  # fmt: skip
+        paths += d.paths
+    if p.positions is not None:
+        paths += heatmap_figure(p.positions, plot=plot, title=f"demo run ({label})",
+                                out_dir=figures, name="demo-heatmap").paths  # fmt: skip
+    return paths, p
+
+
+def binned_table(p) -> str:
+    last = p.binned[p.binned["step"] == p.binned["step"].max()]
+    lines = [f"  {'rank bin':<16}{'presentations':>14}{'loss':>8}{'floor':>8}{'accuracy':>9}"
+             f"{'ceiling':>8}"]  # fmt: skip
+    for _, r in last.iterrows():
+        lines.append(
+            f"  {bin_label(int(r.rank_lo), int(r.rank_hi)):<16}{r.presentations:>14.1f}"
+            f"{r.loss:>8.4f}{r.get('floor', np.nan):>8.4f}{r.accuracy:>9.3f}"
+            f"{r.get('ceiling', np.nan):>8.3f}"
+        )
+    return "\n".join(lines)
+
+
+def demo(
+    out: str | Path = "runs",
+    *,
+    fresh: bool = False,
+    progress: bool = True,
+    config: str = "demo",
+    grid: dict | None = None,
+) -> dict:
+    """Run the demo; returns its summary (also printed by the command).
+
+    `config` names an embedded training config (tests use "tiny"), `grid` replaces DEMO_GRID.
+    """
+    t0 = time.perf_counter()
+    use_backend(False)
+    out = Path(out)
+    run_dir, fit_dir, figures = out / config, out / f"{config}-fit", out / f"{config}-figures"
+    if fresh:
+        for d in (run_dir, fit_dir, figures):
+            if d.exists():
+                shutil.rmtree(d)
+    times = {}
+    cfg = load_config(TrainConfig, embedded_config(config), [])
+    t = time.perf_counter()
+    run, how = ensure_trained(cfg, run_dir, progress)
+    times["train_s"] = time.perf_counter() - t
+    print(f"[demo] run {run.path}: {how} ({times['train_s']:.1f} s)", flush=True)
+
+    t = time.perf_counter()
+    paths, p = analyse(run, figures)
+    times["analyse_s"] = time.perf_counter() - t
+    print(f"[demo] analysis ({'cached' if p.cached else 'computed'}, "
+          f"{times['analyse_s']:.1f} s): rank bins at the last evaluation", flush=True)  # fmt: skip
+    print(binned_table(p))
+
+    t = time.perf_counter()
+    grid = dict(DEMO_GRID if grid is None else grid)
+    report = fit_run(run.path, fit_dir, progress=progress, **grid)
+    times["fit_s"] = time.perf_counter() - t
+    print(format_report(report))
+
+    t = time.perf_counter()
+    ov = overlay_figure(run.path, fit_dir, figures, name="overlay")
+    times["compare_s"] = time.perf_counter() - t
+    times["total_s"] = time.perf_counter() - t0
+
+    last = p.binned[p.binned["step"] == p.binned["step"].max()]
+    top = last[last["rank_lo"] == 0].iloc[0]
+    summary = {
+        "how": how,
+        "cached_analysis": p.cached,
+        "run": str(run.path),
+        "fit": str(fit_dir),
+        "figures": [str(x) for x in paths + ov.paths],
+        "overlay": str(figures / "overlay.png"),
+        "score_mean": report["score_mean"],
+        "score_std": report["score_std"],
+        "best": report["best"],
+        "shift": report["shift"],
+        "top_bin": bin_label(int(top.rank_lo), int(top.rank_hi)),
+        "top_loss": float(top.loss),
+        "top_floor": float(top.get("floor", np.nan)),
+        "memorized_bits": p.meta.get("memorized", {}).get("memorized_bits"),
+        "wall_time_s": times,
+    }
+    b = report["best"]
+    print(
+        "\n[demo] summary\n"
+        f"  run:      {run.path} ({run.manifest().get('n_params')} parameters, {how})\n"
+        f"  figures:  {figures}/ (demo-loss, demo-accuracy, demo-heatmap, overlay: .png/.pdf; "
+        "overlay.csv holds the drawn data)\n"
+        f"  overlay:  {summary['overlay']}\n"
+        f"  fit:      {b['mode']} w={b['w']:g} d={b['d']:g} lr={b['lr']:g} scale={b['scale']:g},"
+        f" presentations x {report['shift']:.2f}; log-loss RMSE {report['score_mean']:.4f} +- "
+        f"{report['score_std']:.4f} over {len(report['per_seed'])} seeds, accuracy RMSE "
+        f"{report['accuracy_rmse']:.4f}\n"
+        f"  {summary['top_bin']}: final loss {summary['top_loss']:.4f} nats vs Bayes floor "
+        f"{summary['top_floor']:.4f} (ratio {summary['top_loss'] / summary['top_floor']:.2f})\n"
+        f"  memorized bits: {summary['memorized_bits']:.0f}\n"
+        f"  wall time: {times['total_s']:.1f} s (train {times['train_s']:.1f}, analyse "
+        f"{times['analyse_s']:.1f}, fit {times['fit_s']:.1f}, compare {times['compare_s']:.1f})",
+        flush=True,
+    )
+    return summary
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="runs", help="folder of demo/, demo-fit/, demo-figures/")
+    p.add_argument("--fresh", action="store_true", help="recompute everything")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    demo(args.out, fresh=args.fresh, progress=not args.no_progress)
+    return 0

@@ -1,0 +1,67 @@
+"""`phenomjax demo`: end to end on the tiny embedded config (fast), reuse on a second run,
+--fresh, and the real demo under the 5-minute budget (slow)."""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+import pytest
+
+from phenomjax.cli import main
+from phenomjax.demo import demo
+
+TINY_GRID = {"ws": (1,), "ds": (2,), "lrs": (1e-2, 3e-2), "scales": (0.1,), "seeds": 3,
+             "modes": ("expected", "stochastic"), "num_evals": 8}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def first(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    return out, demo(out, config="tiny", grid=TINY_GRID, progress=False)
+
+
+def test_demo_end_to_end_on_tiny(first, capsys):
+    out, s = first
+    assert s["how"] == "trained"
+    for name in ("tiny-loss.png", "tiny-accuracy.png", "tiny-heatmap.png", "overlay.png",
+                 "overlay.pdf", "overlay.csv"):  # fmt: skip
+        name = name.replace("tiny-", "demo-")
+        assert (out / "tiny-figures" / name).stat().st_size > 1000, name
+    data = pd.read_csv(out / "tiny-figures" / "overlay.csv")
+    assert set(data.source) == {"empirical", "fit"}
+    assert (out / "tiny-fit" / "report.json").is_file()
+    assert s["score_mean"] > 0 and s["top_floor"] > 0 and s["top_loss"] > 0
+    assert s["top_bin"] == "ranks 0-4"
+    assert set(s["wall_time_s"]) == {"train_s", "analyse_s", "fit_s", "compare_s", "total_s"}
+
+
+def test_demo_second_run_reuses_everything(first, capsys):
+    out, s = first
+    stamp = (out / "tiny" / "evals.parquet").stat().st_mtime_ns
+    sweeps = (out / "tiny-fit" / "sweeps" / "expected" / "sweep.parquet").stat().st_mtime_ns
+    again = demo(out, config="tiny", grid=TINY_GRID, progress=False)
+    assert again["how"] == "reused" and again["cached_analysis"]
+    assert (out / "tiny" / "evals.parquet").stat().st_mtime_ns == stamp
+    assert (out / "tiny-fit" / "sweeps" / "expected" / "sweep.parquet").stat().st_mtime_ns == sweeps
+    assert again["score_mean"] == s["score_mean"]
+    assert "summary" in capsys.readouterr().out
+
+
+def test_demo_fresh_recomputes(first):
+    out, s = first
+    stamp = (out / "tiny" / "evals.parquet").stat().st_mtime_ns
+    again = demo(out, config="tiny", grid=TINY_GRID, progress=False, fresh=True)
+    assert again["how"] == "trained"
+    assert (out / "tiny" / "evals.parquet").stat().st_mtime_ns != stamp
+    assert again["score_mean"] == pytest.approx(s["score_mean"], rel=1e-5)  # deterministic
+
+
+@pytest.mark.slow
+def test_real_demo_within_five_minutes(tmp_path, capsys):
+    t = time.perf_counter()
+    assert main(["demo", "--out", str(tmp_path), "--no-progress"]) == 0
+    wall = time.perf_counter() - t
+    text = capsys.readouterr().out
+    assert "Bayes floor" in text and (tmp_path / "demo-figures" / "overlay.png").is_file()
+    assert wall < 300, f"demo took {wall:.0f} s"
