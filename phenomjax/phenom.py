@@ -137,10 +137,14 @@ def contributions(params: dict) -> jax.Array:
 
 
 def effective_table(params: dict) -> jax.Array:
-    """U[n, i, v] = B^T A[n, i] E[i, v] (zero for i > n): (N-1, N-1, 2^w)."""
+    """U[n, i, v] = B^T A[n, i] E[i, v] (zero for i > n): (N-1, N-1, 2^w).
+
+    A broadcast multiply-reduce rather than an einsum: as a dot it is N-1 tiny batched
+    products, which XLA's CPU backend runs one by one (and 16x more of them under vmap).
+    """
     C = contributions(params)
     P = C.shape[0]
-    return jnp.einsum("nie,ive->niv", C, params["E"][:P])
+    return (C[:, :, None, :] * params["E"][None, :P]).sum(axis=-1)
 
 
 def tables(params: dict) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -157,12 +161,15 @@ def tables(params: dict) -> tuple[jax.Array, jax.Array, jax.Array]:
         C = contributions(params)
         P = C.shape[0]
         return C.transpose(1, 2, 0).reshape(P * d, P), jnp.zeros((P,), C.dtype), E[:P]
+    if V == 2:  # w = 1: logit = sum_i U[n, i, 0] + x_i (U[n, i, 1] - U[n, i, 0])
+        C = contributions(params)
+        P = C.shape[0]
+        dE = E[:P, 1] - E[:P, 0]
+        T = (C * dE[None]).sum(axis=-1).T
+        return T, (C * E[None, :P, 0]).sum(axis=(1, 2)), jnp.zeros((0,), C.dtype)
     U = effective_table(params)
     P = U.shape[0]
-    empty = jnp.zeros((0,), U.dtype)
-    if V == 2:  # w = 1: logit = sum_i U0 + x_i (U1 - U0)
-        return (U[:, :, 1] - U[:, :, 0]).T, U[:, :, 0].sum(axis=1), empty
-    return U.transpose(1, 2, 0).reshape(P * V, P), jnp.zeros((P,), U.dtype), empty
+    return U.transpose(1, 2, 0).reshape(P * V, P), jnp.zeros((P,), U.dtype), jnp.zeros((0,))
 
 
 def logits(params: dict, bits: jax.Array) -> jax.Array:
