@@ -11,10 +11,11 @@ Layout under --out (default ./runs):
                      (the analysis cache of the run's binned tables)
 
 A second run reuses what it can: a complete run directory with the same config is not
-retrained (one cut short is resumed), complete fit sweeps with the same grid are not swept
-again, the analysis tables come from the content-keyed cache. --fresh deletes the three folders
-first. The fit grid is small on purpose (DEMO_GRID): the whole demo stays within ~5 minutes on
-2 CPU cores; `phenomjax fit` runs the full default grid.
+retrained (one cut short is resumed; one of another config is an error, never overwritten),
+complete fit sweeps with the same grid are not swept again, the analysis tables come from the
+content-keyed cache. --fresh deletes the three folders first. The fit grid is small on
+purpose (DEMO_GRID): the whole demo stays within ~5 minutes on 2 CPU cores;
+`phenomjax fit` runs the full default grid.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from .analysis.plots import curves_from_bins, heatmap_figure, metric_figure, use
 from .analysis.settings import PlotSettings
 from .compare import overlay_figure
 from .config import load_config, to_dict
+from .errors import RunDirError
 from .fitrun import fit_run, format_report
 from .rundir import RunDir
 from .train import TrainConfig, embedded_config, train
@@ -59,12 +61,16 @@ def ensure_trained(cfg: TrainConfig, out: Path, progress: bool) -> tuple[RunDir,
     run = RunDir(out)
     if run.exists():
         m = run.manifest()
-        if m.get("config") == _jsonable(to_dict(cfg)):
-            if m.get("status") == "complete":
-                return run, "reused"
-            if run.has_checkpoint():
-                return train(cfg, out, resume=True, progress=progress), "resumed"
-        shutil.rmtree(out)  # another config or nothing to resume from
+        if m.get("config") != _jsonable(to_dict(cfg)):
+            raise RunDirError(
+                f"{run.path}: holds a run of another config than the embedded demo; "
+                "pass --fresh to replace it or --out to use another folder"
+            )
+        if m.get("status") == "complete":
+            return run, "reused"
+        if run.has_checkpoint():
+            return train(cfg, out, resume=True, progress=progress), "resumed"
+        shutil.rmtree(out)  # the demo's own run, cut short before its first checkpoint
     return train(cfg, out, progress=progress), "trained"
 
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
 
 import pandas as pd
@@ -10,6 +12,7 @@ import pytest
 
 from phenomjax.cli import main
 from phenomjax.demo import demo
+from phenomjax.errors import RunDirError
 
 TINY_GRID = {"ws": (1,), "ds": (2,), "lrs": (1e-2, 3e-2), "scales": (0.1,), "seeds": 3,
              "modes": ("expected", "stochastic"), "num_evals": 8}  # fmt: skip
@@ -55,6 +58,18 @@ def test_demo_fresh_recomputes(first):
     assert again["how"] == "trained"
     assert (out / "tiny" / "evals.parquet").stat().st_mtime_ns != stamp
     assert again["score_mean"] == pytest.approx(s["score_mean"], rel=1e-5)  # deterministic
+
+
+def test_demo_refuses_a_run_of_another_config(first, tmp_path, capsys):
+    out, _ = first
+    other = tmp_path / "tiny"
+    shutil.copytree(out / "tiny", other)
+    m = json.loads((other / "manifest.json").read_text())
+    m["config"]["train"]["steps"] += 1
+    (other / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(RunDirError, match=str(other)):
+        demo(tmp_path, config="tiny", grid=TINY_GRID, progress=False)
+    assert json.loads((other / "manifest.json").read_text()) == m  # left as it was
 
 
 @pytest.mark.slow
