@@ -7,12 +7,15 @@ import json
 import shutil
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from phenomjax.cli import main
 from phenomjax.demo import demo
 from phenomjax.errors import RunDirError
+from phenomjax.rundir import RunDir
+from phenomjax.sweep import read_sweep
 
 TINY_GRID = {"ws": (1,), "ds": (2,), "lrs": (1e-2, 3e-2), "scales": (0.1,), "seeds": 3,
              "modes": ("expected", "stochastic"), "num_evals": 8}  # fmt: skip
@@ -37,6 +40,17 @@ def test_demo_end_to_end_on_tiny(first, capsys):
     assert s["score_mean"] > 0 and s["top_floor"] > 0 and s["top_loss"] > 0
     assert s["top_bin"] == "ranks 0-4"
     assert set(s["wall_time_s"]) == {"train_s", "analyse_s", "fit_s", "compare_s", "total_s"}
+
+
+def test_stochastic_fit_sees_the_transformers_batches(first):
+    """Same seed, sampler and key stream: the stochastic sweep counts the run's presentations."""
+    out, _ = first
+    _, curves = read_sweep(out / "tiny-fit" / "sweeps" / "stochastic", [0])
+    ev = RunDir(out / "tiny").read_evals()
+    last = int(ev.step.max())
+    a = curves[curves.step == last].sort_values("rank").presentations.to_numpy()
+    b = ev[ev.step == last].sort_values("rank").presentations.to_numpy()
+    np.testing.assert_array_equal(a, b)
 
 
 def test_demo_second_run_reuses_everything(first, capsys):
