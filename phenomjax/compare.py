@@ -208,7 +208,7 @@ def side_by_side(
     fig, axs = plt.subplots(2, n, figsize=(4.2 * n, 7.5), squeeze=False, sharey="row")
     for j, ((d, elabel, flabel), nm) in enumerate(zip(got, names, strict=True)):
         _draw(axs[:, j], d, colors, residual=False)
-        short = flabel.split(";")[0].replace("phenom fit: ", "fit: ")
+        short = flabel.replace("phenom fit: ", "fit: ").replace("; ", "\n", 2)
         axs[0, j].set_title(f"{nm}\n{elabel.split(': ', 1)[-1]}\n{short}", fontsize=8)
         if j:
             axs[0, j].set_ylabel("")
