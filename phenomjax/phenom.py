@@ -181,14 +181,25 @@ def logits(params: dict, bits: jax.Array) -> jax.Array:
 def loss(params: dict, bits: jax.Array, weights: jax.Array) -> jax.Array:
     """sum_m p_m * mean_n BCE(sigmoid(logit[m, n]), x[m, n+1]), in nats (log-sigmoid form).
 
-    Differentiable through a fused custom VJP (one blocked pass yields value and gradient).
+    Differentiable through a fused custom VJP (one blocked pass yields value and gradient);
+    reverse mode only (jax.grad / value_and_grad, not jax.jvp). The gradient with respect to
+    `weights` is the per-sequence loss.
     """
     T, c, E = tables(params)
     return K.weighted_bce(T, c, E, jnp.asarray(bits), jnp.asarray(weights), window_bits(params))
 
 
 def loss_and_grad(params: dict, bits: jax.Array, weights: jax.Array) -> tuple[jax.Array, dict]:
-    """(loss, grads): two blocked GEMMs over M, then the small tables' VJP back to params."""
+    """(loss, grads): two blocked GEMMs over M, then the small tables' VJP back to params.
+
+    >>> import jax, numpy as np
+    >>> model = PhenomModel(N=8, d=4, w=2)
+    >>> params = init_params(jax.random.key(0), model)
+    >>> bits = np.random.default_rng(0).integers(0, 2, (100, 8))
+    >>> value, grads = loss_and_grad(params, bits, np.full(100, 0.01, np.float32))
+    >>> grads["A"].shape, logits(params, bits).shape
+    ((7, 7, 4, 4), (100, 7))
+    """
     return jax.value_and_grad(loss)(params, bits, weights)
 
 
