@@ -274,17 +274,28 @@ def format_report(r: dict) -> str:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="run directory or legacy .pkl log")
     p.add_argument("--out", default=None, help="output folder (default: <run>-fit beside it)")
-    p.add_argument("--w", type=_ints, default=DEFAULT_WS, help="windows, e.g. 1,4,8")
-    p.add_argument("--d", type=_ints, default=DEFAULT_DS, help="embedding widths")
-    p.add_argument("--lr", type=_floats, default=DEFAULT_LRS, help="learning rates")
-    p.add_argument("--scale", type=_floats, default=DEFAULT_SCALES, help="initial scales")
-    p.add_argument("--seeds", type=int, default=3, help="seeds of the best's refit (>= 1)")
-    p.add_argument("--modes", default="expected,stochastic", help="expected,stochastic")
+    p.add_argument("--w", type=_ints, default=DEFAULT_WS, help="windows w (default 1,4,8)")
+    p.add_argument("--d", type=_ints, default=DEFAULT_DS, help="embedding widths d (default 8)")
+    p.add_argument(
+        "--lr",
+        type=_floats,
+        default=DEFAULT_LRS,
+        help="learning rates (default 3e-5,1e-4,3e-4,1e-3)",
+    )
+    p.add_argument(
+        "--scale", type=_floats, default=DEFAULT_SCALES, help="initial scales (default 0.01,0.1)"
+    )
+    p.add_argument("--seeds", type=int, default=3, help="seeds of the best's refit (default 3)")
+    p.add_argument(
+        "--modes", default="expected,stochastic", help="modes (default expected,stochastic)"
+    )
     p.add_argument("--optimizer", default="adam", help="optax optimizer of the phenom model")
     p.add_argument("--param", default="full", help="full, shared or relative")
     p.add_argument("--batch", type=int, default=None, help="batch size if the run lacks one")
-    p.add_argument("--num-evals", type=int, default=24, help="log-spaced fit evaluations")
-    p.add_argument("--no-shift", action="store_true", help="no presentation-scale factor")
+    p.add_argument(
+        "--num-evals", type=int, default=24, help="log-spaced fit evaluations (default 24)"
+    )
+    p.add_argument("--no-shift", action="store_true", help="fix the presentation scale at 1")
     p.add_argument("--no-progress", action="store_true")
 
 
