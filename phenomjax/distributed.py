@@ -99,11 +99,25 @@ def constrain_rows(x: jax.Array, mesh: Mesh | None) -> jax.Array:
     return jax.lax.with_sharding_constraint(x, rows(mesh))
 
 
-def put_replicated(tree, mesh: Mesh | None):
-    """Place a pytree on every device of the mesh (host-local values, identical everywhere)."""
-    if mesh is None:
+def place(tree, sharding: NamedSharding | None):
+    """Place a pytree of host-identical values on a (possibly multi-host) sharding.
+
+    Each process supplies only its own shards (make_array_from_callback), which works where
+    device_put of a process-local array cannot: across hosts. Typed PRNG keys travel as their
+    raw key data and are re-wrapped.
+    """
+    if sharding is None:
         return tree
-    return jax.device_put(tree, replicated(mesh))
+
+    def one(leaf):
+        is_key = jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+        host = np.asarray(jax.random.key_data(leaf) if is_key else leaf)
+        spec = tuple(sharding.spec)[: host.ndim]
+        sh = NamedSharding(sharding.mesh, P(*spec))
+        arr = jax.make_array_from_callback(host.shape, sh, lambda idx: host[idx])
+        return jax.random.wrap_key_data(arr, impl=jax.random.key_impl(leaf)) if is_key else arr
+
+    return jax.tree_util.tree_map(one, tree)
 
 
 def gather(x) -> np.ndarray:

@@ -36,10 +36,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pandas as pd
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from . import phenom
 from .config import load_config, to_dict
 from .data import key_streams, log_spaced_steps, make_bits, zipf_weights
+from .distributed import gather, is_main, make_mesh, place
 from .errors import ConfigError, NonFiniteLossError
 from .fit import FitConfig, build_model
 from .fit_modes import (
@@ -93,7 +96,36 @@ def _guarded(step):
     return guarded
 
 
-def _group(cfg, model, lrs, scales, seeds, first: int, out: Path | None, gid: int, progress):
+def _shard_members(state, data: FitData, S: int, H: int, devices: int):
+    """Split the members over a "sweep" mesh (DESIGN 7): the (lr, scale) axis when the devices
+    divide it, else the seed axis. Each member keeps its own keys, so its numbers do not depend
+    on where it runs (jax #40232); XLA partitions the vmapped step with no collective but the
+    progress line's minimum."""
+    mesh = make_mesh(devices, "sweep")
+    if mesh is None:
+        return state, data
+    if H % mesh.size == 0:
+        spec, data_spec = P(None, "sweep"), P()
+    elif S % mesh.size == 0:
+        spec, data_spec = P("sweep"), P("sweep")
+    else:
+        raise ConfigError(
+            f"sweep devices: {mesh.size} devices divide neither the {H} (lr, scale) members "
+            f"nor the {S} seeds"
+        )
+    state = place(state, NamedSharding(mesh, spec))
+    data = data._replace(
+        bits=place(data.bits, NamedSharding(mesh, data_spec)),
+        batches_key=place(data.batches_key, NamedSharding(mesh, data_spec)),
+        weights=place(data.weights, NamedSharding(mesh, P())),
+        cdf=place(data.cdf, NamedSharding(mesh, P())),
+    )
+    return state, data
+
+
+def _group(
+    cfg, model, lrs, scales, seeds, first: int, out: Path | None, gid: int, progress, devices=1
+):
     """Run one (w, d, param) group of len(seeds) x len(lrs) x len(scales) members."""
     K, L, tr = cfg.data.K, cfg.data.L, cfg.train
     weights = zipf_weights(K, cfg.data.alpha)
@@ -119,6 +151,7 @@ def _group(cfg, model, lrs, scales, seeds, first: int, out: Path | None, gid: in
     state = jax.jit(jax.vmap(jax.vmap(init_member, (None, 0, 0)), (0, None, None)))(
         init_keys, lr_H, scale_H
     )
+    state, data = _shard_members(state, data, len(seeds), len(hyper), devices)
     data_axes = FitData(bits=0, weights=None, cdf=None, batches_key=0)
     member_step = _guarded(make_step(tx, mode=tr.mode, batch=tr.batch))
     vstep = jax.vmap(jax.vmap(member_step, (0, None)), (0, data_axes))
@@ -136,15 +169,15 @@ def _group(cfg, model, lrs, scales, seeds, first: int, out: Path | None, gid: in
     last: dict = {}
 
     def evaluate(s, t: int) -> None:
-        loss, acc = (np.asarray(x).reshape(S * H, K) for x in metrics(s["params"], data.bits))
+        loss, acc = (gather(x).reshape(S * H, K) for x in metrics(s["params"], data.bits))
         if tr.mode == "stochastic":
-            pres = np.asarray(s["counts"], np.int64).reshape(S * H, K)
+            pres = gather(s["counts"]).astype(np.int64).reshape(S * H, K)
             expected = pres.astype(np.float64)
         else:
             expected = np.broadcast_to(expected_presentations(t, tr.batch, weights), (S * H, K))
             pres = rounded_presentations(expected)
         last.update(step=t, loss=loss, acc=acc)
-        if out is None:
+        if out is None or not is_main():
             return
         df = pd.DataFrame(
             {
@@ -186,7 +219,9 @@ def _group(cfg, model, lrs, scales, seeds, first: int, out: Path | None, gid: in
             stacklevel=2,
         )
     s = held["state"]
-    live = np.asarray(s["live"]).reshape(-1)
+    live = gather(s["live"]).reshape(-1)
+    train_loss = gather(s["train_loss"]).reshape(-1)
+    diverged_step = gather(s["diverged_step"]).reshape(-1)
     rows = []
     for j, (i_seed, (lr, scale)) in enumerate(itertools.product(range(S), hyper)):
         ok = bool(live[j])
@@ -210,9 +245,9 @@ def _group(cfg, model, lrs, scales, seeds, first: int, out: Path | None, gid: in
                 "final_mean_loss": float(lo.mean()) if ok else np.nan,  # plain mean over ranks
                 "final_accuracy": float(ac.mean()) if ok else np.nan,
                 "final_weighted_accuracy": float(weights @ ac) if ok else np.nan,
-                "final_train_loss": float(np.asarray(s["train_loss"]).reshape(-1)[j]),
+                "final_train_loss": float(train_loss[j]),
                 "diverged": not ok,
-                "diverged_step": int(np.asarray(s["diverged_step"]).reshape(-1)[j]),
+                "diverged_step": int(diverged_step[j]),
                 "curves": CURVES,
             }
         )
@@ -230,11 +265,13 @@ def sweep(
     params: Sequence[str] | None = None,
     out: str | Path | None = None,
     progress: bool = True,
+    devices: int = 1,
 ) -> pd.DataFrame:
     """Train every member of lrs x scales x seeds (one vmapped program) for each (w, d, param).
 
     Axes left as None take the base config's value. Returns the member table (also written to
-    out/sweep.parquet when `out` is given, with the curves under out/curves).
+    out/sweep.parquet when `out` is given, with the curves under out/curves). `devices` > 1
+    (0 = all) splits the members over a device mesh; the numbers equal one device's.
     """
     m = base_cfg.model
     lrs = tuple(float(x) for x in (lrs or (base_cfg.optimizer.lr,)))
@@ -269,7 +306,7 @@ def sweep(
         cfg = dataclasses.replace(base_cfg, model=dataclasses.replace(m, w=w, d=d, param=param))
         cfg.validate()
         model = build_model(cfg)
-        rows += _group(cfg, model, lrs, scales, seeds, len(rows), outp, gid, progress)
+        rows += _group(cfg, model, lrs, scales, seeds, len(rows), outp, gid, progress, devices)
         table = pd.DataFrame(rows)
         if outp is not None:
             atomic_write_parquet(outp / "sweep.parquet", table)
@@ -323,6 +360,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--d", type=_ints, default=None, help="widths (outer loop)")
     parser.add_argument("--param", type=_words, default=None, help="full,shared,relative")
     parser.add_argument("--out", default=None, help="sweep folder (default runs/sweep-<stem>)")
+    parser.add_argument(
+        "--devices", type=int, default=1, help="devices to split members over (0 = all)"
+    )
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -339,6 +379,7 @@ def run(args: argparse.Namespace) -> int:
         params=args.param,
         out=out,
         progress=not args.no_progress,
+        devices=args.devices,
     )
     cols = ["member", "w", "d", "param", "lr", "scale", "seed", "final_loss", "diverged"]
     with pd.option_context("display.width", 120):
