@@ -98,9 +98,14 @@ def _sweep_cached(cfg: FitConfig, out: Path, axes: dict, progress: bool) -> pd.D
     return sweep(cfg, **{k + "s": v for k, v in axes.items()}, out=out, progress=progress)
 
 
-def _score_sweep(emp, out: Path, table: pd.DataFrame, edges, score: ScoreConfig) -> pd.DataFrame:
+# per-sequence sweep rows read at once while scoring (~30 bytes each): bounds memory at K = 1e5
+SCORE_ROWS = 4_000_000
+
+
+def _score_sweep(emp, out: Path, table, edges, score: ScoreConfig, evals: int) -> pd.DataFrame:
     ids = table["member"].astype(int).tolist()
-    mb = member_binned(lambda m: read_sweep(out, m)[1], ids, edges)
+    chunk = max(1, SCORE_ROWS // (int(edges[-1]) * (evals + 1)))
+    mb = member_binned(lambda m: read_sweep(out, m)[1], ids, edges, chunk=chunk)
     return table.merge(score_members(emp, mb, score), on="member")
 
 
@@ -155,7 +160,7 @@ def fit_run(
                 "param": [param]}  # fmt: skip
         folder = out / "sweeps" / mode
         table = _sweep_cached(cfg, folder, axes, progress)
-        scored.append(_score_sweep(emp, folder, table, e, score))
+        scored.append(_score_sweep(emp, folder, table, e, score, num_evals))
         times[f"sweep_{mode}_s"] = time.perf_counter() - t
     members = pd.concat(scored, ignore_index=True).sort_values("score", kind="stable")
     live = members[~members["diverged"] & np.isfinite(members["score"])]
@@ -179,7 +184,7 @@ def fit_run(
                 "seed": [seed + i for i in range(1, seeds)], "w": [int(best["w"])],
                 "d": [int(best["d"])], "param": [param]}  # fmt: skip
         refit = _sweep_cached(best_cfg, out / "refit", axes, progress)
-        rs = _score_sweep(emp, out / "refit", refit, e, score)
+        rs = _score_sweep(emp, out / "refit", refit, e, score, num_evals)
         per_seed += rs[["seed", "score", "shift", "accuracy_rmse"]].to_dict("records")
     run_dir = out / "best"
     run = RunDir(run_dir)
