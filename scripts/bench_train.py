@@ -183,7 +183,7 @@ def torch_eval(model, bits: np.ndarray, chunk: int):
 def bench(path: Path, args) -> None:
     import torch
 
-    cfg = load_config(TrainConfig, path)
+    cfg = load_config(TrainConfig, path, args.set)
     B, chunk = cfg.train.batch, cfg.train.max_chunk
     steps = args.steps or min(chunk, 200 if args.quick else 500)
     bits_np = make_bits(cfg.data.seed, cfg.data.K, cfg.data.L)
@@ -291,6 +291,7 @@ def jax_internals(cfg: TrainConfig, bits: jax.Array, steps: int, rounds: int) ->
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--config", action="append", type=Path, help="TOML config(s) (repeatable)")
+    p.add_argument("--set", action="append", default=[], help="config override key=value")
     p.add_argument("--steps", type=int, default=0, help="steps per timing (default: max_chunk)")
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds (median reported)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: CPU count)")
