@@ -55,9 +55,9 @@ def initialize(cfg: DistributedConfig | None = None) -> None:
         kwargs["num_processes"] = cfg.num_processes
     if cfg.process_id >= 0:
         kwargs["process_id"] = cfg.process_id
-    if jax.default_backend() == "cpu" or os.environ.get("JAX_PLATFORMS", "") == "cpu":
-        # CPU collectives across processes need gloo; GPU/TPU bring their own.
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    # CPU collectives across processes need gloo; GPU/TPU bring their own and ignore this.
+    # (Asking jax.default_backend() here would start the backend before initialize may.)
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(**kwargs)
     _initialized = True
 
