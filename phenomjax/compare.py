@@ -128,13 +128,14 @@ def _draw(axs, data: pd.DataFrame, colors: dict, residual: bool) -> None:
         axs[2].set_ylabel("log-loss residual  log(L_fit / L_emp)")
 
 
-def _style_legend(ax, flabel: str, elabel: str, bins_title: bool = True) -> None:
+def _style_legend(ax, emp: str, fit: str) -> None:
+    """Rank-bin colours, then the line styles: empirical, fit, Bayes reference."""
     from matplotlib.lines import Line2D
 
     handles, labels = ax.get_legend_handles_labels()
     extra = [
-        (Line2D([], [], color="k", ls="-", marker="o", ms=2.5), f"empirical ({elabel})"),
-        (Line2D([], [], color="k", ls="--"), "fit"),
+        (Line2D([], [], color="k", ls="-", marker="o", ms=2.5), emp),
+        (Line2D([], [], color="k", ls="--"), fit),
         (Line2D([], [], color="gray", ls=":"), "Bayes floor / ceiling per bin"),
     ]
     ax.legend(handles + [h for h, _ in extra], labels + [t for _, t in extra], fontsize=7,
@@ -174,7 +175,8 @@ def overlay_figure(
     data, elabel, flabel = overlay_data(run_path, fit_path)
     fig, axs = plt.subplots(1, 3, figsize=(15.0, 4.6))
     _draw(axs, data, _colors(data, plot), residual=True)
-    _style_legend(axs[0], flabel, "solid")
+    b = flabel.split(";")[0].replace("phenom fit: ", "")
+    _style_legend(axs[0], f"empirical: {elabel.split(':')[0]}", f"fit: phenom {b}")
     axs[0].set_title("loss vs presentations", fontsize=10)
     axs[1].set_title("accuracy vs presentations", fontsize=10)
     axs[2].set_title("fit minus empirical, at the empirical points", fontsize=10)
@@ -213,7 +215,7 @@ def side_by_side(
         if j:
             axs[0, j].set_ylabel("")
             axs[1, j].set_ylabel("")
-    _style_legend(axs[0, 0], "", "solid")
+    _style_legend(axs[0, 0], "empirical (each column's run)", "fitted phenom model")
     fig.suptitle("empirical (solid) and fitted phenomenological model (dashed)", fontsize=11)
     fig.tight_layout()
     paths = _save(fig, data, Path(out_dir) if out_dir else None, name, plot)
