@@ -247,9 +247,11 @@ class RunDir:
 
     # -- checkpoint ----------------------------------------------------------------------
     def save_checkpoint(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
-        """Arrays to checkpoint/state.npz and meta (step, ...) to checkpoint/meta.json.
+        """Arrays to checkpoint/state-<step>.npz, then meta.json naming that file and its digest.
 
-        The meta file names the npz digest, so a meta that refers to an older state is caught.
+        meta.json is the commit point: it is replaced only after its state file is complete,
+        and older state files are removed only after that, so a kill at any moment leaves a
+        meta.json whose state file exists and matches.
         """
         import hashlib
         import io
@@ -257,22 +259,30 @@ class RunDir:
         buf = io.BytesIO()
         np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
         data = buf.getvalue()
+        name = f"state-{int(meta.get('step', 0)):012d}.npz"
+        atomic_write_bytes(self.checkpoint_dir / name, data)
         digest = hashlib.sha256(data).hexdigest()
-        atomic_write_bytes(self.checkpoint_dir / "state.npz", data)
-        atomic_write_json(self.checkpoint_dir / "meta.json", {**dict(meta), "sha256": digest})
+        atomic_write_json(
+            self.checkpoint_dir / "meta.json", {**dict(meta), "state": name, "sha256": digest}
+        )
+        for old in self.checkpoint_dir.glob("state*.npz"):
+            if old.name != name:
+                old.unlink(missing_ok=True)
 
     def load_checkpoint(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         import hashlib
         import io
 
         meta_path = self.checkpoint_dir / "meta.json"
-        state_path = self.checkpoint_dir / "state.npz"
-        if not meta_path.is_file() or not state_path.is_file():
+        if not meta_path.is_file():
             raise RunDirError(f"{self.checkpoint_dir}: no checkpoint to resume from")
         try:
             meta = json.loads(meta_path.read_text())
         except json.JSONDecodeError as e:
             raise RunDirError(f"{meta_path}: not valid JSON ({e})") from None
+        state_path = self.checkpoint_dir / str(meta.get("state", "state.npz"))
+        if not state_path.is_file():
+            raise RunDirError(f"{state_path}: named by {meta_path} but missing")
         data = state_path.read_bytes()
         if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
             raise RunDirError(f"{state_path}: does not match {meta_path} (cut short or stale)")

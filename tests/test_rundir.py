@@ -69,9 +69,13 @@ def test_checkpoint_roundtrip_and_truncation(tmp_run):
     assert meta["step"] == 5
     np.testing.assert_array_equal(back["w"], tree["w"])
     np.testing.assert_array_equal(jax.random.key_data(back["k"]), jax.random.key_data(tree["k"]))
-    state = run.checkpoint_dir / "state.npz"
+    # a newer checkpoint replaces the older state file only after meta.json names it
+    run.save_checkpoint(pytree_to_arrays(tree), {"step": 9})
+    assert [p.name for p in run.checkpoint_dir.glob("state*.npz")] == ["state-000000000009.npz"]
+    assert run.load_checkpoint()[1]["step"] == 9
+    state = run.checkpoint_dir / "state-000000000009.npz"
     state.write_bytes(state.read_bytes()[:-10])
-    with pytest.raises(RunDirError, match="state.npz"):
+    with pytest.raises(RunDirError, match="state-000000000009.npz"):
         run.load_checkpoint()
 
 
