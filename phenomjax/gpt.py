@@ -119,8 +119,32 @@ def apply_rope(x_BxLxHxE: jax.Array, cos_LxF: jax.Array, sin_LxF: jax.Array) -> 
     return jnp.concatenate([x1 * c - x2 * s, x2 * c + x1 * s], axis=-1)
 
 
+@jax.custom_vjp
+def matmul(x: jax.Array, w: jax.Array) -> jax.Array:
+    """x @ w, with a hand-written backward for XLA's CPU backend.
+
+    Autodiff's weight gradient contracts x and dy over their leading (token) axis; XLA CPU
+    fuses that with x's producer (LayerNorm, GELU) into a slow loop. Materialising x^T
+    behind an optimization barrier gives it a plain GEMM (~15% per step at 9 layers).
+    """
+    return x @ w
+
+
+def _matmul_fwd(x, w):
+    return x @ w, (x, w)
+
+
+def _matmul_bwd(res, g):
+    x, w = res
+    xt = jax.lax.optimization_barrier(x.reshape(-1, x.shape[-1]).T)
+    return g @ w.T, xt @ g.reshape(-1, g.shape[-1])
+
+
+matmul.defvjp(_matmul_fwd, _matmul_bwd)
+
+
 def _linear(x: jax.Array, w: jax.Array, b: jax.Array | None) -> jax.Array:
-    y = x @ w
+    y = matmul(x, w)
     return y if b is None else y + _lead(b, y.ndim)
 
 

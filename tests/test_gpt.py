@@ -193,3 +193,14 @@ def test_config_errors_name_the_field():
         from_dict(GPTConfig, {"positions": "alibi"})
     with pytest.raises(ConfigError, match="n_layer"):
         from_dict(GPTConfig, {"n_layer": 0})
+
+
+def test_matmul_vjp_matches_autodiff():
+    x = jax.random.normal(jax.random.key(0), (3, 5, 4))
+    w = jax.random.normal(jax.random.key(1), (4, 6))
+
+    def f(mm):
+        return jax.jit(jax.grad(lambda x, w: jnp.sin(mm(x, w)).sum(), argnums=(0, 1)))(x, w)
+
+    for a, b in zip(f(gpt.matmul), f(jnp.matmul), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
