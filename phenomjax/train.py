@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import gpt
+from . import distributed, gpt
 from .config import load_config, to_dict
 from .data import (
     DataConfig,
@@ -34,6 +34,7 @@ from .data import (
     zipf_cdf,
     zipf_weights,
 )
+from .distributed import DistributedConfig
 from .errors import ConfigError, NonFiniteLossError, RunDirError
 from .gpt import GPTConfig
 from .loop import drive
@@ -66,6 +67,7 @@ class TrainConfig:
     model: GPTConfig = GPTConfig()  # the transformer
     optimizer: OptimConfig = OptimConfig()  # optimizer, schedule, weight decay, clipping
     train: LoopConfig = LoopConfig()  # steps, batch, evaluations, dispatch sizes
+    distributed: DistributedConfig = DistributedConfig()  # mesh size, multi-host start
 
 
 def embedded_config(name: str) -> Path:
@@ -91,8 +93,12 @@ def init_state(cfg: TrainConfig) -> dict[str, Any]:
     }
 
 
-def make_advance(cfg: TrainConfig, bits: jax.Array):
-    """A jitted advance(state, n) -> (state, losses (max_chunk,)) for loop.drive."""
+def make_advance(cfg: TrainConfig, bits: jax.Array, mesh=None):
+    """A jitted advance(state, n) -> (state, losses (max_chunk,)) for loop.drive.
+
+    With a mesh, each batch is split over its "data" axis and the parameters are replicated:
+    XLA's partitioner turns the gradient into per-device partial sums plus one all-reduce.
+    """
     tx = make_optimizer(cfg.optimizer, cfg.train.steps)
     cdf = zipf_cdf(zipf_weights(cfg.data.K, cfg.data.alpha))
     batches_key = key_streams(cfg.data.seed)["batches"]
@@ -101,7 +107,8 @@ def make_advance(cfg: TrainConfig, bits: jax.Array):
     def one_step(state):
         step = state["step"]
         ranks = sample_ranks(jax.random.fold_in(batches_key, step), cdf, cfg.train.batch)
-        loss, grads = grad_fn(state["params"], bits[ranks], cfg.model)
+        x = distributed.constrain_rows(bits[ranks], mesh)
+        loss, grads = grad_fn(state["params"], x, cfg.model)
         updates, opt = tx.update(grads, state["opt"], state["params"])
         params = jax.tree_util.tree_map(jnp.add, state["params"], updates)
         counts = state["counts"].at[ranks].add(1)
@@ -123,26 +130,32 @@ def make_advance(cfg: TrainConfig, bits: jax.Array):
 # -- evaluation ----------------------------------------------------------------------------------
 
 
-@functools.partial(jax.jit, static_argnames=("model", "chunk"))
-def _eval_positions(params, bits_KxL, model: GPTConfig, chunk: int):
+@functools.partial(jax.jit, static_argnames=("model", "chunk", "mesh"))
+def _eval_positions(params, bits_KxL, model: GPTConfig, chunk: int, mesh=None):
     K, L = bits_KxL.shape
     pad = (-K) % chunk
     x = jnp.pad(bits_KxL, ((0, pad), (0, 0))).reshape(-1, chunk, L)
-    nll, acc = jax.lax.map(lambda b: gpt.position_losses(params, b, model), x)
+
+    def one(b):  # each chunk's sequences split over the mesh
+        return gpt.position_losses(params, distributed.constrain_rows(b, mesh), model)
+
+    nll, acc = jax.lax.map(one, x)
     return nll.reshape(-1, L - 1)[:K], acc.reshape(-1, L - 1)[:K]
 
 
 def evaluate_positions(
-    params: gpt.Params, bits: np.ndarray | jax.Array, cfg: TrainConfig
+    params: gpt.Params, bits: np.ndarray | jax.Array, cfg: TrainConfig, mesh=None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-position loss (nats) and accuracy of all K sequences, each (K, L-1).
 
     Runs in chunks of cfg.train.eval_chunk sequences, so only chunk x L x width activations live.
     """
-    bits = jnp.asarray(bits, jnp.int32)
+    bits = jnp.asarray(bits, jnp.int32) if mesh is None else bits
     chunk = min(cfg.train.eval_chunk, bits.shape[0])
-    nll, acc = _eval_positions(params, bits, cfg.model, chunk)
-    return np.asarray(nll), np.asarray(acc)
+    if mesh is not None:
+        chunk += (-chunk) % mesh.size  # whole rows per device
+    nll, acc = _eval_positions(params, bits, cfg.model, chunk, mesh)
+    return distributed.gather(nll), distributed.gather(acc)
 
 
 def evaluate(
@@ -194,6 +207,10 @@ def train(
     resume=True continues from the checkpoint to the numbers an uninterrupted run gives.
     stop_at (a step) ends the process after that step, as if killed, leaving status "running".
     """
+    distributed.initialize(cfg.distributed)
+    mesh = distributed.make_mesh(cfg.distributed.devices, "data")
+    distributed.check_divisible(cfg.train.batch, mesh, "train.batch")
+    main = distributed.is_main()  # only process 0 writes; every process computes
     bits_np = make_bits(cfg.data.seed, cfg.data.K, cfg.data.L)
     bits = jnp.asarray(bits_np, jnp.int32)
     like = jax.eval_shape(lambda: init_state(cfg))
@@ -208,7 +225,11 @@ def train(
         state = arrays_to_pytree(like, arrays)
         step = int(meta["step"])
         log = RunLog(run, resume_step=step)
-        run.set_status("running")
+        if main:
+            run.set_status("running")
+    elif not main:
+        state, run, step = init_state(cfg), RunDir(out), 0
+        log = RunLog(run)
     else:
         state = init_state(cfg)
         run = RunDir.create(
@@ -224,19 +245,22 @@ def train(
         )
         step, log = 0, RunLog(run)
 
-    advance = make_advance(cfg, bits)
+    state = distributed.place(state, distributed.replicated(mesh))
+    bits = distributed.place(bits, distributed.replicated(mesh))
+    advance = make_advance(cfg, bits, mesh)
     lr_at = schedule(cfg.optimizer, cfg.train.steps)
     per_position = wants_positions(cfg)
 
     def on_eval(state, s):
-        nll, acc = evaluate_positions(state["params"], bits, cfg)
+        nll, acc = evaluate_positions(state["params"], bits, cfg, mesh)
         counts = np.asarray(state["counts"])
         extra = {"position_loss": nll, "position_accuracy": acc} if per_position else {}
         log.add_eval(s, counts, nll.mean(axis=1), acc.mean(axis=1), **extra)
 
     def on_checkpoint(state, s):
-        log.flush()
-        run.save_checkpoint(pytree_to_arrays(state), {"step": s})
+        if main:
+            log.flush()
+            run.save_checkpoint(pytree_to_arrays(state), {"step": s})
 
     def on_chunk(first, losses):
         steps = np.arange(first + 1, first + 1 + len(losses))
@@ -257,13 +281,14 @@ def train(
             max_chunk=cfg.train.max_chunk,
             batch=cfg.train.batch,
             desc=f"train {run.path.name}",
-            progress=progress,
+            progress=progress and main,
             evaluated=log.evaluated_steps(),
         )
     except NonFiniteLossError as e:
-        run.set_status("failed", error=str(e))
+        if main:
+            run.set_status("failed", error=str(e))
         raise
-    if total == cfg.train.steps:
+    if total == cfg.train.steps and main:
         run.set_status("complete")
     return run
 

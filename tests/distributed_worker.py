@@ -41,7 +41,20 @@ def sweep_job(devices: int) -> dict:
     }
 
 
-JOBS = {"sweep": sweep_job}
+def train_job(devices: int) -> dict:
+    import tempfile
+
+    from phenomjax.config import load_config
+    from phenomjax.train import TrainConfig, embedded_config, train
+
+    cfg = load_config(TrainConfig, embedded_config("tiny"), [f"distributed.devices={devices}"])
+    with tempfile.TemporaryDirectory() as d:
+        ev = train(cfg, f"{d}/run", progress=False).read_evals()
+    return {"loss": ev.loss.tolist(), "accuracy": ev.accuracy.tolist(),
+            "presentations": ev.presentations.tolist()}  # fmt: skip
+
+
+JOBS = {"sweep": sweep_job, "train": train_job}
 
 
 def main() -> None:

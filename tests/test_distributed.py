@@ -83,3 +83,14 @@ def test_sweep_on_two_processes_matches_one(single, tmp_path):
     got = json.loads(out.read_text())
     assert got["process_count"] == 2 and got["device_count"] == 4
     np.testing.assert_allclose(got["final_loss"], single["final_loss"], rtol=1e-5, atol=1e-6)
+
+
+def test_train_data_parallel_on_four_devices_matches_one(tmp_path):
+    ref, got = tmp_path / "one.json", tmp_path / "four.json"
+    _run("train", ref, host_devices=1, devices=1)
+    _run("train", got, host_devices=4, devices=4)
+    a, b = json.loads(ref.read_text()), json.loads(got.read_text())
+    assert b["device_count"] == 4
+    assert a["presentations"] == b["presentations"]  # same batches on every device count
+    np.testing.assert_allclose(b["loss"], a["loss"], rtol=1e-4, atol=1e-5)
+    print("max |loss| difference, 4 devices vs 1:", np.abs(np.subtract(a["loss"], b["loss"])).max())
