@@ -118,7 +118,7 @@ def test_resume_refuses_another_config(full_run):
 
 def test_nan_loss_stops_and_keeps_earlier_evals(tmp_path):
     cfg = load_config(
-        TrainConfig, embedded_config("tiny"), ["optimizer.name=sgd", "optimizer.lr=inf"]
+        TrainConfig, embedded_config("tiny"), ["optimizer.name=sgd", "optimizer.lr=1e38"]
     )
     with pytest.raises(NonFiniteLossError, match="step"):
         train(cfg, tmp_path / "nan", progress=False)
