@@ -207,6 +207,7 @@ def fit_run(
         "run": str(run_path),
         "run_kind": meta["kind"],
         "run_label": meta.get("label"),
+        "run_status": meta.get("status"),  # a run still "running" is fitted up to its last eval
         "K": int(meta["K"]), "L": int(meta["L"]), "alpha": float(meta["alpha"]),
         "batch": best_cfg.train.batch, "steps": best_cfg.train.steps,
         "bits": bits, "fresh_bits": legacy, "seed": seed,
