@@ -27,9 +27,10 @@ import pandas as pd
 
 from .analysis.binning import bin_label, default_edges
 from .analysis.load import read_tables, run_label
-from .analysis.plots import use_backend
+from .analysis.plots import save_figure, use_backend
 from .analysis.settings import PlotSettings
 from .errors import DataError
+from .rundir import atomic_write
 from .scoring import binned
 
 
@@ -143,19 +144,12 @@ def _style_legend(ax, emp: str, fit: str) -> None:
 
 
 def _save(fig, data: pd.DataFrame, out_dir: Path | None, name: str, plot: PlotSettings):
-    import matplotlib.pyplot as plt
-
-    paths: list[Path] = []
+    """The figure (every format) and, beside it, the exact data it was drawn from."""
+    paths = save_figure(fig, out_dir, name, plot, keep=False)
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for fmt in plot.formats:
-            p = out_dir / f"{name}.{fmt}"
-            fig.savefig(p, bbox_inches="tight", dpi=plot.dpi)
-            paths.append(p)
         csv = out_dir / f"{name}.csv"
-        data.to_csv(csv, index=False)
+        atomic_write(csv, lambda p: data.to_csv(p, index=False))
         paths.append(csv)
-    plt.close(fig)
     return paths
 
 

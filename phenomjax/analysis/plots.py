@@ -68,7 +68,8 @@ def _palette(name: str, n: int) -> list:
     return list(sns.color_palette(name, max(n, 1)))
 
 
-def _finish(fig, out_dir: Path | None, name: str, plot: PlotSettings, keep: bool) -> list[Path]:
+def save_figure(fig, out_dir: Path | None, name: str, plot: PlotSettings, keep: bool) -> list[Path]:
+    """Write `fig` as out_dir/name.<fmt> for each of plot.formats; close it unless `keep`."""
     import matplotlib.pyplot as plt
 
     paths = []
@@ -185,7 +186,7 @@ def metric_figure(
     _legend(ax, plot, len(order), floor_drawn, "Bayes floor" if ref == "floor" else "Bayes ceiling")
     if len(order) > MAX_LEGEND:
         _rank_colorbar(fig, ax, order, curves, plot.palette)
-    return Drawn(data, _finish(fig, out_dir, name, plot, keep), fig if keep else None)
+    return Drawn(data, save_figure(fig, out_dir, name, plot, keep), fig if keep else None)
 
 
 def comparative_figure(
@@ -224,7 +225,7 @@ def comparative_figure(
     _legend(axs[1], plot, len(runs), ceil_drawn, "Bayes ceiling")
     fig.suptitle(f"{title}: {bin_label(lo, hi)}" if title else bin_label(lo, hi), fontsize=11)
     fig.tight_layout()
-    return Drawn(data, _finish(fig, out_dir, name, plot, keep), fig if keep else None)
+    return Drawn(data, save_figure(fig, out_dir, name, plot, keep), fig if keep else None)
 
 
 def heatmap_figure(
@@ -255,4 +256,4 @@ def heatmap_figure(
     fig.colorbar(im, ax=ax, label=LOSS_LABEL if metric == "loss" else ACC_LABEL)
     ax.set_title(f"{title} (step {int(last['step'].iloc[0])})", fontsize=10)
     data = pivot.reset_index()
-    return Drawn(data, _finish(fig, out_dir, name, plot, keep), fig if keep else None)
+    return Drawn(data, save_figure(fig, out_dir, name, plot, keep), fig if keep else None)
