@@ -8,6 +8,7 @@ overrides parse the value as TOML (so `lr=1e-3`, `positions="rope"` and `positio
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import types
 import typing
@@ -69,7 +70,13 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # a TOML integer beyond the float range
+            raise ConfigError(f"{where}: expected a finite number, got {value}") from None
+        if not math.isfinite(number):  # no field means anything by nan or inf
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+        return number
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected a string, got {value!r}")
@@ -95,7 +102,10 @@ def from_dict(cls: type[T], data: Mapping[str, Any], *, where: str = "") -> T:
         try:
             check()
         except ConfigError as e:
-            raise ConfigError(f"{where}.{e}" if where else str(e)) from None
+            msg = str(e)  # a validate() may already name its section (data.K): once only
+            if where and not msg.startswith(f"{where}."):
+                msg = f"{where}.{msg}"
+            raise ConfigError(msg) from None
     return obj
 
 

@@ -132,43 +132,151 @@ def load_pickle(path: str | Path) -> Any:
     except UnsafePickleError as e:
         msg = str(e)
         raise UnsafePickleError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as e:
+    except (
+        pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, KeyError,
+        IndexError, OverflowError, MemoryError, RecursionError,
+    ) as e:  # fmt: skip
+        why = " ".join(str(e).split())[:200]  # one line, whatever the unpickler said
         raise DataError(
-            f"{path}: truncated or corrupt pickle ({type(e).__name__}: {e}); "
+            f"{path}: truncated or corrupt pickle ({type(e).__name__}: {why}); "
             "expected a legacy log {'args': ..., 'logs': [...]}"
         ) from None
 
 
 def legacy_args(record: Any, path: Path) -> dict[str, Any]:
-    if not isinstance(record, dict) or "logs" not in record:
+    if not isinstance(record, dict):
         raise DataError(
             f"{path}: expected a dict with 'args' and 'logs', got {type(record).__name__}"
         )
+    if "logs" not in record:
+        raise DataError(f"{path}: logs: missing; expected a dict with 'args' and 'logs'")
     args = record.get("args", {})
     if isinstance(args, argparse.Namespace):
         args = vars(args)
     if not isinstance(args, dict):
-        raise DataError(f"{path}: 'args' should be a dict or Namespace, got {type(args).__name__}")
+        raise DataError(f"{path}: args: expected a dict or Namespace, got {type(args).__name__}")
     return dict(args)
+
+
+# -- field checks: every value from the pickle passes one of these before numpy sees it ---------
+
+_BIG = 2**62  # counts and steps stay far from int64 overflow
+_EPOCHS = 2**31  # the epoch column is int32
+
+
+def _bound(n: int) -> str:
+    return f"2^{n.bit_length() - 1}" if n >= 2**20 and n & (n - 1) == 0 else str(n)
+
+
+def _what(x: Any) -> str:
+    if isinstance(x, np.ndarray):
+        return f"an array of dtype {x.dtype} and shape {x.shape}"
+    text = " ".join(repr(x).split())  # one line, whatever the value
+    return f"{type(x).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
+
+
+def _numeric(x: Any, where: str) -> np.ndarray:
+    """x as a real numeric array (bool, int, float), without copying one that already is."""
+    a = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ragged / deprecated conversions: refused below
+        try:
+            a = np.asarray(x)
+            if a.dtype.kind == "O":  # object arrays: numbers only (None, arrays, str refused)
+                if not all(isinstance(v, (int, float, np.number)) for v in a.flat):
+                    a = None
+                else:
+                    a = a.astype(np.float64)
+        except (TypeError, ValueError, OverflowError):
+            a = None
+    if a is None or a.dtype.kind not in "biuf":
+        raise DataError(f"{where}: expected a numeric array, got {_what(x)}")
+    return a
+
+
+def _integers(x: Any, where: str, lo: int, hi: int, *, round_: bool = False) -> np.ndarray:
+    """An int64 array of integer values in [lo, hi); round_: round floats first (counts)."""
+    a = _numeric(x, where)
+    if a.dtype.kind in "fb":
+        a = a.astype(np.float64, copy=False)
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isfinite(a) if round_ else ~np.isfinite(a) | (a != np.round(a))
+        if bad.any():
+            raise DataError(f"{where}: expected integers, got {a[bad].flat[0].item()!r}")
+        if round_:
+            a = np.rint(a)
+    if a.size and (a.min() < lo or a.max() >= hi):
+        v = a.min() if a.min() < lo else a.max()
+        raise DataError(f"{where}: expected values in [{lo}, {_bound(hi)}), got {v}")
+    return a.astype(np.int64, copy=False)
+
+
+def _scalar_int(v: Any, where: str, lo: int, hi: int = _BIG) -> int:
+    """One integer in [lo, hi): a Python or numpy int, an integral float or a 0-d array."""
+    if isinstance(v, np.ndarray) and v.ndim == 0 and v.dtype.kind in "iuf":
+        v = v.item()
+    ok = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+    if ok and isinstance(v, (float, np.floating)):
+        ok = math.isfinite(v) and float(v).is_integer()
+    if not ok or not lo <= int(v) < hi:
+        raise DataError(f"{where}: expected an integer in [{lo}, {_bound(hi)}), got {_what(v)}")
+    return int(v)
+
+
+def _arg_int(args: dict[str, Any], key: str, path: Path, lo: int = 1) -> int | None:
+    """An optional positive-integer arg; absent, None and 0 mean not recorded (historical)."""
+    v = args.get(key)
+    if v is None or (isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and v == 0):
+        return None
+    return _scalar_int(v, f"{path}: args.{key}", lo)
+
+
+def _metric(x: Any, where: str, hi: float | None) -> np.ndarray:
+    """float32 metric: NaN allowed (not evaluated), infinities refused, <= hi when given."""
+    with np.errstate(over="ignore"):
+        a = _numeric(x, where).astype(np.float32, copy=False)
+    if np.isinf(a).any():
+        raise DataError(f"{where}: infinite values; expected finite numbers or NaN")
+    if hi is not None:
+        with np.errstate(invalid="ignore"):
+            out = (a < -1e-6) | (a > hi + 1e-6)
+        if out.any():
+            raise DataError(f"{where}: expected fractions in [0, 1], got {a[out].flat[0]}")
+    return a
+
+
+def _counts(lg: dict, where: str) -> np.ndarray:
+    c = _integers(lg["num_apppearances"], f"{where}.num_apppearances", 0, _BIG, round_=True)
+    if c.ndim != 1 or c.size == 0:
+        raise DataError(f"{where}.num_apppearances: expected a (K,) array, got shape {c.shape}")
+    return c
 
 
 def steps_per_epoch(logs: list[dict], args: dict[str, Any], path: Path, override: int = 0) -> int:
     """The rule of the module docstring."""
     if override > 0:
         return int(override)
-    counted = [lg for lg in logs if "epoch" in lg and "num_apppearances" in lg]
-    batch = args.get("batch_size") or args.get("batch")
+    counted = [
+        (i, lg)
+        for i, lg in enumerate(logs)
+        if isinstance(lg, dict) and "epoch" in lg and "num_apppearances" in lg
+    ]
+    batch = _arg_int(args, "batch_size", path) or _arg_int(args, "batch", path)
     if len(counted) >= 2 and batch:
         # the first and last logs suffice: presentations grow by the same amount every epoch
         (e0, n0), (e1, n1) = (
-            (int(lg["epoch"]), float(np.sum(lg["num_apppearances"])))
-            for lg in (counted[0], counted[-1])
+            (
+                _scalar_int(lg["epoch"], f"{path}: logs[{i}].epoch", 0, _EPOCHS),
+                float(np.sum(_counts(lg, f"{path}: logs[{i}]"), dtype=np.float64)),
+            )
+            for i, lg in (counted[0], counted[-1])
         )
         if e1 > e0 and n1 > n0:
-            return int(math.ceil((n1 - n0) / (e1 - e0) / float(batch) - 1e-9))
+            return max(1, int(math.ceil((n1 - n0) / (e1 - e0) / float(batch) - 1e-9)))
     for key in ("num_iter_per_epoch", "num_iters_per_epoch", "steps_per_epoch"):
-        if args.get(key):
-            return int(args[key])
+        n = _arg_int(args, key, path)
+        if n:
+            return n
     warnings.warn(
         f"{path}: cannot tell steps per epoch (no batch_size or num_iter_per_epoch in args); "
         "using step = epoch. Set [legacy] steps_per_epoch in the analysis config.",
@@ -187,7 +295,7 @@ def _fix_loss_sign(tables: list[dict[str, np.ndarray]], path: Path) -> None:
     negate = hi <= 0 and lo < 0
     if not negate and lo < -1e-6:
         raise DataError(
-            f"{path}: logsoftmaxloss has values of both signs ({lo:.3g} .. {hi:.3g}); "
+            f"{path}: test_metrics.logsoftmaxloss: values of both signs ({lo:.3g} .. {hi:.3g}); "
             "expected a loss in nats (>= 0) or log-probabilities (<= 0)"
         )
     for t in tables:
@@ -197,84 +305,166 @@ def _fix_loss_sign(tables: list[dict[str, np.ndarray]], path: Path) -> None:
         np.maximum(loss, 0.0, out=loss)
 
 
+def _evaluation(lg: dict, where: str, K: int | None) -> dict[str, Any]:
+    """One log's test_metrics checked field by field: rank, loss, accuracy, positions."""
+    tm = lg["test_metrics"]
+    missing = [k for k in ("sequence_rank", "logsoftmaxloss", "accuracy") if k not in tm]
+    if missing:
+        raise DataError(f"{where}.test_metrics: missing {missing}")
+    for k in ("num_apppearances", "epoch"):
+        if k not in lg:
+            raise DataError(f"{where}: missing {k!r} beside test_metrics")
+    counts = _counts(lg, where)
+    K = counts.size if K is None else K
+    if counts.size != K:
+        raise DataError(
+            f"{where}.num_apppearances: {counts.size} sequences, but an earlier log has K = {K}"
+        )
+    w = f"{where}.test_metrics"
+    rank = _integers(tm["sequence_rank"], f"{w}.sequence_rank", 0, K)
+    if rank.ndim not in (1, 2) or 0 in rank.shape:
+        raise DataError(
+            f"{w}.sequence_rank: expected a non-empty (K,) or (K, L-1) array, got {rank.shape}"
+        )
+    loss = _metric(tm["logsoftmaxloss"], f"{w}.logsoftmaxloss", None)
+    acc = _metric(tm["accuracy"], f"{w}.accuracy", 1.0)
+    for name, a in (("logsoftmaxloss", loss), ("accuracy", acc)):
+        if a.shape != rank.shape:
+            raise DataError(f"{w}.{name}: shape {a.shape}, but sequence_rank has {rank.shape}")
+    ev = {"rank": rank, "loss": loss, "accuracy": acc, "counts": counts}
+    if rank.ndim == 2:
+        if rank.shape[1] > 1 and not (rank == rank[:, :1]).all():
+            raise DataError(f"{w}.sequence_rank: each row should repeat one rank")
+        L = rank.shape[1] + 1
+        pos = tm.get("length")
+        if pos is None:
+            pos = np.arange(1, L)
+        pos = _integers(pos, f"{w}.length", 1, L)
+        try:
+            ev["position"] = np.broadcast_to(pos, rank.shape)
+        except ValueError:
+            raise DataError(
+                f"{w}.length: shape {pos.shape}, but sequence_rank has {rank.shape}"
+            ) from None
+    return ev
+
+
 def legacy_tables(
     record: Any, path: str | Path, *, steps_override: int = 0
 ) -> tuple[pd.DataFrame, pd.DataFrame | None, dict[str, Any]]:
-    """(per-sequence table, per-position table or None, run metadata) of a legacy record."""
+    """(per-sequence table, per-position table or None, run metadata) of a legacy record.
+
+    Every field is checked before use: a malformed one is a DataError naming the file and the
+    field (e.g. "x.pkl: logs[3].test_metrics.accuracy: ..."), never an error from numpy."""
     path = Path(path)
     args = legacy_args(record, path)
     logs = record["logs"]
-    if not isinstance(logs, list):
-        raise DataError(f"{path}: 'logs' should be a list, got {type(logs).__name__}")
-    if not any(isinstance(lg, dict) and lg.get("test_metrics") for lg in logs):
-        raise DataError(f"{path}: no log holds test_metrics; nothing to analyse")
-    spe = steps_per_epoch(logs, args, path, steps_override)
-    seq_parts: list[dict[str, np.ndarray]] = []
-    pos_parts: list[dict[str, np.ndarray]] = []
-    K = L = None
+    if not isinstance(logs, (list, tuple)):
+        raise DataError(f"{path}: logs: expected a list, got {type(logs).__name__}")
+    evaluated = []
     for i, lg in enumerate(logs):
         if not isinstance(lg, dict):
-            raise DataError(f"{path}: logs[{i}] should be a dict, got {type(lg).__name__}")
-        tm = lg.get("test_metrics") or {}
-        if len(tm) == 0:
-            continue
-        where = f"{path}: logs[{i}].test_metrics"
-        missing = [k for k in ("sequence_rank", "logsoftmaxloss", "accuracy") if k not in tm]
-        if missing or "num_apppearances" not in lg or "epoch" not in lg:
-            raise DataError(f"{where}: missing {missing or ['num_apppearances/epoch']}")
-        rank = np.asarray(tm["sequence_rank"])
-        loss = np.asarray(tm["logsoftmaxloss"], dtype=np.float32)
-        acc = np.asarray(tm["accuracy"], dtype=np.float32)
-        counts = np.rint(np.asarray(lg["num_apppearances"], dtype=np.float64)).astype(np.int64)
-        if loss.shape != rank.shape or acc.shape != rank.shape or rank.ndim not in (1, 2):
-            raise DataError(f"{where}: arrays of shapes {rank.shape}, {loss.shape}, {acc.shape}")
-        r = rank[:, 0] if rank.ndim == 2 else rank
-        if K is None:
-            K = int(r.max()) + 1
-        if counts.shape != (K,) or r.min() < 0 or r.max() >= K:
-            raise DataError(f"{where}: ranks 0..{r.max()} and num_apppearances {counts.shape}")
-        step = int(lg["epoch"]) * spe
-        common = {"epoch": int(lg["epoch"]), "step": step}
+            raise DataError(f"{path}: logs[{i}]: expected a dict, got {type(lg).__name__}")
+        tm = lg.get("test_metrics")
+        if tm is None or (isinstance(tm, (dict, list, tuple)) and len(tm) == 0):
+            continue  # an epoch without evaluation
+        if not isinstance(tm, dict):
+            raise DataError(f"{path}: logs[{i}].test_metrics: expected a dict, got {_what(tm)}")
+        evaluated.append(i)
+    if not evaluated:
+        raise DataError(f"{path}: no log holds test_metrics; nothing to analyse")
+    # every evaluation checked before anything is derived from it (steps per epoch, K, L)
+    checked = []
+    K = L = None
+    first_ndim = None
+    for i in evaluated:
+        lg = logs[i]
+        where = f"{path}: logs[{i}]"
+        ev = _evaluation(lg, where, K)
+        rank = ev["rank"]
+        K = ev["counts"].size
+        if first_ndim is None:
+            first_ndim = (rank.ndim, i)
+        elif rank.ndim != first_ndim[0]:
+            kinds = {1: "per-sequence (K,)", 2: "per-position (K, L-1)"}
+            raise DataError(
+                f"{where}.test_metrics: {kinds[rank.ndim]} arrays, but logs[{first_ndim[1]}] "
+                f"has {kinds[first_ndim[0]]} ones"
+            )
         if rank.ndim == 2:
-            P = rank.shape[1]
-            L = P + 1
-            pos = np.asarray(tm.get("length", np.broadcast_to(np.arange(1, L), rank.shape)))
+            if L is not None and rank.shape[1] + 1 != L:
+                raise DataError(
+                    f"{where}.test_metrics.sequence_rank: {rank.shape[1]} positions, but an "
+                    f"earlier log has {L - 1}"
+                )
+            L = rank.shape[1] + 1
+        checked.append((where, _scalar_int(lg["epoch"], f"{where}.epoch", 0, _EPOCHS), ev))
+    K_arg = _arg_int(args, "K", path)
+    if K_arg is not None and K_arg != K:
+        raise DataError(f"{path}: args.K: {K_arg}, but num_apppearances holds {K} sequences")
+    for key in ("len_context", "L"):
+        L_arg = _arg_int(args, key, path, lo=2)
+        if L_arg is not None and L is not None and L_arg != L:
+            raise DataError(f"{path}: args.{key}: {L_arg}, but test_metrics has {L - 1} positions")
+        L = L if L is not None or L_arg is None else L_arg
+    spe = steps_per_epoch(logs, args, path, steps_override)
+    dist = args.get("sequence_sampling_distribution", "zipf")
+    if not isinstance(dist, str):
+        raise DataError(
+            f"{path}: args.sequence_sampling_distribution: expected a string, got {_what(dist)}"
+        )
+
+    seq_parts: list[dict[str, np.ndarray]] = []
+    pos_parts: list[dict[str, np.ndarray]] = []
+    for where, epoch, ev in checked:
+        rank, loss, acc, counts = ev["rank"], ev["loss"], ev["accuracy"], ev["counts"]
+        if epoch * spe >= _BIG:
+            raise DataError(f"{where}.epoch: {epoch} x {spe} steps per epoch overflows a step")
+        common = {"epoch": epoch, "step": epoch * spe}
+        r = rank[:, 0] if rank.ndim == 2 else rank
+        if rank.ndim == 2:
             pos_parts.append(
                 {
                     **common,
                     "rank": rank.reshape(-1),
-                    "position": np.broadcast_to(pos, rank.shape).reshape(-1),
+                    "position": ev["position"].reshape(-1),
                     "presentations": counts[rank.reshape(-1)],
                     "loss": loss.ravel(),
                     "accuracy": acc.ravel(),
                 }
             )
-            with np.errstate(all="ignore"):
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows stay NaN
                 loss, acc = np.nanmean(loss, axis=1), np.nanmean(acc, axis=1)
         seq_parts.append(
             {**common, "rank": r, "presentations": counts[r], "loss": loss, "accuracy": acc}
         )
-    if not seq_parts:
-        raise DataError(f"{path}: no log holds test_metrics; nothing to analyse")
     ev_cols = _columns(seq_parts)
     pos_cols = _columns(pos_parts) if pos_parts else None
-    _fix_loss_sign([pos_cols, ev_cols] if pos_cols is not None else [ev_cols], path)
+    tables = [pos_cols, ev_cols] if pos_cols is not None else [ev_cols]
+    _fix_loss_sign(tables, path)
+    for t in tables:  # rounding just outside [0, 1] (checked within 1e-6 above)
+        np.clip(t["accuracy"], 0.0, 1.0, out=t["accuracy"])
     # copy=False: pandas would otherwise stack same-dtype columns into one block (a copy)
     evals = pd.DataFrame(ev_cols, copy=False)
     positions = pd.DataFrame(pos_cols, copy=False) if pos_cols is not None else None
-    if L is None:
-        L = int(args.get("len_context") or args.get("L") or 0) or None
+    seed = args.get("seed")
+    n_params = args.get("n_params")
+    finite = (int, float, np.integer, np.floating)
     meta = {
         "kind": "legacy",
         "path": str(path),
-        "K": int(args.get("K", K)),
+        "K": K,
         "L": L,
-        "alpha": 1.0 if args.get("sequence_sampling_distribution", "zipf") == "zipf" else 0.0,
-        "batch": args.get("batch_size"),
-        "seed": args.get("seed"),
+        "alpha": 1.0 if dist == "zipf" else 0.0,
+        "batch": _arg_int(args, "batch_size", path),
+        # seed and n_params only label a legacy run: a malformed one is dropped, not fatal
+        "seed": int(seed) if isinstance(seed, (int, np.integer)) else None,
         "steps_per_epoch": spe,
         "config": {k: v for k, v in args.items() if isinstance(v, (int, float, str, bool))},
-        "n_params": args.get("n_params"),
+        "n_params": n_params
+        if isinstance(n_params, finite) and math.isfinite(n_params) and n_params > 0
+        else None,
     }
     return evals, positions, meta
 

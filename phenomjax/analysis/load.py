@@ -73,7 +73,10 @@ def run_label(meta: dict[str, Any]) -> str:
     if pos is not None:
         parts.append("RoPE" if str(pos).lower() == "rope" else str(pos))
     if lr is not None:
-        parts.append(f"lr={float(lr):g}")
+        try:
+            parts.append(f"lr={float(lr):g}")
+        except (TypeError, ValueError):  # a label, not a number we compute with
+            parts.append(f"lr={lr}")
     if meta.get("kind") == "phenom":
         for key in ("w", "window", "d"):
             v = _find(cfg, (key,))
