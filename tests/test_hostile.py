@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import phenomjax
@@ -452,6 +452,7 @@ def test_hostile_legacy_records(tmp_path, case):
     byte=st.integers(0, 255),
     protocol=st.sampled_from([0, 2, 5]),
 )
+@example(how="insert", at=0.2421875, byte=50, protocol=5)  # numpy raised SystemError here
 def test_corrupt_pickle_bytes(tmp_path, how, at, byte, protocol):
     TRIED["corrupt pickle"] += 1
     raw = bytearray(pickle.dumps(valid_record(3, 3, 3, "pos", True, np.random.default_rng(0)),
@@ -747,6 +748,31 @@ def test_raw_mutated_toml(tmp_path, name, edits):
         _finite_numbers(cfg)
 
 
+@settings(SETTINGS, max_examples=300 * SCALE)
+@given(
+    overrides=st.lists(
+        st.tuples(
+            st.sampled_from(["data.K", "data.L", "data.alpha", "model.n_head", "optimizer.lr",
+                             "train.per_position", "distributed.devices", "data", "x.y", ""]),
+            st.sampled_from(["=", "", "==", " = "]),
+            st.sampled_from(["0", "-1", "nan", "inf", "1e400", "[1", "{a = 1}", "rope", "''",
+                             "'a\nb'", "true", "2", ""]) | st.text(max_size=6),
+        ).map("".join),
+        min_size=1, max_size=3,
+    )
+)  # fmt: skip
+def test_hostile_set_overrides(overrides):
+    """`--set` strings: applied, or one line naming --set or the field."""
+    TRIED["--set overrides"] += 1
+    try:
+        cfg = load_config(TrainConfig, None, overrides)
+    except Exception as e:  # noqa: BLE001
+        assert isinstance(e, PhenomjaxError), f"{type(e).__name__} escaped: {e!r}"
+        assert "\n" not in str(e) and str(e), str(e)
+    else:
+        _finite_numbers(cfg)
+
+
 def test_config_file_not_text(tmp_path):
     for name, (_, loader) in CONFIGS.items():
         TRIED[f"config {name}"] += 1
@@ -784,6 +810,9 @@ def test_cli_bad_inputs_exit_2_with_one_line(tmp_path, capsys):
     argv = ["analyze", "--run", str(trunc), "--no-show-plots", "--no-save-plots", "--cache-dir",
             str(tmp_path / "c")]  # fmt: skip
     assert "cut.pkl" in _cli(capsys, argv)
+    acfg = tmp_path / "A.toml"
+    acfg.write_text("[experiments]\nsmall = ['x.pkl']\n[plot]\ndpi = 'high'\n")
+    assert "A.toml: plot.dpi" in _cli(capsys, ["analyze", "--config", str(acfg), "--no-show-plots"])
     cases = {
         "train": ("[data]\nK = 0\n", "data.K"),
         "fit-phenom": ("[data]\nL = 1\n", "data.L"),
