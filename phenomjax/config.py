@@ -84,15 +84,22 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     return value
 
 
+def dotted(where: str, key: Any) -> str:
+    """`where.key` for a message; a key that would not read as one (empty, blank, control
+    characters such as a newline) is quoted, so the message stays one readable line."""
+    k = key if isinstance(key, str) and key.isprintable() and key.strip() else repr(key)
+    return f"{where}.{k}" if where else k
+
+
 def from_dict(cls: type[T], data: Mapping[str, Any], *, where: str = "") -> T:
     """Build dataclass `cls` from a mapping, refusing unknown keys and wrong types."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = _field_types(cls)
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        key = unknown[0] if unknown[0].isprintable() and unknown[0].strip() else repr(unknown[0])
-        name = f"{where}.{key}" if where else key
-        raise ConfigError(f"{name}: unknown key; expected one of {sorted(fields)}")
+        raise ConfigError(
+            f"{dotted(where, unknown[0])}: unknown key; expected one of {sorted(fields)}"
+        )
     kwargs = {}
     for k, v in data.items():
         kwargs[k] = _coerce(v, hints[k], f"{where}.{k}" if where else k)

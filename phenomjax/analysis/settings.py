@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..config import apply_overrides, from_dict, read_toml
+from ..config import apply_overrides, dotted, from_dict, read_toml
 from ..errors import ConfigError
 
 
@@ -138,13 +138,17 @@ class AnalysisConfig:
 
     def _expand(self, name: str, seen: tuple[str, ...]) -> list[str]:
         if name in seen:
-            raise ConfigError(f"{self.source}: experiments.{name}: refers to itself via @")
+            raise ConfigError(
+                f"{self.source}: {dotted('experiments', name)}: refers to itself via @"
+            )
         out = []
         for p in self.experiments[name]:
             if p.startswith("@"):
                 ref = p[1:]
                 if ref not in self.experiments:
-                    raise ConfigError(f"{self.source}: experiments.{name}: unknown {p!r}")
+                    raise ConfigError(
+                        f"{self.source}: {dotted('experiments', name)}: unknown {p!r}"
+                    )
                 out.extend(self._expand(ref, (*seen, name)))
             else:
                 out.append(p)
@@ -159,7 +163,7 @@ def _str_lists(data: Any, where: str) -> dict[str, tuple[str, ...]]:
         if isinstance(v, str):
             v = [v]
         if not isinstance(v, list) or not all(isinstance(s, str) for s in v):
-            raise ConfigError(f"{where}.{k}: expected a list of path strings, got {v!r}")
+            raise ConfigError(f"{dotted(where, k)}: expected a list of path strings, got {v!r}")
         out[k] = tuple(v)
     return out
 
@@ -173,7 +177,9 @@ def _rank_lists(data: Any, where: str) -> dict[str, tuple[int, ...]]:
             raise ConfigError(f"{where}.all: reserved (it draws every rank bin)")
         ok = isinstance(v, list) and v and all(isinstance(r, int) and r >= 0 for r in v)
         if not ok:
-            raise ConfigError(f"{where}.{k}: expected a non-empty list of ranks >= 0, got {v!r}")
+            raise ConfigError(
+                f"{dotted(where, k)}: expected a non-empty list of ranks >= 0, got {v!r}"
+            )
         out[k] = tuple(v)
     return out
 
