@@ -518,11 +518,11 @@ def test_odd_but_harmless_args_still_load(tmp_path):
 
 # -- configs -------------------------------------------------------------------------------------
 
-_BARE = re.compile(r"^[A-Za-z0-9_-]+$")
+_BARE = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def _key(k: str) -> str:
-    return k if _BARE.match(k) else _str(k)
+    return k if _BARE.fullmatch(k) else _str(k)
 
 
 def _str(s: str) -> str:
@@ -566,9 +566,9 @@ def to_toml(d: dict[str, Any], prefix: str = "") -> str:
 
 
 def test_toml_serializer_round_trips():
-    d = {"a": 1, "b": [1.5, math.inf], "c": {"d": 'x"y\n\x7f', "e": {"f": True}}, "g h": {}}
-    back = tomllib.loads(to_toml(d))
-    assert back["c"] == d["c"] and back["a"] == 1 and back["b"] == [1.5, math.inf]
+    d = {"a": 1, "b": [1.5, math.inf], "c": {"d": 'x"y\n\x7f', "e": {"f": True}}, "g h": {},
+         "0\n": {"x": 1}}  # fmt: skip
+    assert tomllib.loads(to_toml(d)) == d
 
 
 def _analysis_base() -> dict[str, Any]:
