@@ -21,7 +21,6 @@ purpose (DEMO_GRID): the whole demo stays within ~5 minutes on 2 CPU cores;
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import time
 from pathlib import Path
@@ -36,7 +35,7 @@ from .compare import overlay_figure
 from .config import load_config, to_dict
 from .errors import RunDirError
 from .fitrun import fit_run, format_report
-from .rundir import RunDir
+from .rundir import RunDir, jsonable
 from .train import TrainConfig, embedded_config, train
 
 # Both modes, capacity w = 1 (a logistic model of single bits) vs w = 8 (~log2 K: can memorize
@@ -52,16 +51,12 @@ DEMO_GRID = {
 }
 
 
-def _jsonable(obj):
-    return json.loads(json.dumps(obj))
-
-
 def ensure_trained(cfg: TrainConfig, out: Path, progress: bool) -> tuple[RunDir, str]:
     """The demo run: reused when complete with the same config, resumed when cut short."""
     run = RunDir(out)
     if run.exists():
         m = run.manifest()
-        if m.get("config") != _jsonable(to_dict(cfg)):
+        if m.get("config") != jsonable(to_dict(cfg)):
             raise RunDirError(
                 f"{run.path}: holds a run of another config than the embedded demo; "
                 "pass --fresh to replace it or --out to use another folder"

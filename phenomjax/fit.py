@@ -23,7 +23,7 @@ import numpy as np
 from . import phenom
 from .config import load_config, to_dict
 from .data import DataConfig, key_streams, log_spaced_steps, make_bits, zipf_weights
-from .errors import ConfigError, NonFiniteLossError, RunDirError
+from .errors import ConfigError, NonFiniteLossError
 from .fit_modes import (
     expected_presentations,
     freeze_untrained,
@@ -181,12 +181,7 @@ def _open(cfg: FitConfig, out, resume: bool, state, params, model) -> tuple[RunD
     """Create the run directory, or reopen it for resume; returns (run, step to start from)."""
     run = RunDir(out)
     if resume and run.exists():
-        m = run.manifest()
-        if m.get("kind") != "phenom" or m.get("config") != _jsonable(to_dict(cfg)):
-            raise RunDirError(
-                f"{run.path}: --resume with a different config than the run's manifest; "
-                "use the run's config (or another --out)"
-            )
+        run.check_resumable("phenom", to_dict(cfg))
         step = int(run.load_checkpoint()[1]["step"]) if run.has_checkpoint() else 0
         run.set_status("running", error=None)
         return run, step
@@ -203,28 +198,10 @@ def _open(cfg: FitConfig, out, resume: bool, state, params, model) -> tuple[RunD
             else "expected: floor(step * batch * p + 0.5); exact value in expected_presentations"
         ),
     }
-    run = RunDir.create(
-        out,
-        kind="phenom",
-        config=to_dict(cfg),
-        seed=cfg.data.seed,
-        K=cfg.data.K,
-        L=cfg.data.L,
-        alpha=cfg.data.alpha,
-        batch=cfg.train.batch,
-        extra=extra,
-    )
+    run = RunDir.create_for(out, kind="phenom", cfg=cfg, extra=extra)
     return run, 0
 
 
-def _jsonable(d):
-    """The config as it reads back from manifest.json (tuples become lists)."""
-    import json
-
-    return json.loads(json.dumps(d))
-
-
-# -- CLI ------------------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="TOML config (sections data, model, optimizer, train)")
     parser.add_argument(

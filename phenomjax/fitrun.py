@@ -39,7 +39,7 @@ from .config import to_dict
 from .data import DataConfig
 from .errors import ConfigError, DataError
 from .fit import FitConfig, ModelSection, PhenomOptimConfig, TrainSection, fit_phenom
-from .rundir import RunDir, atomic_write_json
+from .rundir import RunDir, atomic_write_json, jsonable
 from .scoring import ScoreConfig, binned, member_binned, score_curves, score_members
 from .sweep import _floats, _ints, read_sweep, sweep
 
@@ -50,10 +50,6 @@ DEFAULT_SCALES = (0.01, 0.1)
 MODES = ("expected", "stochastic")
 SETTINGS = ["mode", "w", "d", "lr", "scale"]
 DEFAULT_SCORE = ScoreConfig()
-
-
-def _jsonable(obj):
-    return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
 
 def read_empirical(run_path: str | Path, edges=None) -> tuple[pd.DataFrame, dict]:
@@ -85,7 +81,7 @@ def base_config(meta: dict, *, mode: str, batch: int | None, num_evals: int, opt
 
 def _sweep_cached(cfg: FitConfig, out: Path, axes: dict, progress: bool) -> pd.DataFrame:
     """sweep() into `out`, or the complete sweep already there with the same config and axes."""
-    want = _jsonable({"base_config": to_dict(cfg), "axes": axes})
+    want = jsonable({"base_config": to_dict(cfg), "axes": axes})
     meta = out / "sweep.json"
     n = int(np.prod([len(v) for v in axes.values()]))
     if meta.is_file() and (out / "sweep.parquet").is_file():
@@ -191,7 +187,7 @@ def fit_run(
     same = (
         run.exists()
         and run.manifest().get("status") == "complete"
-        and run.manifest().get("config") == _jsonable(to_dict(best_cfg))
+        and run.manifest().get("config") == jsonable(to_dict(best_cfg))
     )
     if not same:
         if run_dir.exists():
@@ -233,7 +229,7 @@ def fit_run(
         "best_config": to_dict(best_cfg),
         "wall_time_s": times,
     }  # fmt: skip
-    report = _jsonable(report)
+    report = jsonable(report)
     atomic_write_json(out / "report.json", report)
     members.to_csv(out / "members.csv", index=False)
     return report

@@ -79,6 +79,27 @@ def atomic_write_parquet(path: Path, df: pd.DataFrame) -> None:
     atomic_write(path, lambda p: df.to_parquet(p, index=False))
 
 
+def jsonable(obj: Any) -> Any:
+    """`obj` as it reads back from a JSON file (tuples become lists, numpy scalars numbers)."""
+    return json.loads(json.dumps(obj, default=_json_default))
+
+
+def config_difference(
+    old: Mapping[str, Any], new: Mapping[str, Any], where: str = ""
+) -> str | None:
+    """The first dotted field where two config dicts differ, with both values; None if equal."""
+    old, new = jsonable(old), jsonable(new)
+    for k in sorted(set(old) | set(new)):
+        x, y = old.get(k), new.get(k)
+        if isinstance(x, dict) and isinstance(y, dict):
+            d = config_difference(x, y, f"{where}{k}.")
+            if d:
+                return d
+        elif x != y:
+            return f"{where}{k} (run has {x!r}, config has {y!r})"
+    return None
+
+
 def _json_default(o: Any) -> Any:
     if isinstance(o, np.generic):
         return o.item()
@@ -192,6 +213,26 @@ class RunDir:
         }
         atomic_write_json(run.manifest_path, manifest)
         return run
+
+    @classmethod
+    def create_for(
+        cls, path: str | os.PathLike, *, kind: str, cfg: Any, extra: Mapping[str, Any] | None = None
+    ) -> RunDir:
+        """create() from a run config with [data] and [train] sections (trainer and fitter)."""
+        from .config import to_dict
+
+        d = cfg.data
+        return cls.create(path, kind=kind, config=to_dict(cfg), seed=d.seed, K=d.K, L=d.L,
+                          alpha=d.alpha, batch=cfg.train.batch, extra=extra)  # fmt: skip
+
+    def check_resumable(self, kind: str, config: Mapping[str, Any]) -> None:
+        """Refuse to resume a run of another kind or config, naming the first differing field."""
+        m = self.manifest()
+        if m.get("kind") != kind:
+            raise RunDirError(f"{self.path}: holds a {m.get('kind')} run, not a {kind} run")
+        d = config_difference(m.get("config", {}), config)
+        if d:
+            raise RunDirError(f"{self.path}: cannot resume with a different config: {d}")
 
     def manifest(self) -> dict[str, Any]:
         if not self.manifest_path.is_file():

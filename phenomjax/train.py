@@ -175,25 +175,6 @@ def wants_positions(cfg: TrainConfig) -> bool:
 # -- the run -------------------------------------------------------------------------------------
 
 
-def _check_same_config(run: RunDir, cfg: TrainConfig) -> None:
-    old, new = run.manifest().get("config", {}), to_dict(cfg)
-
-    def diff(a, b, where=""):
-        for k in sorted(set(a) | set(b)):
-            x, y = a.get(k), b.get(k)
-            if isinstance(x, dict) and isinstance(y, dict):
-                d = diff(x, y, f"{where}{k}.")
-                if d:
-                    return d
-            elif x != y:
-                return f"{where}{k} (run has {x!r}, config has {y!r})"
-        return None
-
-    d = diff(old, new)
-    if d:
-        raise RunDirError(f"{run.path}: cannot resume with a different config: {d}")
-
-
 def train(
     cfg: TrainConfig,
     out: str | Path,
@@ -218,7 +199,7 @@ def train(
         run = RunDir(out)
         if not run.exists():
             raise RunDirError(f"{run.path}: no run to resume (drop --resume to start one)")
-        _check_same_config(run, cfg)
+        run.check_resumable("transformer", to_dict(cfg))
         if run.manifest().get("status") == "complete":
             return run
         arrays, meta = run.load_checkpoint()
@@ -232,16 +213,8 @@ def train(
         log = RunLog(run)
     else:
         state = init_state(cfg)
-        run = RunDir.create(
-            out,
-            kind="transformer",
-            config=to_dict(cfg),
-            seed=cfg.data.seed,
-            K=cfg.data.K,
-            L=cfg.data.L,
-            alpha=cfg.data.alpha,
-            batch=cfg.train.batch,
-            extra={"n_params": gpt.n_params(state["params"])},
+        run = RunDir.create_for(
+            out, kind="transformer", cfg=cfg, extra={"n_params": gpt.n_params(state["params"])}
         )
         step, log = 0, RunLog(run)
 
