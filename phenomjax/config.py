@@ -7,6 +7,7 @@ overrides parse the value as TOML (so `lr=1e-3`, `positions="rope"` and `positio
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
 import tomllib
@@ -174,3 +175,33 @@ def load_config(cls: type[T], path: str | Path | None, overrides: Iterable[str] 
         return from_dict(cls, data)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}" if path is not None else str(e)) from None
+
+
+def require_positive(obj: Any, fields: Iterable[str]) -> None:
+    """Raise a ConfigError naming the first of `fields` of `obj` that is below 1."""
+    for f in fields:
+        if getattr(obj, f) < 1:
+            raise ConfigError(f"{f}: expected an integer >= 1, got {getattr(obj, f)}")
+
+
+# argparse types for comma-separated sweep axes (`--lr 1e-3,1e-2`)
+def comma_floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from None
+
+
+def comma_ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+
+
+def comma_words(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())

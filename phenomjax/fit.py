@@ -21,9 +21,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import phenom
-from .config import load_config, to_dict
+from .config import load_config, require_positive, to_dict
 from .data import DataConfig, key_streams, log_spaced_steps, make_bits, zipf_weights
-from .errors import ConfigError, NonFiniteLossError
+from .errors import NonFiniteLossError
 from .fit_modes import (
     expected_presentations,
     freeze_untrained,
@@ -67,9 +67,7 @@ class TrainSection:
     per_position: bool | Literal["auto"] = "auto"  # write positions.parquet; auto: if small
 
     def validate(self) -> None:
-        for f in ("steps", "batch", "num_evals", "eval_chunk", "max_chunk"):
-            if getattr(self, f) < 1:
-                raise ConfigError(f"{f}: expected an integer >= 1, got {getattr(self, f)}")
+        require_positive(self, ("steps", "batch", "num_evals", "eval_chunk", "max_chunk"))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -35,13 +35,13 @@ import pandas as pd
 
 from .analysis.binning import default_edges
 from .analysis.load import read_tables
-from .config import to_dict
+from .config import comma_floats, comma_ints, comma_words, to_dict
 from .data import DataConfig
 from .errors import ConfigError, DataError
 from .fit import FitConfig, ModelSection, PhenomOptimConfig, TrainSection, fit_phenom
 from .rundir import RunDir, atomic_write_json, jsonable
 from .scoring import ScoreConfig, binned, member_binned, score_curves, score_members
-from .sweep import _floats, _ints, read_sweep, sweep
+from .sweep import read_sweep, sweep
 
 DEFAULT_WS = (1, 4, 8)
 DEFAULT_DS = (8,)
@@ -276,16 +276,21 @@ def format_report(r: dict) -> str:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="run directory or legacy .pkl log")
     p.add_argument("--out", default=None, help="output folder (default: <run>-fit beside it)")
-    p.add_argument("--w", type=_ints, default=DEFAULT_WS, help="windows w (default 1,4,8)")
-    p.add_argument("--d", type=_ints, default=DEFAULT_DS, help="embedding widths d (default 8)")
+    p.add_argument("--w", type=comma_ints, default=DEFAULT_WS, help="windows w (default 1,4,8)")
+    p.add_argument(
+        "--d", type=comma_ints, default=DEFAULT_DS, help="embedding widths d (default 8)"
+    )
     p.add_argument(
         "--lr",
-        type=_floats,
+        type=comma_floats,
         default=DEFAULT_LRS,
         help="learning rates (default 3e-5,1e-4,3e-4,1e-3)",
     )
     p.add_argument(
-        "--scale", type=_floats, default=DEFAULT_SCALES, help="initial scales (default 0.01,0.1)"
+        "--scale",
+        type=comma_floats,
+        default=DEFAULT_SCALES,
+        help="initial scales (default 0.01,0.1)",
     )
     p.add_argument("--seeds", type=int, default=3, help="seeds of the best's refit (default 3)")
     p.add_argument(
@@ -312,7 +317,7 @@ def run(args: argparse.Namespace) -> int:
         lrs=args.lr,
         scales=args.scale,
         seeds=args.seeds,
-        modes=tuple(x.strip() for x in args.modes.split(",") if x.strip()),
+        modes=comma_words(args.modes),
         optimizer=args.optimizer,
         param=args.param,
         batch=args.batch,

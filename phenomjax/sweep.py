@@ -40,7 +40,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from . import phenom
-from .config import load_config, to_dict
+from .config import comma_floats, comma_ints, comma_words, load_config, to_dict
 from .data import key_streams, log_spaced_steps, make_bits, zipf_weights
 from .distributed import gather, is_main, make_mesh, place
 from .errors import ConfigError, NonFiniteLossError
@@ -328,37 +328,19 @@ def read_sweep(
 
 
 # -- CLI ------------------------------------------------------------------------------------
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated numbers, got {text!r}"
-        ) from None
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
-
-
-def _words(text: str) -> tuple[str, ...]:
-    return tuple(x.strip() for x in text.split(",") if x.strip())
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="base TOML config (as for fit-phenom)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--lr", type=_floats, default=None, help="learning rates, e.g. 1e-3,1e-2")
-    parser.add_argument("--scale", type=_floats, default=None, help="initial scales")
-    parser.add_argument("--seeds", type=_ints, default=None, help="seeds (data, init, batches)")
-    parser.add_argument("--w", type=_ints, default=None, help="windows (outer loop)")
-    parser.add_argument("--d", type=_ints, default=None, help="widths (outer loop)")
-    parser.add_argument("--param", type=_words, default=None, help="full,shared,relative")
+    parser.add_argument(
+        "--lr", type=comma_floats, default=None, help="learning rates, e.g. 1e-3,1e-2"
+    )
+    parser.add_argument("--scale", type=comma_floats, default=None, help="initial scales")
+    parser.add_argument(
+        "--seeds", type=comma_ints, default=None, help="seeds (data, init, batches)"
+    )
+    parser.add_argument("--w", type=comma_ints, default=None, help="windows (outer loop)")
+    parser.add_argument("--d", type=comma_ints, default=None, help="widths (outer loop)")
+    parser.add_argument("--param", type=comma_words, default=None, help="full,shared,relative")
     parser.add_argument("--out", default=None, help="sweep folder (default runs/sweep-<stem>)")
     parser.add_argument(
         "--devices", type=int, default=1, help="devices to split members over (0 = all)"

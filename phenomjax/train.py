@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import distributed, gpt
-from .config import load_config, to_dict
+from .config import load_config, require_positive, to_dict
 from .data import (
     DataConfig,
     key_streams,
@@ -56,9 +56,7 @@ class LoopConfig:
     per_position: Literal["auto"] | bool = "auto"  # positions.parquet; auto: K*(L-1) <= 2e6
 
     def validate(self) -> None:
-        for f in ("steps", "batch", "num_evals", "max_chunk", "eval_chunk"):
-            if getattr(self, f) < 1:
-                raise ConfigError(f"{f}: expected an integer >= 1, got {getattr(self, f)}")
+        require_positive(self, ("steps", "batch", "num_evals", "max_chunk", "eval_chunk"))
 
 
 @dataclasses.dataclass(frozen=True)

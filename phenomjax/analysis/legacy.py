@@ -120,8 +120,11 @@ class _SafeUnpickler(pickle.Unpickler):
             return argparse.Namespace
         if module == "copyreg" and name == "_reconstructor":
             return _checked_reconstructor
+        glob = f"{module}.{name}"
+        if not glob.isprintable():  # a corrupt file can name anything: keep the error one line
+            glob = repr(glob)
         raise UnsafePickleError(
-            f"{self.name}: refusing to load global {module}.{name}; a legacy log may hold only "
+            f"{self.name}: refusing to load global {glob}; a legacy log may hold only "
             "numpy arrays/scalars, plain containers and argparse.Namespace"
         )
 
