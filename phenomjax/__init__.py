@@ -3,7 +3,12 @@ phenomenological linear-attention model (sigmoid readout) fitted to the curves."
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:  # one home for the version: pyproject.toml, read back from the installed metadata
+    __version__ = version("phenomjax")
+except PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
 
 from .bayes import bayes_ceiling, bayes_floor, bayes_tables, per_sequence_floor
 from .data import count_presentations, log_spaced_steps, make_bits, sample_ranks, zipf_weights
@@ -15,7 +20,7 @@ from .errors import (
     RunDirError,
     UnsafePickleError,
 )
-from .rundir import RunDir
+from .runs.rundir import RunDir
 
 __all__ = [
     "__version__",

@@ -1,4 +1,4 @@
-"""The Bayes floor of DESIGN 2: the loss of a learner that knows the mixture exactly.
+"""The Bayes floor of docs/design.md §2: the loss of a learner that knows the mixture exactly.
 
 P(x_j = 1 | x_<j) is the p-weighted share of the sequences sharing that prefix whose bit j is
 1. Sequences are grouped by prefix position by position: the group id of a prefix of length j

@@ -1,4 +1,4 @@
-"""The data of DESIGN 2: Zipf weights, random bit sequences, on-device batch sampling and
+"""The data of docs/design.md §2: Zipf weights, random bit sequences, on-device batch sampling and
 exact presentation counts.
 
 Rank k = 0..K-1, rank 0 most frequent, p_k proportional to (k+1)^-alpha.

@@ -20,23 +20,23 @@ purpose (DEMO_GRID): the whole demo stays within ~5 minutes on 2 CPU cores;
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from .analysis import RANK_SELECTIONS, process_run
 from .analysis.binning import bin_label
+from .analysis.overlay import overlay_figure
 from .analysis.plots import curves_from_bins, heatmap_figure, metric_figure, use_backend
 from .analysis.settings import PlotSettings
-from .compare import overlay_figure
 from .config import load_config, to_dict
 from .errors import RunDirError
-from .fitrun import fit_run, format_report
-from .rundir import RunDir, jsonable
-from .train import TrainConfig, embedded_config, train
+from .phenom.fit import fit_run, format_report
+from .runs import RunDir, jsonable
+from .transformer.train import TrainConfig, embedded_config, train
 
 # Both modes, capacity w = 1 (a logistic model of single bits) vs w = 8 (~log2 K: can memorize
 # everything), three learning rates around the demo's best, three seeds for the best.
@@ -106,10 +106,12 @@ def demo(
     progress: bool = True,
     config: str = "demo",
     grid: dict | None = None,
+    emit: Callable[[str], None] = lambda text: None,
 ) -> dict:
-    """Run the demo; returns its summary (also printed by the command).
+    """Run the demo; returns its summary (`format_summary` gives the text the command prints).
 
     `config` names an embedded training config (tests use "tiny"), `grid` replaces DEMO_GRID.
+    `emit(text)` receives each stage's report as it finishes (the command prints them).
     """
     t0 = time.perf_counter()
     use_backend(False)
@@ -124,20 +126,22 @@ def demo(
     t = time.perf_counter()
     run, how = ensure_trained(cfg, run_dir, progress)
     times["train_s"] = time.perf_counter() - t
-    print(f"[demo] run {run.path}: {how} ({times['train_s']:.1f} s)", flush=True)
+    emit(f"[demo] run {run.path}: {how} ({times['train_s']:.1f} s)")
 
     t = time.perf_counter()
     paths, p = analyse(run, figures)
     times["analyse_s"] = time.perf_counter() - t
-    print(f"[demo] analysis ({'cached' if p.cached else 'computed'}, "
-          f"{times['analyse_s']:.1f} s): rank bins at the last evaluation", flush=True)  # fmt: skip
-    print(binned_table(p))
+    how_analysed = "cached" if p.cached else "computed"
+    emit(
+        f"[demo] analysis ({how_analysed}, {times['analyse_s']:.1f} s): rank bins at the last "
+        "evaluation\n" + binned_table(p)
+    )
 
     t = time.perf_counter()
     grid = dict(DEMO_GRID if grid is None else grid)
     report = fit_run(run.path, fit_dir, progress=progress, **grid)
     times["fit_s"] = time.perf_counter() - t
-    print(format_report(report))
+    emit(format_report(report))
 
     t = time.perf_counter()
     ov = overlay_figure(run.path, fit_dir, figures, name="overlay")
@@ -155,7 +159,7 @@ def demo(
         "overlay": str(figures / "overlay.png"),
         "score_mean": report["score_mean"],
         "score_std": report["score_std"],
-        "best": report["best"],
+        "best": (b := report["best"]),
         "shift": report["shift"],
         "top_bin": bin_label(int(top.rank_lo), int(top.rank_hi)),
         "top_loss": float(top.loss),
@@ -163,33 +167,29 @@ def demo(
         "memorized_bits": p.meta.get("memorized", {}).get("memorized_bits"),
         "wall_time_s": times,
     }
-    b = report["best"]
-    print(
-        "\n[demo] summary\n"
-        f"  run:      {run.path} ({run.manifest().get('n_params')} parameters, {how})\n"
-        f"  figures:  {figures}/ (demo-loss, demo-accuracy, demo-heatmap, overlay: .png/.pdf; "
-        "overlay.csv holds the drawn data)\n"
-        f"  overlay:  {summary['overlay']}\n"
-        f"  fit:      {b['mode']} w={b['w']:g} d={b['d']:g} lr={b['lr']:g} scale={b['scale']:g},"
-        f" presentations x {report['shift']:.2f}; log-loss RMSE {report['score_mean']:.4f} +- "
+    summary["n_params"] = run.manifest().get("n_params")
+    summary["fit_line"] = (
+        f"{b['mode']} w={b['w']:g} d={b['d']:g} lr={b['lr']:g} scale={b['scale']:g}, "
+        f"presentations x {report['shift']:.2f}; log-loss RMSE {report['score_mean']:.4f} +- "
         f"{report['score_std']:.4f} over {len(report['per_seed'])} seeds, accuracy RMSE "
-        f"{report['accuracy_rmse']:.4f}\n"
-        f"  {summary['top_bin']}: final loss {summary['top_loss']:.4f} nats vs Bayes floor "
-        f"{summary['top_floor']:.4f} (ratio {summary['top_loss'] / summary['top_floor']:.2f})\n"
-        f"  memorized bits: {summary['memorized_bits']:.0f}\n"
-        f"  wall time: {times['total_s']:.1f} s (train {times['train_s']:.1f}, analyse "
-        f"{times['analyse_s']:.1f}, fit {times['fit_s']:.1f}, compare {times['compare_s']:.1f})",
-        flush=True,
+        f"{report['accuracy_rmse']:.4f}"
     )
     return summary
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="runs", help="folder of demo/, demo-fit/, demo-figures/")
-    p.add_argument("--fresh", action="store_true", help="recompute everything")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-
-def run(args: argparse.Namespace) -> int:
-    demo(args.out, fresh=args.fresh, progress=not args.no_progress)
-    return 0
+def format_summary(summary: dict) -> str:
+    """The demo's closing lines, as the command prints them."""
+    t = summary["wall_time_s"]
+    return (
+        "\n[demo] summary\n"
+        f"  run:      {summary['run']} ({summary['n_params']} parameters, {summary['how']})\n"
+        f"  figures:  {Path(summary['overlay']).parent}/ (demo-loss, demo-accuracy, demo-heatmap, "
+        "overlay: .png/.pdf; overlay.csv holds the drawn data)\n"
+        f"  overlay:  {summary['overlay']}\n"
+        f"  fit:      {summary['fit_line']}\n"
+        f"  {summary['top_bin']}: final loss {summary['top_loss']:.4f} nats vs Bayes floor "
+        f"{summary['top_floor']:.4f} (ratio {summary['top_loss'] / summary['top_floor']:.2f})\n"
+        f"  memorized bits: {summary['memorized_bits']:.0f}\n"
+        f"  wall time: {t['total_s']:.1f} s (train {t['train_s']:.1f}, analyse "
+        f"{t['analyse_s']:.1f}, fit {t['fit_s']:.1f}, compare {t['compare_s']:.1f})"
+    )

@@ -1,4 +1,4 @@
-"""Several devices and several hosts on JAX's own machinery (DESIGN 7).
+"""Several devices and several hosts on JAX's own machinery (docs/design.md §7).
 
 One 1-D `jax.sharding.Mesh` per job: transformer batches and evaluation chunks are split over
 its axis as "data", sweep members as "sweep". Arrays are annotated with sharding constraints

@@ -12,7 +12,7 @@ class ConfigError(PhenomjaxError, ValueError):
 
 
 class DataError(PhenomjaxError, ValueError):
-    """Input data (bits, weights, logs, tables) violates the contract of DESIGN 2 and 4."""
+    """Input data (bits, weights, logs, tables) violates the contract of docs/design.md §2 and 4."""
 
 
 class RunDirError(PhenomjaxError):

@@ -4,7 +4,7 @@
     python scripts/analysis.py --experiment all --rank-selection low --comparative \
         [--force-reprocess] [--no-show-plots] [--no-save-plots] [--config PATH] [--export PATH]
 
-A thin wrapper over `phenomjax analyze` (phenomjax.analysis.cli).
+A thin wrapper over `phenomjax analyze` (phenomjax.cli.analyze).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ one process so that the ratios survive a noisy, shared machine (medians of alter
 
 Sections: this machine's float32 GEMM rate; value_and_grad (full, random E, w = 1) against two
 (M x N) @ (N x N) products, a NumPy and a PyTorch (if installed) version of the same N x N
-formulation; then, with the fitter's step functions (phenomjax.fit_modes), a 1000-step fit in one
+formulation; then, with the fitter's step functions (phenomjax.phenom.modes), a 1000-step fit in one
 scan vs a Python loop of jitted steps, stochastic-mode steps/s with presentation counts and
 evaluation snapshots, and a 16-member vmapped sweep vs 16 sequential runs of one program.
 """
@@ -160,7 +160,7 @@ def core_section(shapes, rounds: int) -> None:
 def fit_parts(K: int, L: int, d: int, mode: str, batch: int, lr: float = 1e-2, w: int = 1):
     import optax
 
-    from phenomjax.fit_modes import freeze_untrained, init_state, make_data, make_step
+    from phenomjax.phenom.modes import freeze_untrained, init_state, make_data, make_step
 
     model = ph.PhenomModel(N=L, d=d, w=w)
     keys = key_streams(0)
@@ -227,7 +227,7 @@ def scan_one(K: int, L: int, d: int, steps: int) -> None:
 
 
 def stochastic_rate(K: int, L: int, d: int, batch: int, steps: int, num_evals: int) -> None:
-    from phenomjax.fit_modes import make_advance
+    from phenomjax.phenom.modes import make_advance
 
     print(f"\n== stochastic mode B={batch} at (K,L,d)=({K},{L},{d}), {steps} steps, counts + evals")
     model, data, tx, state, step = fit_parts(K, L, d, "stochastic", batch)
@@ -257,8 +257,8 @@ def stochastic_rate(K: int, L: int, d: int, batch: int, steps: int, num_evals: i
 
 
 def sweep_vs_sequential(K: int, L: int, d: int, steps: int, members: int) -> None:
-    from phenomjax.fit_modes import init_state, make_data, make_step
     from phenomjax.optim import OptimConfig, make_injectable, set_learning_rate
+    from phenomjax.phenom.modes import init_state, make_data, make_step
 
     print(
         f"\n== {members}-member vmapped sweep over lr vs {members} sequential runs, {steps} steps"
@@ -317,7 +317,7 @@ def main() -> None:
     if args.skip_fit:
         return
     try:
-        import phenomjax.fit_modes  # noqa: F401
+        import phenomjax.phenom.modes  # noqa: F401
     except ImportError as e:
         print(f"\n(fit sections skipped: {e})")
         return

@@ -1,7 +1,7 @@
 """Training and evaluation throughput: the JAX trainer against PyTorch loops, side by side.
 
 For each config (same model, sizes, batch and threads) it measures sequences/s of
-  jax         phenomjax.train.make_advance: on-device Zipf batches, many steps per dispatch
+  jax         transformer.train.make_advance: on-device Zipf batches, many steps per dispatch
   torch-hist  the historical style: a Dataset whose __getitem__ draws np.random.choice(K, p=p),
               a DataLoader, a Python loop
   torch-tuned torch.multinomial batches indexed from a bits tensor, no DataLoader
@@ -27,7 +27,13 @@ import numpy as np
 
 from phenomjax.config import load_config
 from phenomjax.data import make_bits, zipf_weights
-from phenomjax.train import TrainConfig, embedded_config, evaluate, init_state, make_advance
+from phenomjax.transformer.train import (
+    TrainConfig,
+    embedded_config,
+    evaluate,
+    init_state,
+    make_advance,
+)
 
 
 def cpu_time() -> float:
@@ -250,7 +256,7 @@ def jax_internals(cfg: TrainConfig, bits: jax.Array, steps: int, rounds: int) ->
     """Backward/forward cost ratio of one batch, and scanned vs unrolled layers."""
     import dataclasses
 
-    from phenomjax import gpt
+    from phenomjax.transformer import model as gpt
 
     params = init_state(cfg)["params"]
     x = bits[: cfg.train.batch]

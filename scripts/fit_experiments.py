@@ -15,10 +15,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from phenomjax.compare import side_by_side
+from phenomjax.analysis.overlay import side_by_side
 from phenomjax.demo import DEMO_GRID
-from phenomjax.fitrun import fit_run, format_report
-from phenomjax.rundir import RunDir
+from phenomjax.phenom.fit import fit_run, format_report
+from phenomjax.runs import RunDir
 
 EXPERIMENTS = ("small", "medium", "large_rope", "large_lr")
 

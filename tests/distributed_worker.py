@@ -15,8 +15,8 @@ import sys
 
 def sweep_job(devices: int) -> dict:
     from phenomjax.config import load_config
-    from phenomjax.fit import FitConfig
-    from phenomjax.sweep import sweep
+    from phenomjax.phenom.sweep import sweep
+    from phenomjax.phenom.train import FitConfig
 
     cfg = load_config(
         FitConfig,
@@ -45,7 +45,7 @@ def train_job(devices: int) -> dict:
     import tempfile
 
     from phenomjax.config import load_config
-    from phenomjax.train import TrainConfig, embedded_config, train
+    from phenomjax.transformer.train import TrainConfig, embedded_config, train
 
     cfg = load_config(TrainConfig, embedded_config("tiny"), [f"distributed.devices={devices}"])
     with tempfile.TemporaryDirectory() as d:

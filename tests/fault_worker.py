@@ -21,8 +21,8 @@ def _die() -> None:
 
 
 def _arm(moment: str, nth: int) -> None:
-    import phenomjax.rundir as rundir
-    import phenomjax.train as train_mod
+    import phenomjax.runs.storage as rundir
+    import phenomjax.transformer.train as train_mod
 
     seen = {"n": 0}
 
@@ -71,7 +71,7 @@ def main() -> None:
     p.add_argument("--resume", action="store_true")
     a = p.parse_args()
     from phenomjax.config import load_config
-    from phenomjax.train import TrainConfig, embedded_config, train
+    from phenomjax.transformer.train import TrainConfig, embedded_config, train
 
     _arm(a.moment, a.nth)
     cfg = load_config(TrainConfig, embedded_config("tiny"), ["train.max_chunk=8"])

@@ -7,7 +7,7 @@ import numpy as np
 
 from phenomjax.bayes import bayes_tables
 from phenomjax.data import make_bits, zipf_weights
-from phenomjax.rundir import RunDir, RunLog
+from phenomjax.runs import RunDir, RunLog
 
 LN2 = float(np.log(2.0))
 

@@ -1,4 +1,4 @@
-"""The Bayes floor against brute force, and the DESIGN 2 / 5 reference numbers."""
+"""The Bayes floor against brute force, and the docs/design.md §2 and §5 reference numbers."""
 
 import itertools
 
@@ -42,11 +42,11 @@ def test_matches_brute_force(bits, alpha):
 
 
 def test_design_reference_numbers():
-    # DESIGN 2: K = 1000, L = 32, Zipf 1: ceiling about 0.95 for the top 10 ranks.
+    # docs/design.md §2: K = 1000, L = 32, Zipf 1: ceiling about 0.95 for the top 10 ranks.
     floor, ceiling = per_sequence_floor(make_bits(0, 1000, 32), zipf_weights(1000, 1.0))
     assert 0.93 < ceiling[:10].mean() < 0.97
     assert 0.07 < floor[:10].mean() < 0.11
-    # DESIGN 5: K = 1000, L = 16: top 5 about 0.15 nats, ranks 100-999 about 0.50.
+    # docs/design.md §5: K = 1000, L = 16: top 5 about 0.15 nats, ranks 100-999 about 0.50.
     floor16, _ = per_sequence_floor(make_bits(0, 1000, 16), zipf_weights(1000, 1.0))
     assert floor16[:5].mean() == pytest.approx(0.15, abs=0.03)
     assert floor16[100:].mean() == pytest.approx(0.50, abs=0.03)

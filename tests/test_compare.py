@@ -8,14 +8,14 @@ import pandas as pd
 import pytest
 
 from phenomjax.analysis.binning import default_edges
+from phenomjax.analysis.overlay import overlay_data, overlay_figure, side_by_side
 from phenomjax.bayes import per_sequence_floor
 from phenomjax.cli import main
-from phenomjax.compare import overlay_data, overlay_figure, side_by_side
 from phenomjax.config import load_config
 from phenomjax.data import make_bits, zipf_weights
-from phenomjax.fitrun import fit_run
-from phenomjax.rundir import RunDir
-from phenomjax.train import TrainConfig, embedded_config, train
+from phenomjax.phenom.fit import fit_run
+from phenomjax.runs import RunDir
+from phenomjax.transformer.train import TrainConfig, embedded_config, train
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Several devices and several hosts give the single-device numbers (DESIGN 7).
+"""Several devices and several hosts give the single-device numbers (docs/design.md §7).
 
 Each case runs in a subprocess: --xla_force_host_platform_device_count and
 jax.distributed.initialize must take effect before jax starts.

@@ -1,4 +1,4 @@
-"""Runs survive SIGKILL (DESIGN 4, issue 6): during a scan chunk, during an evaluation write,
+"""Runs survive SIGKILL (docs/design.md §4): during a scan chunk, during an evaluation write,
 during a checkpoint write. Each time every evaluation finished before the kill is on disk and
 readable, the manifest does not claim completion, and --resume ends with the evaluations of an
 uninterrupted run. Cut-short files are refused with a named error, never served."""
@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from phenomjax.errors import RunDirError
-from phenomjax.rundir import RunDir
+from phenomjax.runs import RunDir
 
 WORKER = Path(__file__).with_name("fault_worker.py")
 

@@ -12,17 +12,23 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from phenomjax import fit as fit_mod
 from phenomjax import phenom
 from phenomjax.bayes import per_sequence_floor
 from phenomjax.cli import main
 from phenomjax.config import load_config
 from phenomjax.data import DataConfig, key_streams, make_bits, sample_ranks, zipf_weights
 from phenomjax.errors import ConfigError, NonFiniteLossError, RunDirError
-from phenomjax.fit import FitConfig, ModelSection, PhenomOptimConfig, TrainSection, fit_phenom
-from phenomjax.fit_modes import freeze_untrained, init_state, make_advance, make_data, make_step
 from phenomjax.optim import OptimConfig, make_optimizer
-from phenomjax.rundir import RunDir
+from phenomjax.phenom import train as fit_mod
+from phenomjax.phenom.modes import freeze_untrained, init_state, make_advance, make_data, make_step
+from phenomjax.phenom.train import (
+    FitConfig,
+    ModelSection,
+    PhenomOptimConfig,
+    TrainSection,
+    fit_phenom,
+)
+from phenomjax.runs import RunDir
 
 
 def small_cfg(mode="expected", steps=40, **train) -> FitConfig:

@@ -14,10 +14,16 @@ from hypothesis import strategies as st
 from phenomjax.analysis.synthetic import write_legacy_log
 from phenomjax.cli import main
 from phenomjax.data import DataConfig
-from phenomjax.fit import FitConfig, ModelSection, PhenomOptimConfig, TrainSection, fit_phenom
-from phenomjax.fitrun import fit_run, format_report
-from phenomjax.rundir import RunDir
-from phenomjax.scoring import ScoreConfig, score_curves
+from phenomjax.phenom.fit import fit_run, format_report
+from phenomjax.phenom.scoring import ScoreConfig, score_curves
+from phenomjax.phenom.train import (
+    FitConfig,
+    ModelSection,
+    PhenomOptimConfig,
+    TrainSection,
+    fit_phenom,
+)
+from phenomjax.runs import RunDir
 
 TRUTH = {"w": 2, "d": 4, "lr": 1e-2, "scale": 0.1}
 GRID = {"ws": (1, 2), "ds": (4,), "lrs": (3e-3, 1e-2, 3e-2), "scales": (0.1,)}

@@ -9,10 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from phenomjax import gpt
 from phenomjax.config import from_dict
 from phenomjax.errors import ConfigError
-from phenomjax.gpt import GPTConfig
+from phenomjax.transformer import model as gpt
+from phenomjax.transformer.model import GPTConfig
 
 L = 10
 # jitted once per config: op-by-op (eager) dispatch compiles every primitive and is slow

@@ -35,8 +35,8 @@ from phenomjax.analysis.settings import default_config_path, load_analysis_confi
 from phenomjax.config import dotted, load_config, to_dict
 from phenomjax.distributed import DistributedConfig
 from phenomjax.errors import PhenomjaxError
-from phenomjax.fit import FitConfig
-from phenomjax.train import TrainConfig
+from phenomjax.phenom.train import FitConfig
+from phenomjax.transformer.train import TrainConfig
 
 TRIED = collections.Counter()  # inputs tried, by kind
 OUTCOMES = collections.Counter()  # loaded / refused, by error class, for the report

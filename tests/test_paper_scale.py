@@ -23,7 +23,7 @@ SCRIPT = textwrap.dedent(
     import jax, jax.numpy as jnp, numpy as np
     from phenomjax import make_bits, per_sequence_floor, phenom, zipf_weights
     from phenomjax.config import load_config
-    from phenomjax.train import TrainConfig, evaluate, init_state
+    from phenomjax.transformer.train import TrainConfig, evaluate, init_state
 
     K, L = 100000, 100
     bits = make_bits(0, K, L)

@@ -1,5 +1,5 @@
 """The phenomenological model core against a naive NumPy reference (float64), finite
-differences, PyTorch (when installed), and the capacity effect of DESIGN 6."""
+differences, PyTorch (when installed), and the capacity effect of docs/design.md §6."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ CASES = [
 ]
 
 
-# ---------- NumPy reference: the naive sum of DESIGN 6, float64 ----------
+# ---------- NumPy reference: the naive sum of docs/design.md §6, float64 ----------
 
 
 def np_full_A(params: dict) -> np.ndarray:
@@ -289,7 +289,7 @@ def test_matches_torch_nxn():
         np.testing.assert_allclose(grads[k], tp[k].grad.numpy(), atol=1e-6, rtol=1e-4)
 
 
-# ---------- capacity (DESIGN 6) ----------
+# ---------- capacity (docs/design.md §6) ----------
 
 
 def fit_expected(model, bits, weights, steps, lr=0.03, seed=1):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from phenomjax.errors import RunDirError
-from phenomjax.rundir import RunDir, RunLog, arrays_to_pytree, atomic_write_bytes, pytree_to_arrays
+from phenomjax.runs import RunDir, RunLog, arrays_to_pytree, atomic_write_bytes, pytree_to_arrays
 
 
 def make_run(path):
@@ -48,7 +48,7 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path):
     p = tmp_path / "x.bin"
     atomic_write_bytes(p, b"old")
 
-    from phenomjax.rundir import atomic_write
+    from phenomjax.runs.storage import atomic_write
 
     def broken(tmp):
         tmp.write_bytes(b"half")

@@ -11,8 +11,14 @@ import pytest
 from phenomjax.cli import main
 from phenomjax.data import DataConfig, zipf_weights
 from phenomjax.errors import ConfigError
-from phenomjax.fit import FitConfig, ModelSection, PhenomOptimConfig, TrainSection, fit_phenom
-from phenomjax.sweep import read_sweep, sweep
+from phenomjax.phenom.sweep import read_sweep, sweep
+from phenomjax.phenom.train import (
+    FitConfig,
+    ModelSection,
+    PhenomOptimConfig,
+    TrainSection,
+    fit_phenom,
+)
 
 
 def base(mode="expected", **opt) -> FitConfig:

@@ -10,12 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from phenomjax import cli, gpt, per_sequence_floor
+from phenomjax import cli, per_sequence_floor
 from phenomjax.config import load_config
 from phenomjax.data import key_streams, make_bits, sample_ranks, zipf_cdf, zipf_weights
 from phenomjax.errors import ConfigError, NonFiniteLossError, RunDirError
-from phenomjax.rundir import RunDir
-from phenomjax.train import (
+from phenomjax.runs import RunDir
+from phenomjax.transformer import model as gpt
+from phenomjax.transformer.train import (
     TrainConfig,
     embedded_config,
     evaluate,

@@ -161,3 +161,23 @@ def select_ranks(table: pd.DataFrame, ranks: Sequence[int]) -> pd.DataFrame:
 
 def bin_label(lo: int, hi: int) -> str:
     return f"ranks {lo}-{hi - 1}" if hi - lo > 1 else f"rank {lo}"
+
+
+def binned(table: pd.DataFrame, edges: np.ndarray, *, group: str | None = None) -> pd.DataFrame:
+    """Rank-binned curves of a per-sequence table (step, rank, presentations, loss, accuracy).
+
+    Uses the exact float `expected_presentations` when the table has it (expected-mode phenom
+    runs round their int column). `group` names an extra key column (e.g. "member") binned
+    separately. Returns step, rank_lo, rank_hi, presentations, loss, accuracy[, floor, ceiling].
+    """
+    t = table
+    if "expected_presentations" in t.columns:
+        t = t.assign(presentations=t["expected_presentations"].to_numpy())
+    if group is not None:
+        t = t.rename(columns={group: "run"})  # bin_by_rank groups on "run" when present
+    keep = [c for c in ("run", "step", "rank", "presentations", "loss", "accuracy") if c in t]
+    keep += [c for c in ("floor", "ceiling") if c in t.columns]
+    b = bin_by_rank(t[keep], edges)
+    if group is not None:
+        b = b.rename(columns={"run": group})
+    return b

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
-from ..rundir import atomic_write_bytes, atomic_write_json
+from ..runs.storage import atomic_write_bytes, atomic_write_json
 from .binning import bin_by_rank
 from .load import is_run_dir, read_tables
 from .summaries import memorized_bits

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError, RunDirError
-from ..rundir import RunDir
+from ..runs.rundir import RunDir
 from .legacy import legacy_tables, load_pickle
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import warnings
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -127,7 +128,9 @@ class AnalysisConfig:
             skipped += [] if hits else [pattern]
             found.extend(Path(h) for h in hits if Path(h) not in found)
         if found and skipped:
-            print(f"note: experiment {experiment!r}: nothing at {skipped} (skipped)")
+            warnings.warn(
+                f"experiment {experiment!r}: nothing at {skipped} (skipped)", stacklevel=2
+            )
         if not found:
             pats = list(self._expand(experiment, ()))
             raise ConfigError(

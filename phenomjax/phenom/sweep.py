@@ -1,4 +1,4 @@
-"""Vmapped sweeps of the phenomenological model (DESIGN 6, "Fitting to an empirical run").
+"""Vmapped sweeps of the phenomenological model (docs/design.md §6, "Fitting to an empirical run").
 
     phenomjax sweep experiments/phenom.toml --lr 3e-3,1e-2 --scale 0.03,0.1 --seeds 0,1 --w 4,6
 
@@ -24,7 +24,6 @@ Output folder:
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import itertools
 import warnings
@@ -39,13 +38,14 @@ import pandas as pd
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from . import phenom
-from .config import comma_floats, comma_ints, comma_words, load_config, to_dict
-from .data import key_streams, log_spaced_steps, make_bits, zipf_weights
-from .distributed import gather, is_main, make_mesh, place
-from .errors import ConfigError, NonFiniteLossError
-from .fit import FitConfig, build_model
-from .fit_modes import (
+from ..config import to_dict
+from ..data import key_streams, log_spaced_steps, make_bits, zipf_weights
+from ..distributed import gather, is_main, make_mesh, place
+from ..errors import ConfigError, NonFiniteLossError
+from ..optim import make_injectable, schedule, set_learning_rate
+from ..runs import atomic_write_json, atomic_write_parquet, drive
+from . import model as phenom
+from .modes import (
     FitData,
     expected_presentations,
     freeze_untrained,
@@ -55,9 +55,7 @@ from .fit_modes import (
     make_step,
     rounded_presentations,
 )
-from .loop import drive
-from .optim import make_injectable, schedule, set_learning_rate
-from .rundir import atomic_write_json, atomic_write_parquet
+from .train import FitConfig, build_model
 
 CURVES = "curves"
 
@@ -97,7 +95,8 @@ def _guarded(step):
 
 
 def _shard_members(state, data: FitData, S: int, H: int, devices: int):
-    """Split the members over a "sweep" mesh (DESIGN 7): the (lr, scale) axis when the devices
+    """Split the members over a "sweep" mesh (docs/design.md §7): the (lr, scale) axis when the
+    devices
     divide it, else the seed axis. Each member keeps its own keys, so its numbers do not depend
     on where it runs (jax #40232); XLA partitions the vmapped step with no collective but the
     progress line's minimum."""
@@ -325,46 +324,3 @@ def read_sweep(
     curves = pd.read_parquet(outp / CURVES, filters=filters)
     curves = curves.sort_values(["member", "step", "rank"], kind="stable").reset_index(drop=True)
     return table, curves
-
-
-# -- CLI ------------------------------------------------------------------------------------
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", help="base TOML config (as for fit-phenom)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument(
-        "--lr", type=comma_floats, default=None, help="learning rates, e.g. 1e-3,1e-2"
-    )
-    parser.add_argument("--scale", type=comma_floats, default=None, help="initial scales")
-    parser.add_argument(
-        "--seeds", type=comma_ints, default=None, help="seeds (data, init, batches)"
-    )
-    parser.add_argument("--w", type=comma_ints, default=None, help="windows (outer loop)")
-    parser.add_argument("--d", type=comma_ints, default=None, help="widths (outer loop)")
-    parser.add_argument("--param", type=comma_words, default=None, help="full,shared,relative")
-    parser.add_argument("--out", default=None, help="sweep folder (default runs/sweep-<stem>)")
-    parser.add_argument(
-        "--devices", type=int, default=1, help="devices to split members over (0 = all)"
-    )
-    parser.add_argument("--no-progress", action="store_true")
-
-
-def run(args: argparse.Namespace) -> int:
-    cfg = load_config(FitConfig, args.config, args.set)
-    out = Path(args.out) if args.out else Path("runs") / f"sweep-{Path(args.config).stem}"
-    table = sweep(
-        cfg,
-        lrs=args.lr,
-        scales=args.scale,
-        seeds=args.seeds,
-        ws=args.w,
-        ds=args.d,
-        params=args.param,
-        out=out,
-        progress=not args.no_progress,
-        devices=args.devices,
-    )
-    cols = ["member", "w", "d", "param", "lr", "scale", "seed", "final_loss", "diverged"]
-    with pd.option_context("display.width", 120):
-        print(table[cols].sort_values("final_loss").to_string(index=False))
-    print(f"{out}: {len(table)} members; curves in {out / CURVES}")
-    return 0

@@ -1,5 +1,5 @@
-"""Train the GPT of DESIGN 3 on Zipf-sampled bit sequences; evaluate all K sequences at
-log-spaced steps; write the run directory of DESIGN 4. Also the `phenomjax train` command.
+"""Train the GPT of docs/design.md §3 on Zipf-sampled bit sequences; evaluate all K sequences at
+log-spaced steps; write the run directory of docs/design.md §4. Also the `phenomjax train` command.
 
 One jitted `advance(state, n)` runs n optimizer steps on device in a while-loop (dynamic trip
 count, so it compiles once per run whatever the distance to the next evaluation). Each step
@@ -12,7 +12,6 @@ numbers, and adds the drawn ranks to exact presentation counts held in the state
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 from importlib import resources
@@ -23,9 +22,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import distributed, gpt
-from .config import load_config, require_positive, to_dict
-from .data import (
+from .. import distributed
+from ..config import require_positive, to_dict
+from ..data import (
     DataConfig,
     key_streams,
     log_spaced_steps,
@@ -34,12 +33,12 @@ from .data import (
     zipf_cdf,
     zipf_weights,
 )
-from .distributed import DistributedConfig
-from .errors import ConfigError, NonFiniteLossError, RunDirError
-from .gpt import GPTConfig
-from .loop import drive
-from .optim import OptimConfig, make_optimizer, schedule
-from .rundir import RunDir, RunLog, arrays_to_pytree, pytree_to_arrays
+from ..distributed import DistributedConfig
+from ..errors import ConfigError, NonFiniteLossError, RunDirError
+from ..optim import OptimConfig, make_optimizer, schedule
+from ..runs import RunDir, RunLog, arrays_to_pytree, drive, pytree_to_arrays
+from . import model as gpt
+from .model import GPTConfig
 
 # Per-position tables are written by default only up to this many (sequence, position) rows
 # per evaluation (about 50 MB of parquet over 15 evaluations).
@@ -262,52 +261,3 @@ def train(
     if total == cfg.train.steps and main:
         run.set_status("complete")
     return run
-
-
-# -- the command ---------------------------------------------------------------------------------
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", help="TOML config (or the name of an embedded one: demo, tiny)")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config field, e.g. --set optimizer.lr=3e-4 (repeatable)",
-    )
-    p.add_argument("--out", help="run directory (default: runs/<config stem>)")
-    p.add_argument("--resume", action="store_true", help="continue a stopped run")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def summary(run: RunDir) -> str:
-    """Final loss of the top-10 ranks and of ranks >= 500 against their Bayes floors."""
-    from .bayes import per_sequence_floor
-
-    m = run.manifest()
-    ev = run.read_evals()
-    last = ev[ev.step == ev.step.max()].sort_values("rank")
-    lines = [f"{run.path}: status {m['status']}, step {int(last.step.iloc[0])}"]
-    if m["K"] <= 20000:
-        bits = make_bits(m["seed"], m["K"], m["L"])
-        floor, _ = per_sequence_floor(bits, zipf_weights(m["K"], m["alpha"]))
-        loss = last.loss.to_numpy()
-        for name, sel in (("ranks 0-9", slice(0, 10)), ("ranks >= 500", slice(500, None))):
-            if len(loss[sel]):
-                lo, fl = loss[sel].mean(), floor[sel].mean()
-                lines.append(
-                    f"  {name}: loss {lo:.4f} nats, Bayes floor {fl:.4f} (ratio {lo / fl:.2f})"
-                )
-    return "\n".join(lines)
-
-
-def run(args: argparse.Namespace) -> int:
-    path = Path(args.config)
-    if not path.is_file() and path.suffix == "" and "/" not in args.config:
-        path = embedded_config(args.config)
-    cfg = load_config(TrainConfig, path, args.set)
-    out = Path(args.out) if args.out else Path("runs") / path.stem
-    result = train(cfg, out, resume=args.resume, progress=not args.no_progress)
-    print(summary(result))
-    return 0

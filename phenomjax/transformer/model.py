@@ -1,4 +1,4 @@
-"""The GPT-style decoder of DESIGN 3, in pure JAX over a params pytree.
+"""The GPT-style decoder of docs/design.md §3, in pure JAX over a params pytree.
 
 References: Radford et al. 2019 (GPT-2: pre-LayerNorm blocks, final LayerNorm); Karpathy's
 nanoGPT `model.py` (layout, init scales); Su et al. 2021 (RoFormer: rotary positions).
@@ -20,7 +20,7 @@ from typing import Any, Literal
 import jax
 import jax.numpy as jnp
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 Params = dict[str, Any]
 VOCAB = 2  # bits

@@ -1,4 +1,4 @@
-"""Fit the phenomenological model (DESIGN 6) from a config and write a run directory (DESIGN 4).
+"""Train one phenomenological model (docs/design.md §6) from a config into a run directory (§4).
 
     phenomjax fit-phenom experiments/phenom.toml --set train.steps=5000 --out runs/phenom
 
@@ -11,7 +11,6 @@ t * B * p_m is kept beside it as `expected_presentations`; in stochastic mode bo
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from pathlib import Path
 from typing import Literal
@@ -20,11 +19,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import phenom
-from .config import load_config, require_positive, to_dict
-from .data import DataConfig, key_streams, log_spaced_steps, make_bits, zipf_weights
-from .errors import NonFiniteLossError
-from .fit_modes import (
+from ..config import require_positive, to_dict
+from ..data import DataConfig, key_streams, log_spaced_steps, make_bits, zipf_weights
+from ..errors import NonFiniteLossError
+from ..optim import OptimConfig, make_optimizer, schedule
+from ..runs import RunDir, RunLog, arrays_to_pytree, drive, pytree_to_arrays
+from . import model as phenom
+from .modes import (
     expected_presentations,
     freeze_untrained,
     init_state,
@@ -33,9 +34,6 @@ from .fit_modes import (
     make_step,
     rounded_presentations,
 )
-from .loop import drive
-from .optim import OptimConfig, make_optimizer, schedule
-from .rundir import RunDir, RunLog, arrays_to_pytree, pytree_to_arrays
 
 # positions.parquet is written in "auto" mode when one evaluation has at most this many rows
 AUTO_POSITION_ROWS = 1_000_000
@@ -198,28 +196,3 @@ def _open(cfg: FitConfig, out, resume: bool, state, params, model) -> tuple[RunD
     }
     run = RunDir.create_for(out, kind="phenom", cfg=cfg, extra=extra)
     return run, 0
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", help="TOML config (sections data, model, optimizer, train)")
-    parser.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. model.w=4"
-    )
-    parser.add_argument("--out", default=None, help="run directory (default runs/<config stem>)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def run(args: argparse.Namespace) -> int:
-    cfg = load_config(FitConfig, args.config, args.set)
-    out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
-    rd = fit_phenom(cfg, out, resume=args.resume, progress=not args.no_progress)
-    ev = rd.read_evals()
-    last = ev[ev.step == ev.step.max()]
-    weights = zipf_weights(cfg.data.K, cfg.data.alpha)
-    print(
-        f"{rd.path}: step {int(last.step.iloc[0])}, expected loss "
-        f"{float(np.dot(weights, last.loss.to_numpy())):.4f} nats, mean accuracy "
-        f"{float(last.accuracy.mean()):.3f}"
-    )
-    return 0

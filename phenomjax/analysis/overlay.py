@@ -16,7 +16,6 @@ log_residual (NaN where the fit does not cover that presentation count).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 from collections.abc import Sequence
@@ -25,13 +24,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .analysis.binning import bin_label, default_edges
-from .analysis.load import read_tables, run_label
-from .analysis.plots import save_figure, use_backend
-from .analysis.settings import PlotSettings
-from .errors import DataError
-from .rundir import atomic_write
-from .scoring import binned
+from ..errors import DataError
+from ..runs.storage import atomic_write
+from .binning import bin_label, binned, default_edges
+from .load import read_tables, run_label
+from .plots import save_figure, use_backend
+from .settings import PlotSettings
 
 
 @dataclasses.dataclass
@@ -214,30 +212,3 @@ def side_by_side(
     fig.tight_layout()
     paths = _save(fig, data, Path(out_dir) if out_dir else None, name, plot)
     return Overlay(data, paths, ", ".join(names))
-
-
-# -- CLI ------------------------------------------------------------------------------------
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("paths", nargs="+", metavar="RUN FIT", help="one or more RUN FIT pairs")
-    p.add_argument("--out", default=None, help="figures folder (default: FIT/figures)")
-    p.add_argument("--names", default=None, help="comma-separated names of the pairs' runs")
-
-
-def run(args: argparse.Namespace) -> int:
-    if len(args.paths) % 2:
-        raise DataError(
-            f"expected RUN FIT pairs, got {len(args.paths)} paths: {args.paths} "
-            "(the last RUN has no FIT)"
-        )
-    pairs = [(Path(a), Path(b)) for a, b in zip(args.paths[::2], args.paths[1::2], strict=True)]
-    names = args.names.split(",") if args.names else [r.name for r, _ in pairs]
-    if len(names) != len(pairs):
-        raise DataError(f"--names: expected {len(pairs)} names, got {len(names)}")
-    out = Path(args.out) if args.out else pairs[0][1] / "figures"
-    for (r, f), nm in zip(pairs, names, strict=True):
-        ov = overlay_figure(r, f, out, name="overlay" if len(pairs) == 1 else f"overlay-{nm}")
-        print(f"{r} vs {f}: " + ", ".join(str(p) for p in ov.paths))
-    if len(pairs) > 1:
-        sb = side_by_side(pairs, out, names=names)
-        print("side by side: " + ", ".join(str(p) for p in sb.paths))
-    return 0

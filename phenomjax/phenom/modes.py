@@ -1,4 +1,4 @@
-"""The two training modes of DESIGN 6 as pure step functions, and the on-device loop over them.
+"""The two training modes (docs/design.md §6) as pure step functions, and the device loop.
 
 Shared by `fit_phenom` (one model) and `sweep` (the same step under vmap), so a sweep member runs
 exactly the arithmetic of the single fit.
@@ -23,8 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from . import phenom
-from .data import count_presentations, sample_ranks, zipf_cdf
+from ..data import count_presentations, sample_ranks, zipf_cdf
+from . import model as phenom
 
 MODES = ("expected", "stochastic")
 State = dict[str, Any]

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from .errors import NonFiniteLossError
+from ..errors import NonFiniteLossError
 
 State = Any
 # advance(state, n) -> (state, train_loss_buffer (max_chunk,)), of which the first n are valid

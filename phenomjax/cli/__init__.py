@@ -9,18 +9,19 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
-from . import __version__
-from .errors import PhenomjaxError
+from .. import __version__
+from ..errors import PhenomjaxError
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("phenomjax.train", "train a GPT-style transformer on Zipf-sampled bit sequences"),
-    "fit-phenom": ("phenomjax.fit", "train the phenomenological model from a config"),
-    "sweep": ("phenomjax.sweep", "vmapped sweep of the phenomenological model's knobs"),
-    "analyze": ("phenomjax.analysis.cli", "tables, caches and figures (the historical CLI)"),
-    "fit": ("phenomjax.fitrun", "fit the phenomenological model to a run's curves"),
-    "compare": ("phenomjax.compare", "overlay fitted curves on the empirical ones"),
-    "demo": ("phenomjax.demo", "train, analyse, fit and compare on the embedded default"),
+    "train": ("phenomjax.cli.train", "train a GPT-style transformer on Zipf-sampled bit sequences"),
+    "fit-phenom": ("phenomjax.cli.fit_phenom", "train the phenomenological model from a config"),
+    "sweep": ("phenomjax.cli.sweep", "vmapped sweep of the phenomenological model's knobs"),
+    "analyze": ("phenomjax.cli.analyze", "tables, caches and figures (the historical CLI)"),
+    "fit": ("phenomjax.cli.fit", "fit the phenomenological model to a run's curves"),
+    "compare": ("phenomjax.cli.compare", "overlay fitted curves on the empirical ones"),
+    "demo": ("phenomjax.cli.demo", "train, analyse, fit and compare on the embedded default"),
 }
 
 
@@ -36,6 +37,11 @@ def _top_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Library warnings reach a user as one line on stderr, without the source line."""
+    print(f"phenomjax: warning: {message}", file=sys.stderr if file is None else file)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     top = _top_parser()
@@ -45,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     cmd, rest = argv[0], argv[1:]
     if cmd not in COMMANDS:
         top.error(f"unknown command {cmd!r}; expected one of {', '.join(COMMANDS)}")
+    warnings.showwarning = _one_line_warning
     module = importlib.import_module(COMMANDS[cmd][0])
     parser = argparse.ArgumentParser(prog=f"phenomjax {cmd}", description=COMMANDS[cmd][1])
     module.add_arguments(parser)

@@ -1,4 +1,4 @@
-"""Score phenomenological curves against an empirical run's binned curves (DESIGN 6).
+"""Score phenomenological curves against an empirical run's binned curves (docs/design.md §6).
 
 The score of a member is the RMSE of log-loss between its rank-binned curves and the run's,
 at matched presentations:
@@ -31,8 +31,8 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from .analysis.binning import bin_by_rank
-from .errors import DataError
+from ..analysis.binning import binned
+from ..errors import DataError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,26 +48,6 @@ class ScoreConfig:
             return np.zeros(1)
         n = self.shift_points | 1  # odd, so that 0 is a grid point
         return np.linspace(-np.log(self.shift_range), np.log(self.shift_range), n)
-
-
-def binned(table: pd.DataFrame, edges: np.ndarray, *, group: str | None = None) -> pd.DataFrame:
-    """Rank-binned curves of a per-sequence table (step, rank, presentations, loss, accuracy).
-
-    Uses the exact float `expected_presentations` when the table has it (expected-mode phenom
-    runs round their int column). `group` names an extra key column (e.g. "member") binned
-    separately. Returns step, rank_lo, rank_hi, presentations, loss, accuracy[, floor, ceiling].
-    """
-    t = table
-    if "expected_presentations" in t.columns:
-        t = t.assign(presentations=t["expected_presentations"].to_numpy())
-    if group is not None:
-        t = t.rename(columns={group: "run"})  # bin_by_rank groups on "run" when present
-    keep = [c for c in ("run", "step", "rank", "presentations", "loss", "accuracy") if c in t]
-    keep += [c for c in ("floor", "ceiling") if c in t.columns]
-    b = bin_by_rank(t[keep], edges)
-    if group is not None:
-        b = b.rename(columns={"run": group})
-    return b
 
 
 def _curves(b: pd.DataFrame) -> dict[tuple[int, int], tuple[np.ndarray, ...]]:

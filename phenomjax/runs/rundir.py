@@ -1,4 +1,4 @@
-"""The run directory of DESIGN 4, shared by transformer and phenomenological runs.
+"""The run directory (docs/design.md §4), shared by transformer and phenomenological runs.
 
     runs/<name>/
       manifest.json      config, seed, kind, K, L, alpha, batch, versions, device, status, times
@@ -13,19 +13,18 @@ killed at any moment leaves either the old or the new file, never half of one.
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import os
 import platform
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .errors import RunDirError
+from ..errors import RunDirError
+from .storage import atomic_write_bytes, atomic_write_json, atomic_write_parquet, jsonable, now
 
 EVAL_COLUMNS = ("step", "rank", "presentations", "loss", "accuracy")
 POSITION_COLUMNS = ("step", "rank", "position", "presentations", "loss", "accuracy")
@@ -45,45 +44,6 @@ _DTYPES = {
 }
 
 
-def now() -> str:
-    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call write(tmp) on a temporary path beside `path`, fsync it, then rename it over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        write(tmp_path)
-        with open(tmp_path, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp_path, path)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    atomic_write(path, lambda p: p.write_bytes(data))
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    text = json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n"
-    atomic_write_bytes(path, text.encode())
-
-
-def atomic_write_parquet(path: Path, df: pd.DataFrame) -> None:
-    atomic_write(path, lambda p: df.to_parquet(p, index=False))
-
-
-def jsonable(obj: Any) -> Any:
-    """`obj` as it reads back from a JSON file (tuples become lists, numpy scalars numbers)."""
-    return json.loads(json.dumps(obj, default=_json_default))
-
-
 def config_difference(
     old: Mapping[str, Any], new: Mapping[str, Any], where: str = ""
 ) -> str | None:
@@ -98,16 +58,6 @@ def config_difference(
         elif x != y:
             return f"{where}{k} (run has {x!r}, config has {y!r})"
     return None
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 def conform(df: pd.DataFrame, columns: tuple[str, ...], *, name: str) -> pd.DataFrame:
@@ -126,7 +76,7 @@ def environment() -> dict[str, str]:
     """Package, jax and device versions for the manifest."""
     import jax
 
-    from . import __version__
+    from .. import __version__
 
     dev = jax.devices()[0]
     return {
@@ -219,7 +169,7 @@ class RunDir:
         cls, path: str | os.PathLike, *, kind: str, cfg: Any, extra: Mapping[str, Any] | None = None
     ) -> RunDir:
         """create() from a run config with [data] and [train] sections (trainer and fitter)."""
-        from .config import to_dict
+        from ..config import to_dict
 
         d = cfg.data
         return cls.create(path, kind=kind, config=to_dict(cfg), seed=d.seed, K=d.K, L=d.L,
@@ -333,149 +283,3 @@ class RunDir:
 
     def has_checkpoint(self) -> bool:
         return (self.checkpoint_dir / "meta.json").is_file()
-
-
-def pytree_to_arrays(tree: Any, prefix: str = "") -> dict[str, np.ndarray]:
-    """Flatten a pytree of arrays (typed PRNG keys included) to named numpy arrays."""
-    import jax
-
-    leaves = jax.tree_util.tree_leaves(tree)
-    out = {}
-    for i, leaf in enumerate(leaves):
-        if hasattr(leaf, "dtype") and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-            leaf = jax.random.key_data(leaf)
-        out[f"{prefix}{i:05d}"] = np.asarray(leaf)
-    return out
-
-
-def arrays_to_pytree(like: Any, arrays: Mapping[str, np.ndarray], prefix: str = "") -> Any:
-    """Inverse of pytree_to_arrays, shaped by `like` (a pytree or its eval_shape)."""
-    import jax
-    import jax.numpy as jnp
-
-    leaves, treedef = jax.tree_util.tree_flatten(like)
-    names = sorted(k for k in arrays if k.startswith(prefix))
-    if len(names) != len(leaves):
-        raise RunDirError(
-            f"checkpoint: holds {len(names)} arrays, the model expects {len(leaves)}; "
-            "was it written by another config?"
-        )
-    out = []
-    for leaf, name in zip(leaves, names, strict=True):
-        a = arrays[name]
-        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-            out.append(jax.random.wrap_key_data(jnp.asarray(a)))
-            continue
-        if tuple(a.shape) != tuple(leaf.shape):
-            raise RunDirError(f"checkpoint: {name} has shape {a.shape}, expected {leaf.shape}")
-        out.append(jnp.asarray(a, dtype=leaf.dtype))
-    return jax.tree_util.tree_unflatten(treedef, out)
-
-
-class RunLog:
-    """Accumulates a run's evaluation and training rows; each flush rewrites the tables
-    atomically, so a kill between flushes loses nothing that was flushed.
-
-    On resume, rows after the checkpoint step are dropped (they will be recomputed to the same
-    values, since every random draw is keyed by its step).
-    """
-
-    def __init__(self, run: RunDir, *, resume_step: int | None = None):
-        self.run = run
-        self._evals: list[pd.DataFrame] = []
-        self._positions: list[pd.DataFrame] = []
-        self._train: list[pd.DataFrame] = []
-        if resume_step is not None:
-            ev = run.read_evals()
-            self._evals = [ev[ev.step <= resume_step]]
-            pos = run.read_positions()
-            if pos is not None:
-                self._positions = [pos[pos.step <= resume_step]]
-            tr = run.read_train()
-            self._train = [tr[tr.step <= resume_step]]
-
-    def evaluated_steps(self) -> list[int]:
-        steps: set[int] = set()
-        for df in self._evals:
-            steps.update(int(s) for s in df["step"].unique())
-        return sorted(steps)
-
-    def add_eval(
-        self,
-        step: int,
-        presentations: np.ndarray,
-        loss: np.ndarray,
-        accuracy: np.ndarray,
-        *,
-        position_loss: np.ndarray | None = None,
-        position_accuracy: np.ndarray | None = None,
-        extra: Mapping[str, np.ndarray] | None = None,
-    ) -> None:
-        """One evaluation of all K sequences: per-sequence (K,) and optional (K, L-1) arrays.
-
-        `extra` adds per-sequence columns beyond the contract (e.g. expected_presentations).
-        """
-        K = len(loss)
-        self._evals.append(
-            pd.DataFrame(
-                {
-                    "step": np.full(K, step, np.int64),
-                    "rank": np.arange(K, dtype=np.int32),
-                    "presentations": np.asarray(presentations, np.int64),
-                    "loss": np.asarray(loss, np.float32),
-                    "accuracy": np.asarray(accuracy, np.float32),
-                    **{k: np.asarray(v) for k, v in (extra or {}).items()},
-                }
-            )
-        )
-        if position_loss is not None:
-            K, P = position_loss.shape
-            self._positions.append(
-                pd.DataFrame(
-                    {
-                        "step": np.full(K * P, step, np.int64),
-                        "rank": np.repeat(np.arange(K, dtype=np.int32), P),
-                        "position": np.tile(np.arange(1, P + 1, dtype=np.int16), K),
-                        "presentations": np.repeat(np.asarray(presentations, np.int64), P),
-                        "loss": np.asarray(position_loss, np.float32).ravel(),
-                        "accuracy": np.asarray(position_accuracy, np.float32).ravel(),
-                    }
-                )
-            )
-
-    def add_train(
-        self,
-        steps: np.ndarray,
-        losses: np.ndarray,
-        learning_rates: np.ndarray,
-        grad_norms: np.ndarray | None = None,
-    ) -> None:
-        cols = {
-            "step": np.asarray(steps, np.int64),
-            "train_loss": np.asarray(losses, np.float32),
-            "learning_rate": np.broadcast_to(np.asarray(learning_rates, np.float32), len(steps)),
-        }
-        if grad_norms is not None:
-            cols["grad_norm"] = np.asarray(grad_norms, np.float32)
-        self._train.append(pd.DataFrame(cols))
-
-    @staticmethod
-    def _cat(parts: list[pd.DataFrame]) -> pd.DataFrame:
-        parts = [p for p in parts if len(p)]
-        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-
-    def flush(self) -> None:
-        """Rewrite train, positions and evals (evals last: it is what marks an eval done)."""
-        # Concatenate once and keep the single frame, so flushes stay O(rows), not O(parts).
-        if self._train:
-            self._train = [self._cat(self._train)]
-            if len(self._train[0]):
-                self.run.write_train(self._train[0])
-        if self._positions:
-            self._positions = [self._cat(self._positions)]
-            if len(self._positions[0]):
-                self.run.write_positions(self._positions[0])
-        if self._evals:
-            self._evals = [self._cat(self._evals)]
-            if len(self._evals[0]):
-                self.run.write_evals(self._evals[0])

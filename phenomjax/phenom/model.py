@@ -1,4 +1,4 @@
-"""The phenomenological model of DESIGN 6: a linear-attention memorizer with a sigmoid readout.
+"""The phenomenological model (docs/design.md §6): linear attention with a sigmoid readout.
 
 For predicting bit n+1 (0-based) of sequence m from bits 0..n:
 
@@ -6,12 +6,13 @@ For predicting bit n+1 (0-based) of sequence m from bits 0..n:
     v_n    = sum_{i <= n} A[n, i] @ xi_i       (A[n, i] in R^{d x d})
     logit  = B . v_n                           P(x_{n+1} = 1 | prefix) = sigmoid(logit)
 
-Cost (DESIGN 6): a logit depends on the parameters only through B^T A[n, i] E[i, v]. So each call
+Cost (docs/design.md §6): a logit depends on the parameters only through B^T A[n, i] E[i, v]. So
+each call
 first builds a small table (cost N^2 d 2^w, independent of M; see `tables`), then the logits of all
 M sequences are ONE (M x F) @ (F x N-1) product of per-row features with that table, and the
-gradient is one more product (F^T @ dlogits), fused in one blocked pass (phenom_kernels.py).
+gradient is one more product (F^T @ dlogits), fused in one blocked pass (kernels.py).
 The features are the cheapest exact ones: for w = 1 the bits themselves (F = N-1: the N x N
-matrix of DESIGN 6 plus a constant); for 2^w <= d the one-hot windows (F = (N-1) 2^w); for
+matrix of docs/design.md §6 plus a constant); for 2^w <= d the one-hot windows (F = (N-1) 2^w); for
 2^w > d the gathered embeddings E[i, window_i] (F = (N-1) d). No (M, N, N, d) tensor is formed.
 
 Parameterizations (inferred from the keys and shapes of `params`):
@@ -32,8 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import phenom_kernels as K
-from .errors import ConfigError
+from ..errors import ConfigError
+from . import kernels as K
 
 PARAMS = ("full", "shared", "relative")
 EMBEDDINGS = ("random", "learned", "spin")
@@ -150,7 +151,7 @@ def effective_table(params: dict) -> jax.Array:
 def tables(params: dict) -> tuple[jax.Array, jax.Array, jax.Array]:
     """(T, c, E_g): logits = features(bits, w, E_g) @ T + c, the cheapest exact route.
 
-    w = 1: T is the (N-1, N-1) matrix of DESIGN 6 on the raw bits, c the x = 0 part.
+    w = 1: T is the (N-1, N-1) matrix of docs/design.md §6 on the raw bits, c the x = 0 part.
     2 < 2^w <= d: T holds U for the one-hot windows, ((N-1) 2^w, N-1).
     2^w > d: T holds C = B^T A for the gathered embeddings E_g = E[:N-1], ((N-1) d, N-1).
     E_g is an empty array except in the last case.

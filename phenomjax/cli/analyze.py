@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..analysis.binning import RANK_SELECTIONS
+from ..analysis.settings import AnalysisConfig, load_analysis_config
 from ..errors import ConfigError
-from .binning import RANK_SELECTIONS
-from .settings import AnalysisConfig, load_analysis_config
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -44,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _write_table(df: pd.DataFrame, path: Path, flag: str) -> None:
-    from ..rundir import atomic_write
+    from ..runs.storage import atomic_write
 
     suffix = path.suffix.lower()
     if suffix == ".csv":
@@ -80,8 +80,8 @@ def _unique_names(metas: list[dict]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from . import plots, summaries
-    from .cache import process_run
+    from ..analysis import plots, summaries
+    from ..analysis.cache import process_run
 
     cfg = load_analysis_config(args.config)
     experiment = args.experiment or cfg.defaults.experiment

@@ -1,0 +1,54 @@
+"""`phenomjax sweep CONFIG`: a vmapped sweep of the phenomenological model's knobs."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from ..config import comma_floats, comma_ints, comma_words, load_config
+from ..phenom.sweep import CURVES, sweep
+from ..phenom.train import FitConfig
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="base TOML config (as for fit-phenom)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument(
+        "--lr", type=comma_floats, default=None, help="learning rates, e.g. 1e-3,1e-2"
+    )
+    parser.add_argument("--scale", type=comma_floats, default=None, help="initial scales")
+    parser.add_argument(
+        "--seeds", type=comma_ints, default=None, help="seeds (data, init, batches)"
+    )
+    parser.add_argument("--w", type=comma_ints, default=None, help="windows (outer loop)")
+    parser.add_argument("--d", type=comma_ints, default=None, help="widths (outer loop)")
+    parser.add_argument("--param", type=comma_words, default=None, help="full,shared,relative")
+    parser.add_argument("--out", default=None, help="sweep folder (default runs/sweep-<stem>)")
+    parser.add_argument(
+        "--devices", type=int, default=1, help="devices to split members over (0 = all)"
+    )
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load_config(FitConfig, args.config, args.set)
+    out = Path(args.out) if args.out else Path("runs") / f"sweep-{Path(args.config).stem}"
+    table = sweep(
+        cfg,
+        lrs=args.lr,
+        scales=args.scale,
+        seeds=args.seeds,
+        ws=args.w,
+        ds=args.d,
+        params=args.param,
+        out=out,
+        progress=not args.no_progress,
+        devices=args.devices,
+    )
+    cols = ["member", "w", "d", "param", "lr", "scale", "seed", "final_loss", "diverged"]
+    with pd.option_context("display.width", 120):
+        print(table[cols].sort_values("final_loss").to_string(index=False))
+    print(f"{out}: {len(table)} members; curves in {out / CURVES}")
+    return 0

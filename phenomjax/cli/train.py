@@ -1,0 +1,57 @@
+"""`phenomjax train CONFIG`: train the transformer, print the final losses against the floor."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..config import load_config
+from ..data import make_bits, zipf_weights
+from ..runs import RunDir
+from ..transformer.train import TrainConfig, embedded_config, train
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="TOML config (or the name of an embedded one: demo, tiny)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. --set optimizer.lr=3e-4 (repeatable)",
+    )
+    p.add_argument("--out", help="run directory (default: runs/<config stem>)")
+    p.add_argument("--resume", action="store_true", help="continue a stopped run")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def summary(run: RunDir) -> str:
+    """Final loss of the top-10 ranks and of ranks >= 500 against their Bayes floors."""
+    from ..bayes import per_sequence_floor
+
+    m = run.manifest()
+    ev = run.read_evals()
+    last = ev[ev.step == ev.step.max()].sort_values("rank")
+    lines = [f"{run.path}: status {m['status']}, step {int(last.step.iloc[0])}"]
+    if m["K"] <= 20000:
+        bits = make_bits(m["seed"], m["K"], m["L"])
+        floor, _ = per_sequence_floor(bits, zipf_weights(m["K"], m["alpha"]))
+        loss = last.loss.to_numpy()
+        for name, sel in (("ranks 0-9", slice(0, 10)), ("ranks >= 500", slice(500, None))):
+            if len(loss[sel]):
+                lo, fl = loss[sel].mean(), floor[sel].mean()
+                lines.append(
+                    f"  {name}: loss {lo:.4f} nats, Bayes floor {fl:.4f} (ratio {lo / fl:.2f})"
+                )
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    path = Path(args.config)
+    if not path.is_file() and path.suffix == "" and "/" not in args.config:
+        path = embedded_config(args.config)
+    cfg = load_config(TrainConfig, path, args.set)
+    out = Path(args.out) if args.out else Path("runs") / path.stem
+    result = train(cfg, out, resume=args.resume, progress=not args.no_progress)
+    print(summary(result))
+    return 0
