@@ -7,7 +7,6 @@ Rank k = 0..K-1, rank 0 most frequent, p_k proportional to (k+1)^-alpha.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -114,6 +113,3 @@ def log_spaced_steps(total: int, n: int, *, include_zero: bool = True) -> np.nda
         grid = np.concatenate([[0], grid])
     return grid
 
-
-def as_int_list(x: Sequence[int] | np.ndarray) -> list[int]:
-    return [int(v) for v in np.asarray(x).ravel()]

@@ -90,13 +90,3 @@ def drive(
         bar.close()
     return state
 
-
-def chunk_losses(max_chunk: int):
-    """A zero buffer for the per-step losses of one chunk (float32, (max_chunk,))."""
-    import jax.numpy as jnp
-
-    return jnp.zeros((max_chunk,), jnp.float32)
-
-
-def n_chunks(total: int, max_chunk: int) -> int:
-    return math.ceil(total / max_chunk)
