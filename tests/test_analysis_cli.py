@@ -55,7 +55,8 @@ def test_legacy_comparative_end_to_end_with_exports(project, capsys):
     assert set(binned["label"]) == {"8 heads, 12 layers, learned, lr=0.001",
                                     "16 heads, 24 layers, learned, lr=0.0001"}  # fmt: skip
     summary = pd.read_parquet(root / "summary.parquet")
-    assert {"presentations_to_loss", "memorized_bits", "spread_presentations"} <= set(summary)
+    want = {"presentations_to_loss", "memorized_bits", "log_loss_gap", "lag_ratio_0.75"}
+    assert want <= set(summary)
     assert main(argv) == 0
     assert "(cache" in capsys.readouterr().out  # the second run is served from the cache
 
