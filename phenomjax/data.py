@@ -112,4 +112,3 @@ def log_spaced_steps(total: int, n: int, *, include_zero: bool = True) -> np.nda
     if include_zero:
         grid = np.concatenate([[0], grid])
     return grid
-

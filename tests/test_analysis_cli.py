@@ -55,7 +55,8 @@ def test_legacy_comparative_end_to_end_with_exports(project, capsys):
     assert set(binned["label"]) == {"8 heads, 12 layers, learned, lr=0.001",
                                     "16 heads, 24 layers, learned, lr=0.0001"}  # fmt: skip
     summary = pd.read_parquet(root / "summary.parquet")
-    assert {"presentations_to_loss", "memorized_bits", "spread_presentations"} <= set(summary)
+    want = {"presentations_to_loss", "memorized_bits", "log_loss_gap", "lag_ratio_0.75"}
+    assert want <= set(summary)
     assert main(argv) == 0
     assert "(cache" in capsys.readouterr().out  # the second run is served from the cache
 
@@ -102,6 +103,12 @@ def test_run_directory_end_to_end_with_floor(tmp_path, monkeypatch, capsys):
     drawn = plots.metric_figure(plots.curves_from_bins(r.binned), "loss", plot=PlotSettings(),
                                 title="t").data  # fmt: skip
     assert np.isfinite(drawn["floor"]).all() and (drawn["presentations"] > 0).all()
+    # the legend says what the floor bounds: the mixture's expected loss, not each sequence
+    fig = plots.metric_figure(plots.curves_from_bins(r.binned), "loss", plot=PlotSettings(),
+                              title="t", keep=True).figure  # fmt: skip
+    texts = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert any("mixture optimum, not a per-sequence bound" in t for t in texts)
+    assert "fresh bits" in plots.floor_label(fresh_bits=True)
 
 
 def test_no_save_plots_writes_nothing_and_errors_are_one_line(project, capsys):

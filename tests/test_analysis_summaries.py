@@ -2,32 +2,27 @@
 
 from __future__ import annotations
 
+import hypothesis.extra.numpy as hnp
+import hypothesis.strategies as st
 import numpy as np
 import pandas as pd
+import pytest
+from hypothesis import given, settings
 
-from phenomjax.analysis.summaries import LN2, collapse, memorized_bits, thresholds
+from phenomjax.analysis.summaries import LN2, memorized_bits, sequence_bits, thresholds
+from phenomjax.errors import DataError
 
 
-def curves(collapse_on_presentations: bool) -> pd.DataFrame:
+def curves(on_presentations: bool) -> pd.DataFrame:
     rows = []
     for b, (lo, hi, rate) in enumerate([(0, 5, 100.0), (5, 10, 10.0), (10, 100, 1.0)]):
         for step in [1, 10, 100, 1000]:
             pres = rate * step
-            loss = 1.0 / (1 + pres) if collapse_on_presentations else 1.0 / (1 + step) * (b + 1)
+            loss = 1.0 / (1 + pres) if on_presentations else 1.0 / (1 + step) * (b + 1)
             acc = 1 - loss / 2
             rows.append({"run": "r", "step": step, "rank_lo": lo, "rank_hi": hi,
                          "presentations": pres, "loss": loss, "accuracy": acc})  # fmt: skip
     return pd.DataFrame(rows)
-
-
-def test_collapse_is_tight_on_presentations_when_loss_depends_on_them_only():
-    c = collapse(curves(True)).iloc[0]
-    assert c["spread_presentations"] < 1e-2 < c["spread_steps"] and c["ratio"] > 10
-    d = collapse(curves(False)).iloc[0]
-    assert d["spread_steps"] < d["spread_presentations"]  # same loss-vs-step shape: no collapse
-    # against a direct computation at one shared point: step = 10, ranks' log-losses
-    want = np.std(np.log([1 / 11 * 1, 1 / 11 * 2, 1 / 11 * 3]))
-    assert abs(d["spread_steps"] - want) < 0.1
 
 
 def test_thresholds_interpolate_on_log_axes():
@@ -46,21 +41,67 @@ def test_thresholds_interpolate_on_log_axes():
     assert never["presentations_to_loss"].isna().all()
 
 
-def test_memorized_bits_against_numpy_with_and_without_floor():
+def _table(loss: np.ndarray, floor: np.ndarray | None = None, step: int = 9) -> pd.DataFrame:
+    """Per-position rows (K, P) at `step`, plus an earlier step the estimator must ignore."""
+    K, P = loss.shape
+    rank, position = np.repeat(np.arange(K), P), np.tile(np.arange(1, P + 1), K)
+    pos = pd.DataFrame({"step": step, "rank": rank, "position": position, "loss": loss.ravel()})
+    if floor is not None:
+        pos["floor"] = floor.ravel()
+    return pd.concat([pos.assign(step=0, loss=0.0), pos], ignore_index=True)
+
+
+def test_memorized_bits_against_numpy_per_sequence_clipping():
     rng = np.random.default_rng(0)
     K, P = 20, 5
     loss = rng.uniform(0, 1.2, (K, P))
-    floor = rng.uniform(0, 0.3, (K, P))
-    pos = pd.DataFrame({"step": 9, "rank": np.repeat(np.arange(K), P),
-                        "position": np.tile(np.arange(1, P + 1), K),
-                        "loss": loss.ravel(), "floor": floor.ravel()})  # fmt: skip
-    old = pos.assign(step=0, loss=LN2)
-    m = memorized_bits(pd.concat([old, pos]), L=P + 1)
-    want = np.clip(1 - np.maximum(loss, floor) / LN2, 0, None).sum()
-    assert np.isclose(m["memorized_bits"], want) and m["step"] == 9
-    assert np.isclose(m["bits_bound"], np.clip(1 - floor / LN2, 0, None).sum())
-    assert m["memorized_bits"] <= m["bits_bound"]
-    seq = pd.DataFrame({"step": 1, "rank": np.arange(K), "loss": loss.mean(1)})
+    floor = rng.uniform(0, 0.8, (K, P))
+    m = memorized_bits(_table(loss, floor), L=P + 1, n_params=100)
+    per_seq = P - loss.sum(1) / LN2  # (L-1) - summed nats / ln 2
+    assert m["step"] == 9 and m["n_sequences"] == K and m["dataset_bits"] == K * P
+    assert np.isclose(m["memorized_bits"], np.clip(per_seq, 0, None).sum())
+    assert np.isclose(m["memorized_bits_unclipped"], per_seq.sum())
+    assert np.isclose(m["bits_ceiling"], np.clip(P - floor.sum(1) / LN2, 0, None).sum())
+    assert np.isclose(m["bits_per_param"], m["memorized_bits"] / 100)
+    # per-position clipping (the old estimator) credits more than per-sequence clipping
+    assert np.clip(1 - loss / LN2, 0, None).sum() > m["memorized_bits"]
+    # the per-sequence table gives the same numbers (its loss is the mean over positions)
+    seq = pd.DataFrame({"step": 9, "rank": np.arange(K), "loss": loss.mean(1)})
     m2 = memorized_bits(seq, L=P + 1)
-    assert np.isclose(m2["memorized_bits"], P * np.clip(1 - loss.mean(1) / LN2, 0, None).sum())
-    assert np.isnan(m2["bits_bound"])
+    assert np.isclose(m2["memorized_bits"], m["memorized_bits"])
+    assert np.isnan(m2["bits_ceiling"]) and np.isnan(m2["bits_per_param"])
+
+
+def test_memorized_bits_bad_input_is_one_line():
+    seq = pd.DataFrame({"step": [1], "rank": [0], "loss": [0.1]})
+    with pytest.raises(DataError, match="L: expected"):
+        memorized_bits(seq, L=None)
+    with pytest.raises(DataError, match="lacks column 'loss'"):
+        memorized_bits(seq.drop(columns="loss"), L=4)
+
+
+losses = hnp.arrays(np.float64, st.tuples(st.integers(1, 8), st.integers(1, 6)),
+                    elements=st.floats(0, 3, allow_nan=False))  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(loss=losses)
+def test_memorized_bits_properties(loss):
+    K, P = loss.shape
+    m = memorized_bits(_table(loss, np.minimum(loss, LN2)), L=P + 1)
+    assert m["memorized_bits"] >= m["memorized_bits_unclipped"] - 1e-9
+    assert m["memorized_bits"] >= 0 and m["memorized_bits"] <= K * P + 1e-9
+    # clipping is per sequence: the clipped total is the sum of positive per-sequence values
+    per_seq = sequence_bits(loss.mean(1), P + 1)
+    assert np.isclose(m["memorized_bits"], per_seq[per_seq > 0].sum())
+    # the floor here is below the loss, so the ceiling is at least the memorized bits
+    assert m["bits_ceiling"] >= m["memorized_bits"] - 1e-9
+
+
+@given(K=st.integers(1, 10), P=st.integers(1, 10))
+def test_memorized_bits_uniform_and_perfect(K, P):
+    uniform = memorized_bits(_table(np.full((K, P), LN2)), L=P + 1)
+    assert abs(uniform["memorized_bits"]) < 1e-9 and abs(uniform["memorized_bits_unclipped"]) < 1e-9
+    perfect = memorized_bits(_table(np.zeros((K, P))), L=P + 1)
+    assert np.isclose(perfect["memorized_bits"], K * P)  # L - 1 bits per sequence
+    assert np.allclose(sequence_bits(np.zeros(K), P + 1), P)

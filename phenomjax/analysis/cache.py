@@ -7,9 +7,10 @@ mtime_ns, ctime_ns) as git's index does (see file_sha256); ctime moves on every 
 cannot be set back, so a changed byte is never served stale, and a cached re-run of a 500 MB
 log does not re-read it. --force-reprocess re-hashes everything.
 
-A cache entry is <name>-<key>.{binned,ranks,positions}.parquet plus <name>-<key>.json, written
-last, which holds the run metadata and the sha256 of each parquet: an entry whose files are
-missing, cut short or altered does not match its record and is rebuilt.
+A cache entry is <name>-<key>.{binned,ranks,positions,crossings,matched}.parquet plus
+<name>-<key>.json, written last, which holds the run metadata and the sha256 of each parquet:
+an entry whose files are missing, cut short or altered does not match its record and is
+rebuilt.
 """
 
 from __future__ import annotations
@@ -31,22 +32,27 @@ import pandas as pd
 from .. import __version__
 from ..runs.storage import atomic_write_bytes, atomic_write_json
 from .binning import bin_by_rank
+from .lag import DEFAULT_LEVELS, PER_DECADE, matched_loss, rank_crossings
 from .load import is_run_dir, read_tables
 from .summaries import memorized_bits
 
-SCHEMA = 1  # bump when the cached tables change shape
-PARTS = ("binned", "ranks", "positions")
+SCHEMA = 2  # bump when the cached tables change shape
+PARTS = ("binned", "ranks", "positions", "crossings", "matched")
 
 
 @dataclasses.dataclass
 class Processed:
     """One run, processed: binned per-sequence curves, the selected ranks' rows, per-position
-    bins (None without per-position data), and metadata (incl. memorized bits)."""
+    bins (None without per-position data), each rank's presentations to the lag levels
+    (lag.rank_crossings), each bin's log loss at matched presentations (lag.matched_loss), and
+    metadata (incl. memorized bits)."""
 
     meta: dict[str, Any]
     binned: pd.DataFrame
     ranks: pd.DataFrame
     positions: pd.DataFrame | None
+    crossings: pd.DataFrame
+    matched: pd.DataFrame
     cached: bool = False
 
 
@@ -117,9 +123,9 @@ def _read_entry(base: Path) -> Processed | None:
         for t in tables.values():
             if t is not None:
                 t.attrs["run"] = record["meta"]
-        return Processed(
-            record["meta"], tables["binned"], tables["ranks"], tables["positions"], True
-        )
+        if tables["crossings"] is None or tables["matched"] is None:
+            raise ValueError("lag tables missing")
+        return Processed(record["meta"], **tables, cached=True)
     except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as e:
         warnings.warn(f"cache entry {base} unreadable ({e}); rebuilding it", stacklevel=3)
         return None
@@ -145,13 +151,17 @@ def process_run(
     edges: Sequence[int] = (),
     ranks: Sequence[int] = (),
     steps_per_epoch: int = 0,
+    levels: Sequence[float] = DEFAULT_LEVELS,
+    per_decade: int = PER_DECADE,
     cache_dir: str | Path | None = "cache/processed_data",
     force: bool = False,
 ) -> Processed:
-    """Load, bin and summarise one run, through the cache (cache_dir=None: no cache)."""
+    """Load, bin and summarise one run, through the cache (cache_dir=None: no cache).
+    levels, per_decade: the lag levels and the matched-presentations grid (lag.py)."""
     path = Path(path)
     settings = {"edges": [int(e) for e in edges], "ranks": sorted({int(r) for r in ranks}),
-                "steps_per_epoch": int(steps_per_epoch)}  # fmt: skip
+                "steps_per_epoch": int(steps_per_epoch), "levels": [float(v) for v in levels],
+                "per_decade": int(per_decade)}  # fmt: skip
     base = None
     pending = None
     if cache_dir is not None and path.exists():
@@ -174,10 +184,14 @@ def process_run(
     lut[[r for r in settings["ranks"] if r < len(lut)]] = True
     sel = evals[lut[rank]].reset_index(drop=True)
     pos_binned = bin_by_rank(pos, e) if pos is not None else None
-    meta = {**meta, "memorized": memorized_bits(pos if pos is not None else evals, meta.get("L"))}
+    crossings = rank_crossings(evals, levels)
+    matched = matched_loss(evals, e, per_decade)
+    L = meta.get("L")
+    memo = memorized_bits(evals, L, meta.get("n_params")) if L and L >= 2 else {}
+    meta = {**meta, "memorized": memo, "floor_known": bool(crossings.attrs["floor_known"])}
     meta["steps"] = sorted(int(s) for s in binned["step"].unique())
-    result = Processed(meta, binned, sel, pos_binned)
-    for t in (binned, sel, pos_binned):
+    result = Processed(meta, binned, sel, pos_binned, crossings, matched)
+    for t in (binned, sel, pos_binned, crossings, matched):
         if t is not None:
             t.attrs["run"] = meta
     if pending is not None:

@@ -2,7 +2,10 @@
 
 Curves are drawn from a "curves" table (curve, order, presentations, step, loss, accuracy
 [, floor]) built from either the selected ranks (one curve per rank) or the rank bins (one
-curve per bin). Presentations of 0 cannot sit on a log axis and are left out of log plots.
+curve per bin); a seed group's curves (groups.band) carry <metric>_lo / <metric>_hi and are
+drawn as the mean with a min-max band. Presentations of 0 cannot sit on a log axis and are
+left out of log plots. The Bayes floor is the mixture's optimum: it bounds the expected loss
+over sequences sharing a prefix, not each sequence's loss, and the legends say so.
 Headless unless a display exists and showing was asked for: `use_backend` picks Agg otherwise,
 so nothing ever tries to open a window in a test or on a cluster node.
 """
@@ -23,6 +26,16 @@ from .settings import PlotSettings
 LOSS_LABEL = "loss (nats)"
 ACC_LABEL = "accuracy"
 X_LABEL = "presentations"
+FLOOR_LABEL = "Bayes floor (mixture optimum, not a per-sequence bound)"
+CEILING_LABEL = "Bayes ceiling (mixture optimum)"
+
+
+def floor_label(fresh_bits: bool = False) -> str:
+    """The legend entry of floor lines; fresh_bits: a legacy log's floor computed from bits
+    drawn afresh (the log does not store its own), so it is the floor of similar data only."""
+    if fresh_bits:
+        return "Bayes floor of fresh bits (legacy log; mixture optimum, not per sequence)"
+    return FLOOR_LABEL
 
 
 def has_display() -> bool:
@@ -95,6 +108,9 @@ def _draw_curves(ax, df, metric: str, colors: dict, style: str, floor: bool) -> 
         if len(g) == 0:
             continue
         c = colors[curve]
+        lo, hi = f"{metric}_lo", f"{metric}_hi"
+        if lo in g.columns and hi in g.columns and (g.get("n_runs", 1) > 1).any():
+            ax.fill_between(g["presentations"], g[lo], g[hi], color=c, alpha=0.2, lw=0)
         if style == "scatter":
             ax.scatter(g["presentations"], g[metric], s=10, color=c, label=curve, alpha=0.8)
         else:
@@ -136,7 +152,7 @@ def _axes(ax, metric: str, plot: PlotSettings, title: str) -> None:
 MAX_LEGEND = 20  # more curves than this get a colour bar of rank instead of a legend
 
 
-def _legend(ax, plot: PlotSettings, n: int, floor_drawn: bool, ref: str = "Bayes floor") -> None:
+def _legend(ax, plot: PlotSettings, n: int, floor_drawn: bool, ref: str = FLOOR_LABEL) -> None:
     from matplotlib.lines import Line2D
 
     handles, labels = ax.get_legend_handles_labels()
@@ -183,7 +199,9 @@ def metric_figure(
     _axes(ax, metric, plot, title)
     ref = "floor" if metric == "loss" else "ceiling"
     floor_drawn = plot.floor and ref in data.columns and bool(np.isfinite(data[ref]).any())
-    _legend(ax, plot, len(order), floor_drawn, "Bayes floor" if ref == "floor" else "Bayes ceiling")
+    fresh = bool(curves.attrs.get("run", {}).get("fresh_bits"))
+    label = floor_label(fresh) if ref == "floor" else CEILING_LABEL
+    _legend(ax, plot, len(order), floor_drawn, label)
     if len(order) > MAX_LEGEND:
         _rank_colorbar(fig, ax, order, curves, plot.palette)
     return Drawn(data, save_figure(fig, out_dir, name, plot, keep), fig if keep else None)
@@ -218,11 +236,12 @@ def comparative_figure(
         _axes(ax, metric, plot, f"{metric} vs presentations, {bin_label(lo, hi)}")
     data = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     floor_drawn = plot.floor and "floor" in data.columns and bool(np.isfinite(data["floor"]).any())
-    _legend(axs[0], plot, len(runs), floor_drawn)
+    fresh = bool(binned.attrs.get("run", {}).get("fresh_bits"))
+    _legend(axs[0], plot, len(runs), floor_drawn, floor_label(fresh))
     ceil_drawn = (
         plot.floor and "ceiling" in data.columns and bool(np.isfinite(data["ceiling"]).any())
     )
-    _legend(axs[1], plot, len(runs), ceil_drawn, "Bayes ceiling")
+    _legend(axs[1], plot, len(runs), ceil_drawn, CEILING_LABEL)
     fig.suptitle(f"{title}: {bin_label(lo, hi)}" if title else bin_label(lo, hi), fontsize=11)
     fig.tight_layout()
     return Drawn(data, save_figure(fig, out_dir, name, plot, keep), fig if keep else None)
@@ -257,3 +276,71 @@ def heatmap_figure(
     ax.set_title(f"{title} (step {int(last['step'].iloc[0])})", fontsize=10)
     data = pivot.reset_index()
     return Drawn(data, save_figure(fig, out_dir, name, plot, keep), fig if keep else None)
+
+
+def lag_figure(
+    lag: pd.DataFrame,
+    *,
+    plot: PlotSettings,
+    title: str = "",
+    out_dir: Path | None = None,
+    name: str = "lag_ratio",
+    keep: bool = False,
+) -> Drawn:
+    """Lag ratio against rank bin, one panel per level, one line per experiment: the mean over
+    its runs with a min-max band where it has several (seeds). `lag` is a per-run
+    lag.bin_lag table (run, level, rank_lo, rank_hi, lag_ratio) with an optional `experiment`
+    column (default: each run is its own). Bins without a value (half or more of their ranks
+    never reach the level) are left out."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
+    from .lag import seed_band
+
+    df = lag.copy()
+    if "run" not in df.columns:
+        df["run"] = "run"
+    if "experiment" not in df.columns:
+        df["experiment"] = df["run"]
+    band = seed_band(df, ["lag_ratio"], ["experiment", "level", "rank_lo", "rank_hi"])
+    bins = band[["rank_lo", "rank_hi"]].drop_duplicates().sort_values("rank_lo")
+    pos = {(lo, hi): i for i, (lo, hi) in enumerate(bins.itertuples(index=False))}
+    band["x"] = [pos[(lo, hi)] for lo, hi in zip(band["rank_lo"], band["rank_hi"], strict=True)]
+    levels = sorted(band["level"].unique(), reverse=True)
+    exps = list(dict.fromkeys(df["experiment"]))
+    colors = dict(zip(exps, _palette(plot.run_palette, len(exps)), strict=True))
+    fig, axs = plt.subplots(
+        1, len(levels), figsize=(plot.figsize[0] * 0.6 * len(levels), plot.figsize[1]),
+        sharey=True, squeeze=False,
+    )  # fmt: skip
+    top = bin_label(*bins.iloc[0]) if len(bins) else "the top bin"
+    for ax, level in zip(axs[0], levels, strict=True):
+        for exp in exps:
+            g = band[(band["experiment"] == exp) & (band["level"] == level)].sort_values("x")
+            g = g[np.isfinite(g["lag_ratio_mean"]) & (g["lag_ratio_mean"] > 0)]
+            if len(g) == 0:
+                continue
+            c = colors[exp]
+            ax.plot(g["x"], g["lag_ratio_mean"], "-o", ms=4, color=c, label=str(exp))
+            if (g["n_runs"] > 1).any():
+                ax.fill_between(g["x"], g["lag_ratio_min"], g["lag_ratio_max"], color=c,
+                                alpha=0.2, lw=0)  # fmt: skip
+        ax.axhline(1.0, color="gray", ls="--", lw=0.8)
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.tick_params(axis="y", which="minor", labelsize=7)
+        ax.set_xticks(range(len(bins)))
+        ax.set_xticklabels([bin_label(lo, hi) for lo, hi in bins.itertuples(index=False)],
+                           rotation=30, ha="right", fontsize=7)  # fmt: skip
+        ax.set_xlabel("rank bin")
+        ax.set_title(f"excess loss at {level:g} of its initial value", fontsize=9)
+        ax.grid(True, which="major", alpha=0.3)
+    axs[0][0].set_ylabel(f"presentations ratio to {top} (median rank)")
+    handles, labels = axs[0][0].get_legend_handles_labels()
+    if handles:
+        axs[0][0].legend(handles, labels, fontsize=7, frameon=False, loc=plot.legend_loc)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return Drawn(band, save_figure(fig, out_dir, name, plot, keep), fig if keep else None)

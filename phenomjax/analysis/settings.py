@@ -76,7 +76,8 @@ class LegacySettings:
 class SummarySettings:
     loss_threshold: float = 0.1  # nats: presentations needed to bring a bin's loss below this
     accuracy_threshold: float = 0.9  # fraction: presentations needed to reach this accuracy
-    collapse_points: int = 32  # log-spaced x points where the bins' spread is measured
+    lag_levels: tuple[float, ...] = (0.75, 0.5, 0.25)  # normalized excess loss levels of the lag
+    matched_per_decade: int = 8  # grid points per decade where bins' losses are compared
 
     def validate(self) -> None:
         if self.loss_threshold <= 0:
@@ -85,8 +86,10 @@ class SummarySettings:
             raise ConfigError(
                 f"accuracy_threshold: expected in (0, 1], got {self.accuracy_threshold}"
             )
-        if self.collapse_points < 2:
-            raise ConfigError(f"collapse_points: expected >= 2, got {self.collapse_points}")
+        if not self.lag_levels or not all(0 < v < 1 for v in self.lag_levels):
+            raise ConfigError(f"lag_levels: expected values in (0, 1), got {list(self.lag_levels)}")
+        if self.matched_per_decade < 1:
+            raise ConfigError(f"matched_per_decade: expected >= 1, got {self.matched_per_decade}")
 
 
 @dataclasses.dataclass(frozen=True)

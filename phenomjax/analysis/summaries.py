@@ -1,15 +1,12 @@
-"""Summaries of DESIGN 5: thresholds per rank bin, curve collapse, memorized bits.
+"""Summaries of docs/design.md §5 and §9: thresholds per rank bin, memorized bits.
 
 - presentations (and steps) a rank bin needs to reach a loss / accuracy threshold: the first
   evaluation past the threshold, interpolated against the one before it on log axes;
-- collapse: at log-spaced x, the standard deviation across rank bins of log(loss) interpolated
-  at x (on log x), averaged over x. Small when the bins fall on one curve. Measured against
-  presentations and, for contrast, against steps (the bins share steps, so there it measures
-  how far apart the ranks are at the same time);
-- memorized bits at the last evaluation: sum over sequences and positions of
-  1 - max(loss, floor)/ln 2, clipped at 0 (the floor bounds it where the bits are known), and
-  per parameter when the run records n_params. A per-sequence table (legacy K >= 10000) has only
-  each sequence's mean loss, so there it is (L-1) x (1 - loss/ln 2), clipped: a lower bound.
+- memorized bits at the last evaluation, per sequence (L - 1) - (summed loss in nats) / ln 2,
+  clipped at zero per sequence only; the unclipped total; the ceiling the Bayes floor allows by
+  the same formula; bits per parameter where the run records n_params.
+
+How far rarer bins lag the top one at equal presentations is in `lag.py`.
 """
 
 from __future__ import annotations
@@ -19,27 +16,61 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..errors import DataError
+
 LN2 = float(np.log(2.0))
 
 
-def memorized_bits(table: pd.DataFrame, L: int | None) -> dict[str, Any]:
-    """Memorized bits at the table's last step (per-position rows if it has them)."""
+def sequence_bits(loss: np.ndarray, L: int) -> np.ndarray:
+    """Memorized bits of each sequence, unclipped: (L - 1) * (1 - mean loss / ln 2), i.e. the
+    code length saved against the uniform code, loss being the mean over its L - 1 predicted
+    positions in nats. Uniform loss ln 2 gives 0, zero loss L - 1; worse than uniform < 0.
+
+    >>> sequence_bits(np.array([LN2, 0.0]), L=5).tolist()
+    [0.0, 4.0]
+    """
+    return (L - 1) * (1.0 - np.asarray(loss, dtype=np.float64) / LN2)
+
+
+def memorized_bits(
+    table: pd.DataFrame, L: int | None, n_params: int | None = None
+) -> dict[str, Any]:
+    """Memorized bits at the table's last step (docs/design.md §9).
+
+    Per sequence, `sequence_bits` of its mean loss, clipped at zero per sequence only (a
+    compressor never does worse than its reference code; clipping per position would count
+    noise as memory). Keys: memorized_bits (the clipped total), memorized_bits_unclipped,
+    bits_ceiling (the same formula with each sequence's Bayes floor, clipped per sequence; NaN
+    without a floor column), n_sequences, dataset_bits (n_sequences x (L - 1)) and
+    bits_per_param (clipped total / n_params, all parameters incl. embeddings; NaN when
+    unknown). A per-position table is averaged per sequence first.
+    """
+    if L is None or L < 2:
+        raise DataError(f"memorized_bits: L: expected the sequence length >= 2, got {L}")
+    for c in ("step", "rank", "loss"):
+        if c not in table.columns:
+            raise DataError(f"memorized_bits: table lacks column {c!r}")
     last = table[table["step"] == table["step"].max()]
+    cols = ["loss"] + (["floor"] if "floor" in last.columns else [])
+    if "position" in last.columns:
+        last = last.groupby("rank", sort=True)[cols].mean()
     loss = last["loss"].to_numpy(np.float64)
     ok = np.isfinite(loss)
-    floor = last["floor"].to_numpy(np.float64) if "floor" in last.columns else None
-    eff = np.maximum(loss, floor) if floor is not None else loss
-    per = np.clip(1.0 - eff / LN2, 0.0, None)[ok]
-    scale = 1.0 if "position" in last.columns else float((L or 2) - 1)
-    out = {
-        "step": int(last["step"].iloc[0]),
-        "memorized_bits": float(per.sum() * scale),
-        "bits_bound": float(np.clip(1.0 - floor / LN2, 0, None)[ok].sum() * scale)
-        if floor is not None
-        else float("nan"),
-        "from_positions": "position" in last.columns,
+    bits = sequence_bits(loss[ok], L)
+    clipped = float(np.clip(bits, 0.0, None).sum())
+    ceiling = float("nan")
+    if "floor" in last.columns:
+        floor = last["floor"].to_numpy(np.float64)[ok]
+        ceiling = float(np.clip(sequence_bits(floor, L), 0.0, None).sum())
+    return {
+        "step": int(table["step"].max()),
+        "memorized_bits": clipped,
+        "memorized_bits_unclipped": float(bits.sum()),
+        "bits_ceiling": ceiling,
+        "n_sequences": int(ok.sum()),
+        "dataset_bits": int(ok.sum()) * (L - 1),
+        "bits_per_param": clipped / n_params if n_params else float("nan"),
     }
-    return out
 
 
 def _crossing(x: np.ndarray, y: np.ndarray, below: bool, thr: float, logy: bool) -> float:
@@ -79,50 +110,13 @@ def thresholds(
     return pd.DataFrame(rows)
 
 
-def collapse_spread(binned: pd.DataFrame, x: str = "presentations", points: int = 32) -> float:
-    """Mean over log-spaced x of the std across rank bins of log(loss) interpolated at x."""
-    curves = []
-    for _, g in binned.groupby(["rank_lo", "rank_hi"], sort=True):
-        g = g.sort_values(x)
-        xv, yv = g[x].to_numpy(np.float64), g["loss"].to_numpy(np.float64)
-        ok = (xv > 0) & np.isfinite(yv) & (yv > 0)
-        xv, yv = xv[ok], yv[ok]
-        if len(xv) >= 2:
-            xv, idx = np.unique(xv, return_index=True)
-            curves.append((np.log(xv), np.log(yv[idx])))
-    if len(curves) < 2:
-        return float("nan")
-    lo = min(c[0][0] for c in curves)
-    hi = max(c[0][-1] for c in curves)
-    grid = np.linspace(lo, hi, points)
-    vals = np.full((len(curves), points), np.nan)
-    for i, (lx, ly) in enumerate(curves):
-        inside = (grid >= lx[0]) & (grid <= lx[-1])
-        vals[i, inside] = np.interp(grid[inside], lx, ly)
-    enough = np.sum(np.isfinite(vals), axis=0) >= 2
-    if not enough.any():
-        return float("nan")
-    return float(np.nanmean(np.nanstd(vals[:, enough], axis=0)))
-
-
-def collapse(binned: pd.DataFrame, points: int = 32) -> pd.DataFrame:
-    """Per run: collapse spread on presentations and on steps, and their ratio."""
-    groups = binned.groupby("run", sort=False) if "run" in binned.columns else [("run", binned)]
-    rows = []
-    for run, g in groups:
-        sp = collapse_spread(g, "presentations", points)
-        ss = collapse_spread(g, "step", points)
-        rows.append({"run": run, "spread_presentations": sp, "spread_steps": ss, "ratio": ss / sp})
-    return pd.DataFrame(rows)
-
-
 def run_summary(metas: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per run: label, K, L, last step, memorized bits, bound, bits per parameter."""
+    """One row per run: label, K, L, last step, memorized bits (clipped, unclipped, the Bayes
+    ceiling), n_params and bits per parameter."""
     rows = []
     for m in metas:
         mb = m.get("memorized", {})
-        n_params = m.get("n_params")
-        bits = mb.get("memorized_bits", float("nan"))
+        nan = float("nan")
         rows.append(
             {
                 "run": m["name"],
@@ -130,10 +124,11 @@ def run_summary(metas: list[dict[str, Any]]) -> pd.DataFrame:
                 "K": m["K"],
                 "L": m.get("L"),
                 "step": mb.get("step"),
-                "memorized_bits": bits,
-                "bits_bound": mb.get("bits_bound", float("nan")),
-                "n_params": n_params,
-                "bits_per_param": bits / n_params if n_params else float("nan"),
+                "memorized_bits": mb.get("memorized_bits", nan),
+                "memorized_bits_unclipped": mb.get("memorized_bits_unclipped", nan),
+                "bits_ceiling": mb.get("bits_ceiling", nan),
+                "n_params": m.get("n_params"),
+                "bits_per_param": mb.get("bits_per_param", nan),
             }
         )
     return pd.DataFrame(rows)

@@ -3,7 +3,13 @@
 Every historical flag keeps its meaning (--experiment, --rank-selection, --force-reprocess,
 --no-show-plots, --no-save-plots, --comparative); added: --config (the analysis TOML),
 --export (the binned table, CSV or parquet by extension), --export-summary, --run (analyse
-these paths instead of an experiment's), --figures-dir and --cache-dir.
+these paths instead of an experiment's), --group (the runs differ only in seed: one experiment
+with a band), --figures-dir and --cache-dir.
+
+Besides the figures it prints memorized bits per run and the lag table (lag.py): per rank bin
+and level, the presentations its median rank needs to bring its excess loss over the Bayes
+floor to that share of the initial one, as a ratio to the top bin, and the log-loss gap to the
+top bin at equal presentations; with --group, their mean, std and min-max over the seeds.
 """
 
 from __future__ import annotations
@@ -12,9 +18,10 @@ import argparse
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from ..analysis.binning import RANK_SELECTIONS
+from ..analysis.binning import RANK_SELECTIONS, bin_label
 from ..analysis.settings import AnalysisConfig, load_analysis_config
 from ..errors import ConfigError
 
@@ -38,6 +45,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--run", action="append", type=Path, default=[], help="a run dir or legacy pickle "
         "to analyse instead of the experiment's paths (repeatable)"
+    )  # fmt: skip
+    p.add_argument(
+        "--group", metavar="NAME", help="the runs (--run, or the experiment's) differ only in "
+        "seed: analyse them as one experiment NAME, figures with a min-max band over seeds and "
+        "the lag table with mean, std and min-max (e.g. --run runs/s0 --run runs/s1 --group demo)"
     )  # fmt: skip
     p.add_argument("--figures-dir", type=Path, help="override [paths] figures")
     p.add_argument("--cache-dir", type=Path, help="override [paths] processed")
@@ -79,15 +91,63 @@ def _unique_names(metas: list[dict]) -> list[str]:
     return names
 
 
+def _per_run_figures(r, n: str, label: str, ctx: dict) -> list[Path]:
+    from ..analysis import plots
+
+    selection, name = ctx["selection"], ctx["selection_name"]
+    if selection is None:
+        curves, what = plots.curves_from_bins(r.binned), "rank bins"
+    else:
+        curves, what = plots.curves_from_ranks(r.ranks, selection), f"{name} ranks"
+    if len(curves) == 0:
+        print(f"  {n}: no rank of selection {name!r} below K={r.meta['K']}")
+        return []
+    return _metric_figures(curves, f"{ctx['experiment']}: {label}, {what}",
+                           f"{ctx['experiment']}_{n}_{name}_", ctx)  # fmt: skip
+
+
+def _metric_figures(curves: pd.DataFrame, title: str, prefix: str, ctx: dict) -> list[Path]:
+    from ..analysis import plots
+
+    written = []
+    for metric, style, stem in (
+        ("loss", "line", "loss_vs_presentations_line"),
+        ("loss", "scatter", "loss_vs_presentations_scatter"),
+        ("accuracy", "line", "accuracy_vs_presentations"),
+    ):
+        d = plots.metric_figure(
+            curves, metric, plot=ctx["cfg"].plot, title=title, style=style,
+            out_dir=ctx["fig_dir"], name=prefix + stem, keep=ctx["interactive"],
+        )  # fmt: skip
+        written += d.paths
+    return written
+
+
+def _group_curves(processed, names: list[str], selection) -> pd.DataFrame:
+    """The group's curves (bins or selected ranks) with mean and band over its runs."""
+    from ..analysis import plots
+    from ..analysis.groups import band
+
+    parts = []
+    for n, r in zip(names, processed, strict=True):
+        c = (plots.curves_from_bins(r.binned) if selection is None
+             else plots.curves_from_ranks(r.ranks, selection))  # fmt: skip
+        parts.append(c.drop(columns=["run", "label", "experiment"], errors="ignore").assign(run=n))
+    out = band(pd.concat(parts, ignore_index=True))
+    out.attrs = dict(processed[0].binned.attrs)
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
-    from ..analysis import plots, summaries
+    from ..analysis import lag, plots, summaries
     from ..analysis.cache import process_run
+    from ..analysis.groups import band, check_group
 
     cfg = load_analysis_config(args.config)
     experiment = args.experiment or cfg.defaults.experiment
     paths = list(args.run) if args.run else cfg.run_paths(experiment)
     if args.run:
-        experiment = args.experiment or "runs"
+        experiment = args.experiment or args.group or "runs"
     selection_name = args.rank_selection or cfg.defaults.rank_selection
     selection = _selection(cfg, selection_name)
     show = not args.no_show_plots and cfg.defaults.show_plots
@@ -99,18 +159,23 @@ def run(args: argparse.Namespace) -> int:
     )
     cache_dir = args.cache_dir or Path(cfg.paths.processed)
     fig_dir = (args.figures_dir or Path(cfg.paths.figures)) if save else None
+    s = cfg.summary
 
-    print(f"experiment {experiment}: {len(paths)} run(s)")
+    print(f"experiment {experiment}: {len(paths)} run(s)" +
+          (f", one seed group {args.group!r}" if args.group else ""))  # fmt: skip
     processed = []
     for p in paths:
         t0 = time.perf_counter()
         r = process_run(
             p, edges=cfg.edges, ranks=all_ranks, steps_per_epoch=cfg.legacy.steps_per_epoch,
-            cache_dir=cache_dir, force=force,
+            levels=s.lag_levels, per_decade=s.matched_per_decade, cache_dir=cache_dir,
+            force=force,
         )  # fmt: skip
         how = "cache" if r.cached else "processed"
         print(f"  {p}: {r.meta['label']} ({how}, {time.perf_counter() - t0:.2f} s)")
         processed.append(r)
+    if args.group:
+        check_group([r.meta for r in processed])
     names = _unique_names([r.meta for r in processed])
     labels = dict(zip(names, [r.meta["label"] for r in processed], strict=True))
     if len(set(labels.values())) < len(labels):  # same config twice: tell them apart by name
@@ -119,43 +184,38 @@ def run(args: argparse.Namespace) -> int:
         [r.binned.assign(run=n, label=labels[n], experiment=experiment)
          for n, r in zip(names, processed, strict=True)], ignore_index=True
     )  # fmt: skip
+    group_label = f"{processed[0].meta['label']} ({len(processed)} seeds)" if args.group else ""
+    ctx = {"cfg": cfg, "selection": selection, "selection_name": selection_name,
+           "experiment": experiment, "fig_dir": fig_dir, "interactive": interactive}  # fmt: skip
 
     written = []
     if args.comparative:
+        drawn, drawn_labels = binned, labels
+        if args.group:  # one curve with its seed band per bin
+            drawn = band(binned.drop(columns=["label", "experiment"]),
+                         keys=("rank_lo", "rank_hi", "step")).assign(run=args.group)  # fmt: skip
+            drawn.attrs = dict(binned.attrs)
+            drawn_labels = {args.group: group_label}
         bins = binned[["rank_lo", "rank_hi"]].drop_duplicates().sort_values("rank_lo")
         if cfg.plot.max_comparative_bins:
             bins = bins.head(cfg.plot.max_comparative_bins)
         sub = fig_dir / "comparative_visualizations" if fig_dir else None
         for lo, hi in bins.itertuples(index=False):
             d = plots.comparative_figure(
-                binned, int(lo), int(hi), labels, plot=cfg.plot, title=f"{experiment}",
+                drawn, int(lo), int(hi), drawn_labels, plot=cfg.plot, title=f"{experiment}",
                 out_dir=sub, name=f"{experiment}_loss_accuracy_ranks_{lo}-{hi}", keep=interactive,
             )  # fmt: skip
             written += d.paths
+    elif args.group:
+        curves = _group_curves(processed, names, selection)
+        what = "rank bins" if selection is None else f"{selection_name} ranks"
+        written += _metric_figures(curves, f"{experiment}: {group_label}, {what}",
+                                   f"{experiment}_{args.group}_{selection_name}_", ctx)  # fmt: skip
     else:
         for n, r in zip(names, processed, strict=True):
-            if selection is None:
-                curves, what = plots.curves_from_bins(r.binned), "rank bins"
-            else:
-                curves, what = (
-                    plots.curves_from_ranks(r.ranks, selection),
-                    f"{selection_name} ranks",
-                )
-            if len(curves) == 0:
-                print(f"  {n}: no rank of selection {selection_name!r} below K={r.meta['K']}")
-                continue
-            title = f"{experiment}: {labels[n]}, {what}"
-            prefix = f"{experiment}_{n}_{selection_name}_"
-            for metric, style, stem in (
-                ("loss", "line", "loss_vs_presentations_line"),
-                ("loss", "scatter", "loss_vs_presentations_scatter"),
-                ("accuracy", "line", "accuracy_vs_presentations"),
-            ):
-                d = plots.metric_figure(
-                    curves, metric, plot=cfg.plot, title=title, style=style, out_dir=fig_dir,
-                    name=prefix + stem, keep=interactive,
-                )  # fmt: skip
-                written += d.paths
+            written += _per_run_figures(r, n, labels[n], ctx)
+    if not args.comparative:
+        for n, r in zip(names, processed, strict=True):
             if r.positions is not None:
                 d = plots.heatmap_figure(
                     r.positions, plot=cfg.plot, title=f"{experiment}: {labels[n]}",
@@ -164,16 +224,42 @@ def run(args: argparse.Namespace) -> int:
                 )  # fmt: skip
                 written += d.paths
 
-    s = cfg.summary
+    # the lag: per run, then per group; every run keeps its own K and floor
+    edges = list(cfg.edges) or None
+    lags = pd.concat(
+        [lag.bin_lag(r.crossings, edges, r.meta["K"]).assign(run=n)
+         for n, r in zip(names, processed, strict=True)], ignore_index=True
+    )  # fmt: skip
+    gaps = pd.concat(
+        [lag.loss_gap(r.matched).assign(run=n) for n, r in zip(names, processed, strict=True)],
+        ignore_index=True,
+    )
+    lags["experiment"] = args.group if args.group else lags["run"].map(labels)
+    d = plots.lag_figure(
+        lags, plot=cfg.plot, title=f"{experiment}: lag of rarer rank bins", out_dir=fig_dir,
+        name=f"{experiment}_lag_ratio", keep=interactive,
+    )  # fmt: skip
+    written += d.paths
+
     thr = summaries.thresholds(binned, s.loss_threshold, s.accuracy_threshold)
-    col = summaries.collapse(binned, s.collapse_points)
     metas = [{**r.meta, "name": n} for n, r in zip(names, processed, strict=True)]
-    runs = summaries.run_summary(metas).merge(col, on="run", how="left")
+    runs = summaries.run_summary(metas)
+    floor_known = all(r.meta.get("floor_known", True) for r in processed)
     _print_summaries(thr, runs, s)
+    _print_lag(lags, gaps, args.group, floor_known)
     if args.export:
         _write_table(binned, args.export, "--export")
     if args.export_summary:
-        _write_table(thr.merge(runs, on="run", how="left"), args.export_summary, "--export-summary")
+        wide = lags.pivot_table(
+            index=["run", "rank_lo", "rank_hi"], columns="level",
+            values=["median_presentations", "lag_ratio", "n_reached"],
+        )  # fmt: skip
+        wide.columns = [f"{v}_{lv:g}" for v, lv in wide.columns]
+        table = (thr.merge(wide.reset_index(), on=["run", "rank_lo", "rank_hi"], how="left")
+                 .merge(gaps[["run", "rank_lo", "rank_hi", "log_loss_gap"]],
+                        on=["run", "rank_lo", "rank_hi"], how="left")
+                 .merge(runs, on="run", how="left"))  # fmt: skip
+        _write_table(table, args.export_summary, "--export-summary")
     if written:
         print(f"figures: {len(written)} files under {fig_dir}, e.g. {written[0]}")
     if interactive:
@@ -186,8 +272,8 @@ def run(args: argparse.Namespace) -> int:
 def _print_summaries(thr: pd.DataFrame, runs: pd.DataFrame, s) -> None:
     with pd.option_context("display.width", 160, "display.max_columns", 20,
                            "display.float_format", "{:.4g}".format):  # fmt: skip
-        print("\nruns: memorized bits at the last evaluation; collapse spread of log-loss across")
-        print("rank bins on presentations vs on steps (smaller = tighter; ratio > 1: collapse)")
+        print("\nruns: memorized bits at the last evaluation, per sequence (L-1)(1 - loss/ln 2)")
+        print("clipped at 0 per sequence; unclipped; the Bayes floor's ceiling by the same formula")
         print(runs.drop(columns=["label"]).to_string(index=False))
         head = thr[thr["rank_lo"] < 1000]
         print(
@@ -197,3 +283,58 @@ def _print_summaries(thr: pd.DataFrame, runs: pd.DataFrame, s) -> None:
         cols = ["run", "rank_lo", "rank_hi", "presentations_to_loss", "presentations_to_accuracy",
                 "final_loss", "final_accuracy"]  # fmt: skip
         print(head[cols].to_string(index=False))
+
+
+def lag_rows(lags: pd.DataFrame, gaps: pd.DataFrame, group: str | None) -> pd.DataFrame:
+    """The printed lag table: one row per (run or group, rank bin), one column per level
+    ("ratio (reached/ranks)", or with a group "mean +- std [min, max]") and the log-loss gap."""
+    from ..analysis import lag
+
+    levels = sorted(lags["level"].unique(), reverse=True)
+    rows = []
+    if group:
+        gl, gg = lag.group_lag(lags), lag.group_gap(gaps)
+        for (lo, hi), g in gl.groupby(["rank_lo", "rank_hi"], sort=True):
+            row = {"group": group, "bin": bin_label(int(lo), int(hi))}
+            for lv in levels:
+                x = g[g["level"] == lv].iloc[0]
+                row[f"lag {lv:g}"] = (
+                    f"{x.lag_ratio_mean:.2f} +- {x.lag_ratio_std:.2f} "
+                    f"[{x.lag_ratio_min:.2f}, {x.lag_ratio_max:.2f}]"
+                    if x.lag_ratio_n
+                    else f"- ({x.n_reached_mean:g}/{x.n_ranks_mean:g} reached)"
+                )  # fmt: skip
+            y = gg[(gg.rank_lo == lo) & (gg.rank_hi == hi)]
+            row["log-loss gap"] = (
+                f"{y.log_loss_gap_mean.iloc[0]:+.3f} +- {y.log_loss_gap_std.iloc[0]:.3f}"
+                if len(y) and y.log_loss_gap_n.iloc[0] else "-"
+            )  # fmt: skip
+            rows.append(row)
+        return pd.DataFrame(rows)
+    for (run, lo, hi), g in lags.groupby(["run", "rank_lo", "rank_hi"], sort=False):
+        row = {"run": run, "bin": bin_label(int(lo), int(hi))}
+        for lv in levels:
+            x = g[g["level"] == lv].iloc[0]
+            ratio = f"{x.lag_ratio:.2f}" if np.isfinite(x.lag_ratio) else "-"
+            row[f"lag {lv:g}"] = f"{ratio} ({x.n_reached}/{x.n_ranks})"
+        y = gaps[(gaps.run == run) & (gaps.rank_lo == lo) & (gaps.rank_hi == hi)]
+        row["log-loss gap"] = (
+            f"{y.log_loss_gap.iloc[0]:+.3f}" if len(y) and y.n_points.iloc[0] else "-"
+        )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _print_lag(lags: pd.DataFrame, gaps: pd.DataFrame, group: str | None, floor: bool) -> None:
+    top = lags.sort_values("rank_lo").iloc[0]
+    print(
+        f"\nlag: presentations the median rank of each bin needs to bring (loss - floor) to the "
+        f"level's share of its initial value,\nas a ratio to {bin_label(top.rank_lo, top.rank_hi)}"
+        " (> 1: the bin lags; - : half or more of its ranks never reach the level);\nlog-loss "
+        "gap: mean log-loss difference to the top bin at equal presentations, read per rank"
+        + ("" if floor else "\n(no Bayes floor for these runs: floor 0, the levels are of loss)")
+    )
+    if group:
+        print(f"seed group {group!r}: mean +- std [min, max] over {lags['run'].nunique()} runs")
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(lag_rows(lags, gaps, group).to_string(index=False))
