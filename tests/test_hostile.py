@@ -1114,9 +1114,22 @@ def test_cli_bad_inputs_exit_2_with_one_line(tmp_path, capsys):
         assert not (tmp_path / "never").exists()
 
 
-def test_zz_report_count():
-    """Runs last in this file: prints how many generated inputs were tried."""
-    total = sum(TRIED.values())
-    print(f"\nhostile inputs tried: {total} ({dict(TRIED)})")
+def test_zz_report_count(tmp_path):
+    """Runs last in this file and prints how many inputs were tried and how they ended (run with
+    -s). It first tries a known pair itself, so the counts it checks hold when run alone."""
+    tried, outcomes = sum(TRIED.values()), collections.Counter(OUTCOMES)
+    rec = valid_record(3, 3, 3, "pos", False, np.random.default_rng(0))
+    good = tmp_path / "good.pkl"
+    with open(good, "wb") as f:
+        pickle.dump(rec, f)
+    rec["logs"][0]["test_metrics"]["accuracy"] = "high"
+    bad = tmp_path / "bad.pkl"
+    with open(bad, "wb") as f:
+        pickle.dump(rec, f)
+    for path in (good, bad):
+        TRIED["report"] += 1
+        load_all(path)  # two readings each: per sequence and per position
+    assert sum(TRIED.values()) == tried + 2
+    assert OUTCOMES - outcomes == {"legacy loaded": 2, "legacy refused (DataError)": 2}
+    print(f"\nhostile inputs tried: {sum(TRIED.values())} ({dict(TRIED)})")
     print(f"outcomes: {dict(OUTCOMES)}")
-    assert total > 0
