@@ -164,3 +164,104 @@ def test_truncated_and_corrupt_pickles_name_the_file(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         load_run(tmp_path / "good.pkl")  # no deprecation noise from numpy.core on numpy 2
+
+
+# -- the admitted constructors: what numpy writes loads as numpy loads it, the rest is refused --
+
+NUMPY_VALUES = [
+    np.arange(6.0).reshape(2, 3),
+    np.asfortranarray(np.arange(6.0).reshape(2, 3)),
+    np.arange(3, dtype=">i4"),
+    np.arange(5, dtype=np.uint16)[::2],
+    np.arange(4, dtype=np.complex64),
+    np.array(True),
+    np.zeros((0, 3)),
+    np.array(7, ">f8"),
+    np.float32(2.5),
+    np.int8(-3),
+    np.bool_(True),
+    np.float16(1.5),
+]
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 4, 5])
+def test_numpy_values_load_as_numpy_itself_loads_them(tmp_path, protocol):
+    """Rebuilding dtypes from type codes changes nothing for what numpy writes: same type,
+    dtype (numpy itself unpickles protocols 0-4 to native byte order), shape, values, flags."""
+    for i, x in enumerate(NUMPY_VALUES):
+        raw = pickle.dumps({"x": x}, protocol=protocol)
+        path = tmp_path / f"v{i}.pkl"
+        path.write_bytes(raw)
+        got, want = load_pickle(path)["x"], pickle.loads(raw)["x"]
+        assert type(got) is type(want) and got.dtype == want.dtype, (protocol, x, got)
+        assert np.shape(got) == np.shape(want) and np.array_equal(got, want), (protocol, x)
+        if isinstance(want, np.ndarray):
+            for flag in ("writeable", "c_contiguous", "f_contiguous"):
+                assert getattr(got.flags, flag) == getattr(want.flags, flag), (protocol, x, flag)
+
+
+def _crafted(tmp_path, name, node):
+    from crafted_pickles import craft
+
+    path = tmp_path / name
+    path.write_bytes(craft(node))
+    return path
+
+
+def test_reconstructor_admits_namespace_on_object_only(tmp_path):
+    """copyreg._reconstructor (protocols 0-1) builds argparse.Namespace on object with no
+    state, and nothing else: other classes, bases or states are refused by name."""
+    from crafted_pickles import Build, Call, G
+
+    rec = G("copy_reg", "_reconstructor")
+    ns, obj = G("argparse", "Namespace"), G("__builtin__", "object")
+    good = _crafted(tmp_path, "ns.pkl", Build(Call(rec, (ns, obj, None)), {"K": 3}))
+    assert load_pickle(good) == argparse.Namespace(K=3)
+    bad = {
+        "cls": (G("builtins", "list"), obj, None),
+        "cls_dict": (G("collections", "OrderedDict"), G("builtins", "dict"), None),
+        "base": (ns, G("builtins", "dict"), None),
+        "state": (ns, obj, {"K": 3}),
+        "state_str": (ns, obj, "x"),
+    }
+    for name, args in bad.items():
+        path = _crafted(tmp_path, f"{name}.pkl", Call(rec, args))
+        with pytest.raises(UnsafePickleError, match=rf"{name}\.pkl: copyreg\._reconstructor"):
+            load_pickle(path)
+
+
+def test_codecs_encode_admits_latin1_text_only(tmp_path):
+    """_codecs.encode is how protocols 0-2 write bytes (latin-1); other codecs or non-text
+    arguments are refused, not run."""
+    from crafted_pickles import Call, G
+
+    enc = G("_codecs", "encode")
+    assert load_pickle(_crafted(tmp_path, "ok.pkl", Call(enc, ("\xe9A", "latin1")))) == b"\xe9A"
+    assert load_pickle(_crafted(tmp_path, "ok1.pkl", Call(enc, ("AB",)))) == b"AB"
+    bad = {"utf8": ("\xe9", "utf-8"), "rot13": ("abc", "rot13"), "zlib": ("abc", "zlib_codec"),
+           "bytes": (b"abc", "latin1"), "int": (3, "latin1")}  # fmt: skip
+    for name, args in bad.items():
+        path = _crafted(tmp_path, f"{name}.pkl", Call(enc, args))
+        with pytest.raises(UnsafePickleError, match=rf"{name}\.pkl: _codecs\.encode"):
+            load_pickle(path)
+
+
+def test_dtype_state_is_checked_not_applied(tmp_path):
+    """A plain dtype's BUILD state may only say its byte order; anything else is refused
+    before numpy sees it, and a big-endian order is honoured."""
+    from crafted_pickles import dtype, frombuffer, scalar
+
+    big = dtype("f8", state=(3, ">", None, None, None, -1, -1, 0))
+    a = load_pickle(_crafted(tmp_path, "be.pkl", frombuffer(np.arange(2.0).astype(">f8")
+                                                            .tobytes(), big, (2,))))  # fmt: skip
+    assert a.dtype == np.dtype(">f8") and a.tolist() == [0.0, 1.0]
+    v = load_pickle(_crafted(tmp_path, "s.pkl", scalar(big, np.array(2.5, ">f8").tobytes())))
+    assert v == 2.5 and type(v) is np.float64
+    for i, state in enumerate([(3, "<", None, None, None, 8, 8, 0),  # elsize
+                               (3, "|", None, None, None, -1, -1, 63),  # object flags
+                               (3, "<", None, ("a",), None, -1, -1, 0),  # names
+                               (4, "<", None, None, None, -1, -1, 0, None),  # metadata
+                               (3, "<", None, None, None, -1.0, -1, 0)]):  # fmt: skip
+        path = _crafted(tmp_path, f"st{i}.pkl", scalar(dtype("f8", state=state), b"\0" * 8))
+        with pytest.raises(UnsafePickleError, match=rf"st{i}\.pkl: numpy dtype 'f8' with state"):
+            load_pickle(path)

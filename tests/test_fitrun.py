@@ -37,10 +37,11 @@ def _curve_table(x, loss, acc, lo=0, hi=5):
     )  # fmt: skip
 
 
-def _naive_score(ex, ey, fx, fy, s):
-    """Loop reference: RMSE of log-loss at the empirical points inside the shifted fit range."""
-    err = []
-    for x, y in zip(ex, ey, strict=True):
+def _naive_score(ex, ey, fx, fy, s, ea=None, fa=None):
+    """Loop reference: RMSE of log-loss (and of accuracy, when given) at the empirical points
+    inside the shifted fit range, the model read at n / s; (loss rmse, accuracy rmse, n)."""
+    err, aerr = [], []
+    for i, (x, y) in enumerate(zip(ex, ey, strict=True)):
         q = x / s
         if fx.min() <= q <= fx.max():
             # linear in log-presentations, by hand
@@ -49,33 +50,66 @@ def _naive_score(ex, ey, fx, fy, s):
             t = (np.log(q) - np.log(fx[j])) / (np.log(fx[j + 1]) - np.log(fx[j]))
             pred = (1 - t) * np.log(fy[j]) + t * np.log(fy[j + 1])
             err.append(pred - np.log(y))
-    return np.sqrt(np.mean(np.square(err))), len(err)
+            if ea is not None:
+                aerr.append((1 - t) * fa[j] + t * fa[j + 1] - ea[i])
+    n = len(err)
+    if n == 0:
+        return np.inf, np.inf, 0
+    acc = np.sqrt(np.mean(np.square(aerr))) if aerr else np.nan
+    return np.sqrt(np.mean(np.square(err))), acc, n
+
+
+_POINT = st.tuples(st.floats(0.05, 0.7), st.floats(0.0, 1.0))  # (loss, accuracy)
 
 
 @settings(max_examples=25, deadline=None)
 @given(
-    st.lists(st.floats(0.05, 0.7), min_size=4, max_size=9),
-    st.lists(st.floats(0.05, 0.7), min_size=4, max_size=9),
-    st.floats(-1.0, 1.0),
+    st.lists(_POINT, min_size=4, max_size=9),
+    st.lists(_POINT, min_size=4, max_size=9),
+    st.floats(0.05, 1.0),
+    st.sampled_from([0.0, 0.5, 0.9]),
 )
-def test_score_matches_naive_reference(ey, fy, logs):
+def test_score_matches_naive_reference(emp_pts, fit_pts, logs, min_overlap):
+    (ey, ea), (fy, fa) = (np.asarray(list(zip(*p, strict=True))) for p in (emp_pts, fit_pts))
     ex = np.logspace(0, 3, len(ey))
     fx = np.logspace(-0.5, 3.5, len(fy))
-    emp = _curve_table(ex, np.asarray(ey), np.full(len(ey), 0.6))
-    fit = _curve_table(fx, np.asarray(fy), np.full(len(fy), 0.7))
-    s = float(np.exp(logs))
+    emp, fit = _curve_table(ex, ey, ea), _curve_table(fx, fy, fa)
     got = score_curves(emp, fit, ScoreConfig(shift=False, min_overlap=0.0))
-    want, n = _naive_score(ex, np.asarray(ey), fx, np.asarray(fy), 1.0)
+    want, want_acc, n = _naive_score(ex, ey, fx, fy, 1.0, ea, fa)
     assert got["n_points"] == n and got["score"] == pytest.approx(want, rel=1e-9, abs=1e-12)
-    assert got["accuracy_rmse"] == pytest.approx(0.1, abs=1e-9)
-    # the shift search is the exact minimiser over its grid: no grid factor does better
-    cfg = ScoreConfig(shift_range=3.0, shift_points=41, min_overlap=0.5)
-    best = score_curves(emp, fit, cfg)
-    for g in np.exp(cfg.grid()):
-        ref, m = _naive_score(ex, np.asarray(ey), fx, np.asarray(fy), g)
-        if m >= 0.5 * got["n_points"] and m > 0:
-            assert best["score"] <= ref + 1e-9
-    del s
+    assert got["accuracy_rmse"] == pytest.approx(want_acc, rel=1e-9, abs=1e-12)
+    # the shift search on a grid {1/s, 1, s}: the exact minimiser among the factors that keep
+    # min_overlap of the points matched at 1
+    s = float(np.exp(logs))
+    best = score_curves(emp, fit, ScoreConfig(shift_range=s, shift_points=3,
+                                              min_overlap=min_overlap))  # fmt: skip
+    ref = {g: _naive_score(ex, ey, fx, fy, g, ea, fa) for g in (1 / s, 1.0, s)}
+    allowed = {g: r for g, r in ref.items() if r[2] >= max(1, min_overlap * n)}
+    m = min(r[0] for r in allowed.values())
+    ties = [g for g, r in allowed.items() if r[0] <= m + 1e-9 * (1 + m)]  # equal scores
+    g = next(g for g in ties if best["shift"] == pytest.approx(g, rel=1e-9))
+    assert best["score"] == pytest.approx(ref[g][0], rel=1e-9, abs=1e-12)
+    assert best["accuracy_rmse"] == pytest.approx(ref[g][1], rel=1e-9, abs=1e-12)
+    assert best["n_points"] == ref[g][2] and best["score_unshifted"] == pytest.approx(want)
+
+
+def test_min_overlap_keeps_shifts_that_match_most_points():
+    """A fit that agrees only early: sliding it (large s) drops the early points and wins on
+    the rest. min_overlap = 0.9 refuses that shift; without it the search would take it."""
+    x = np.logspace(0, 3, 20)
+    fit_loss = np.where(x <= 10, 0.5, 0.5 + 0.4 * np.log10(x / 10))
+    emp = _curve_table(x, np.full(20, 0.5), np.full(20, 0.8))
+    fit = _curve_table(x, fit_loss, np.full(20, 0.8))
+    cfg = ScoreConfig(shift_range=3.0, shift_points=41, min_overlap=0.9)
+    got = score_curves(emp, fit, cfg)
+    ref = {g: _naive_score(x, np.full(20, 0.5), x, fit_loss, g) for g in np.exp(cfg.grid())}
+    n1 = ref[1.0][2] if 1.0 in ref else 20
+    allowed = {g: r for g, r in ref.items() if r[2] >= 0.9 * n1}
+    g_allowed = min(allowed, key=lambda g: allowed[g][0])
+    g_any = min(ref, key=lambda g: ref[g][0])
+    assert g_any > g_allowed  # the guard changes the answer here
+    assert got["shift"] == pytest.approx(g_allowed, rel=1e-9)
+    assert got["n_points"] >= 0.9 * n1 and got["score"] == pytest.approx(allowed[g_allowed][0])
 
 
 def test_shift_recovers_a_known_presentation_scale():

@@ -64,6 +64,54 @@ def test_rope_relative_property():
     np.testing.assert_allclose(qr[0], q, rtol=1e-6)
 
 
+def _roformer(x, m, base):
+    """RoPE as the RoFormer paper defines it (Su et al. 2021, eq. 34), for x (..., d) at
+    position m: each consecutive pair (x_2i, x_2i+1) rotated by m * theta_i,
+    theta_i = base^(-2i/d). Written from the paper, not from gpt.py."""
+    x = np.asarray(x, np.float64)
+    d = x.shape[-1]
+    out = np.empty_like(x)
+    for i in range(d // 2):
+        th = m * base ** (-2.0 * i / d)
+        a, b = x[..., 2 * i], x[..., 2 * i + 1]
+        out[..., 2 * i] = a * np.cos(th) - b * np.sin(th)
+        out[..., 2 * i + 1] = a * np.sin(th) + b * np.cos(th)
+    return out
+
+
+def _pairs(E):
+    """gpt.py pairs feature i with i + E/2 (the half-split, GPT-NeoX layout) where the paper
+    pairs 2i with 2i + 1: the same rotation in coordinates permuted by P = [0, E/2, 1, E/2 + 1,
+    ...], i.e. apply_rope(x)[..., P] == _roformer(x[..., P]). P and its inverse."""
+    P = np.stack([np.arange(E // 2), np.arange(E // 2, E)], axis=1).reshape(-1)
+    return P, np.argsort(P)
+
+
+def test_rope_is_the_roformer_rotation_up_to_a_fixed_permutation():
+    E, Lr, base = 8, 16, 10000.0
+    P, _ = _pairs(E)
+    cos, sin = gpt.rope_tables(Lr, E, base)
+    x = jax.random.normal(jax.random.key(3), (1, Lr, 2, E))
+    got = np.asarray(gpt.apply_rope(x, cos, sin), np.float64)
+    for m in range(Lr):
+        want = _roformer(np.asarray(x[0, m])[..., P], m, base)
+        np.testing.assert_allclose(got[0, m][..., P], want, rtol=1e-5, atol=1e-5)
+    # attention scores q_m . k_n of the model's rotation equal the paper's (a dot product is
+    # unchanged by permuting both vectors alike) and depend on m - n only
+    q, k = (jax.random.normal(jax.random.key(s), (E,)) for s in (4, 5))
+    qr = np.asarray(gpt.apply_rope(jnp.broadcast_to(q, (1, Lr, 1, E)), cos, sin)[0, :, 0])
+    kr = np.asarray(gpt.apply_rope(jnp.broadcast_to(k, (1, Lr, 1, E)), cos, sin)[0, :, 0])
+    model = qr.astype(np.float64) @ kr.T.astype(np.float64)
+    qp, kp = np.asarray(q, np.float64)[P], np.asarray(k, np.float64)[P]
+    paper = np.array([[_roformer(qp, m, base) @ _roformer(kp, n, base) for n in range(Lr)]
+                      for m in range(Lr)])  # fmt: skip
+    np.testing.assert_allclose(model, paper, rtol=1e-4, atol=1e-4)
+    for t in (1, 5, 11):  # shifting both positions by t leaves every score unchanged
+        np.testing.assert_allclose(paper[t:, t:], paper[:-t, :-t], rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(model[t:, t:], model[:-t, :-t], rtol=1e-4, atol=1e-4)
+    assert not np.allclose(paper[0, 0], paper[0, 1])  # and does depend on m - n
+
+
 def _np_forward(params, tokens, cfg):
     """A NumPy reference written independently of gpt.py's helpers (float64)."""
     p = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), params)
@@ -83,13 +131,10 @@ def _np_forward(params, tokens, cfg):
     def gelu(x):
         return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
 
-    def rot(x):  # x (B, L, H, E): rotate pairs (i, i + E/2) by pos * base^(-2i/E)
-        F = E // 2
-        ang = np.arange(Ln)[:, None] * cfg.rope_base ** (-np.arange(F) * 2.0 / E)[None]
-        c, s = np.cos(ang)[None, :, None], np.sin(ang)[None, :, None]
-        return np.concatenate(
-            [x[..., :F] * c - x[..., F:] * s, x[..., F:] * c + x[..., :F] * s], -1
-        )
+    def rot(x):  # x (B, L, H, E): the paper's rotation, in gpt.py's layout (see _pairs)
+        P, inv = _pairs(E)
+        out = [_roformer(x[:, m][..., P], m, cfg.rope_base)[..., inv] for m in range(Ln)]
+        return np.stack(out, axis=1)
 
     x = p["wte"][tok]
     if cfg.positions == "learned":

@@ -15,10 +15,14 @@ import collections
 import copy
 import dataclasses
 import functools
+import json
 import math
 import os
 import pickle
 import re
+import resource
+import subprocess
+import sys
 import tomllib
 import warnings
 from pathlib import Path
@@ -26,6 +30,22 @@ from typing import Any
 
 import numpy as np
 import pytest
+from crafted_pickles import (
+    CAP,
+    CORE,
+    Build,
+    Call,
+    G,
+    Get,
+    NewObj,
+    Put,
+    craft,
+    dtype,
+    frombuffer,
+    load_in_child,
+    reconstruct,
+    scalar,
+)
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -34,7 +54,7 @@ from phenomjax.analysis.legacy import legacy_tables, load_pickle
 from phenomjax.analysis.settings import default_config_path, load_analysis_config
 from phenomjax.config import dotted, load_config, to_dict
 from phenomjax.distributed import DistributedConfig
-from phenomjax.errors import PhenomjaxError
+from phenomjax.errors import ConfigError, PhenomjaxError
 from phenomjax.phenom.train import FitConfig
 from phenomjax.transformer.train import TrainConfig
 
@@ -472,6 +492,252 @@ def test_corrupt_pickle_bytes(tmp_path, how, at, byte, protocol):
     load_all(path)
 
 
+# -- crafted numpy pickles (issue 12): dtype state, object dtypes, every admitted constructor --
+#
+# numpy trusts a pickle's dtype state: `numpy.dtype('O8')` with a BUILD that clears its object
+# flags, handed to _frombuffer, scalar or an ndarray BUILD, reads the file's bytes as object
+# pointers; before the fix each of these killed the process with SIGSEGV (rc 139). They load in a
+# child under an address-space cap, so a regression fails the test instead of killing pytest.
+
+_PLAIN_STATE = (3, "<", None, None, None, -1, -1, 0)
+_NOFLAGS = (3, "|", None, None, None, -1, -1, 0)  # an object dtype stripped of its flags
+DTYPE_STATES = {
+    "none": None,
+    "plain": _PLAIN_STATE,
+    "noflags": _NOFLAGS,
+    "objflags": (3, "|", None, None, None, -1, -1, 63),
+    "elsize": (3, "<", None, None, None, 16, 8, 0),
+    "fields": (3, "|", None, ("a",), {"a": (dtype("O8"), 0)}, 8, 1, 16),
+    "metadata": (4, "<", None, None, None, -1, -1, 0, {"x": 1}),
+    "short": (3,),
+    "notuple": "x",
+    "order": (3, "?", None, None, None, -1, -1, 0),
+}
+DTYPE_CODES = ["O8", "O4", "V8", "U2", "S8", "M8[ns]", "f8,O8", [("a", "O8")], 7, b"f8", None,
+               "f8", "i8", "b1"]  # fmt: skip
+CRASHED = [("'O8'", "noflags", u) for u in ("frombuffer", "scalar", "reconstruct")]  # rc 139
+SAFE_CODES = {"'f8'", "'i8'", "'b1'"}  # as repr() writes them
+
+
+def dtype_uses(dt, core: str) -> dict[str, object]:
+    """Every admitted way of turning a dtype into a value, each with 16 bytes of 'A'."""
+    return {
+        "frombuffer": frombuffer(b"A" * 16, dt, (2,), core=core),
+        "frombuffer_F": frombuffer(b"A" * 16, dt, (2, 1), "F", core=core),
+        "scalar": scalar(dt, b"A" * 8, core=core),
+        "reconstruct": reconstruct((2,), dt, b"A" * 16, core=core),
+        "reconstruct_list": reconstruct((2,), dt, [1, 2], core=core),
+        "ndarray_call": Call(G("numpy", "ndarray"), ((2,), dt, b"A" * 16)),
+        "ndarray_newobj": NewObj(G("numpy", "ndarray"), ((2,), dt)),
+        "bare": dt,
+    }
+
+
+def special_pickles() -> dict[str, object]:
+    """Constructors fed something other than a dtype of the log, and odd structures."""
+    f8 = dtype("f8", state=_PLAIN_STATE)
+    nested: object = [1.0]
+    for _ in range(200):
+        nested = [nested]
+    return {
+        "str_dtype_frombuffer": frombuffer(b"A" * 16, "O8", (2,)),
+        "str_dtype_scalar": scalar("O8", b"A" * 8),
+        "str_dtype_reconstruct": reconstruct((2,), "O", b"A" * 16),
+        "rebuild_after_use": [Put(1, f8), frombuffer(b"A" * 16, Get(1), (2,)),
+                              Build(Get(1), DTYPE_STATES["objflags"]), scalar(Get(1), b"A" * 8)],
+        "reconstruct_object": Call(G("numpy.core.multiarray", "_reconstruct"),
+                                   (G("builtins", "object"), (0,), b"b")),
+        "reconstruct_typecode": Call(G("numpy.core.multiarray", "_reconstruct"),
+                                     (G("numpy", "ndarray"), (0,), b"O")),
+        "dtype_newobj": NewObj(G("numpy", "dtype"), ("O8", False, True)),
+        "short_buffer": frombuffer(b"A" * 15, f8, (2,)),
+        "huge_shape": frombuffer(b"A" * 16, f8, (2**62, 2**62)),
+        "negative_shape": frombuffer(b"A" * 16, f8, (-2,)),
+        "bad_order": frombuffer(b"A" * 16, f8, (2,), "K"),
+        "short_scalar": scalar(f8, b"A" * 3),
+        "fortran_flag": reconstruct((2,), f8, b"A" * 16, fortran=7),
+        "state_array": Build(Call(G("numpy.core.multiarray", "_reconstruct"),
+                                  (G("numpy", "ndarray"), (0,), b"b")), "abc"),
+        "bare_object": Call(G("builtins", "object"), ()),
+        "bare_global": G("numpy", "ndarray"),
+        "deep": nested,
+    }  # fmt: skip
+
+
+def _plain_record(K: int = 3, L: int = 3) -> dict:
+    rec = valid_record(K, L, 3, "pos", False, np.random.default_rng(0))
+    for lg in rec["logs"]:
+        lg["test_metrics"] = dict(lg["test_metrics"])
+    return rec
+
+
+def _crafted_files(tmp_path: Path) -> dict[Path, tuple]:
+    """{file: (code, state, use)}: every combination, alternately at the top and in place of
+    logs[0].test_metrics.accuracy of a valid log, alternately in both numpy spellings."""
+    files = {}
+    n = 0
+    for code in DTYPE_CODES:
+        for sname, state in DTYPE_STATES.items():
+            core = CORE[(n // 2) % 2]  # with i % 2 below: each spelling at both places
+            for use, node in dtype_uses(dtype(code, state=state), core).items():
+                files[(repr(code), sname, use)] = node
+                n += 1
+    for name, node in special_pickles().items():
+        files[("-", "-", name)] = node
+    out = {}
+    for i, (key, node) in enumerate(files.items()):
+        if i % 2:
+            rec = _plain_record()
+            rec["logs"][0]["test_metrics"]["accuracy"] = node
+            node = rec
+        path = tmp_path / f"crafted{i}.pkl"
+        path.write_bytes(craft(node))
+        out[path] = key
+    return out
+
+
+def test_crafted_dtype_pickles_never_crash(tmp_path):
+    """Each crafted pickle loads or is refused with one line naming the file; the object,
+    string and void dtypes are refused by the unpickler itself, whatever the state."""
+    files = _crafted_files(tmp_path)
+    TRIED["crafted numpy pickle"] += len(files)
+    done = load_in_child(list(files))
+    for path, (code, state, use) in files.items():
+        got = done[str(path)]
+        OUTCOMES[f"crafted {got['outcome']} ({got.get('type', '')})"] += 1
+        assert got["outcome"] in ("loaded", "refused"), (code, state, use, got)
+        if got["outcome"] == "refused":
+            msg = got["msg"]
+            assert "\n" not in msg and msg.startswith(f"{path}: "), (code, state, use, msg)
+        if code not in SAFE_CODES and code != "-":
+            assert got.get("type") == "UnsafePickleError", (code, state, use, got)
+    crash = [done[str(p)] for p, k in files.items() if k in CRASHED]
+    assert len(crash) == 3 and all("numpy.dtype('O8') refused" in d["msg"] for d in crash), crash
+    # a plain dtype whose state was rebuilt after use is refused at that BUILD, not ignored
+    rebuilt = [done[str(p)] for p, k in files.items() if k[2] == "rebuild_after_use"]
+    assert rebuilt[0]["type"] == "UnsafePickleError" and "state" in rebuilt[0]["msg"], rebuilt
+
+
+def test_crafted_pickle_through_the_cli_is_one_line(tmp_path):
+    """`phenomjax analyze` on the pickle that crashed it (rc 139): exit 2 and one line."""
+    rec = _plain_record()
+    rec["logs"][0]["test_metrics"]["accuracy"] = frombuffer(b"A" * 48, dtype("O8", state=_NOFLAGS),
+                                                            (3, 2))  # fmt: skip
+    path = tmp_path / "poisoned.pkl"
+    path.write_bytes(craft(rec))
+    TRIED["crafted numpy pickle"] += 1
+    code = "import sys; from phenomjax.cli import main; sys.exit(main(sys.argv[1:]))"
+    argv = ["analyze", "--run", str(path), "--no-show-plots", "--no-save-plots", "--cache-dir",
+            str(tmp_path / "cache")]  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
+                          timeout=300, preexec_fn=_cap_memory)  # fmt: skip
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    assert len(err) == 1 and "poisoned.pkl" in err[0] and "refused" in err[0], err
+
+
+def _cap_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (CAP, CAP))
+
+
+_BIG = 96 * 2**20  # bytes of one oversized array: loading it fits the headroom, scanning not
+
+
+def _oversized_files(tmp_path: Path) -> dict[str, Path]:
+    """Valid K = 3, L = 3 logs with one oversized uint8 array (a float32 copy of it, the first
+    thing a value check makes, is 4 x its size)."""
+    cases = {
+        "accuracy": lambda r: r["logs"][0]["test_metrics"].__setitem__(
+            "accuracy", np.zeros((_BIG // 2**17, 2**17), np.uint8)),
+        "accuracy, no args": lambda r: (r.__setitem__("args", {}), r["logs"][2]["test_metrics"]
+            .__setitem__("accuracy", np.zeros((_BIG // 2**17, 2**17), np.uint8))),
+        "num_apppearances": lambda r: r["logs"][2].__setitem__(
+            "num_apppearances", np.zeros(_BIG, np.uint8)),
+        "positions": lambda r: r["logs"][0]["test_metrics"].__setitem__(
+            "logsoftmaxloss", np.zeros((3, _BIG // 3), np.uint8)),
+    }  # fmt: skip
+    out = {}
+    for i, (name, mutate) in enumerate(cases.items()):
+        rec = _plain_record()
+        mutate(rec)
+        out[name] = tmp_path / f"big{i}.pkl"
+        with open(out[name], "wb") as f:
+            pickle.dump(rec, f, protocol=5)  # protocol 5 reads an array without a second copy
+    return out
+
+
+def test_oversized_arrays_refused_before_their_values(tmp_path):
+    """Shapes are checked against args.K, args.len_context and the first log before any value
+    is read: with room for the file but not for a float copy of the array, each is refused by
+    its shape (before the fix: a raw MemoryError)."""
+    files = _oversized_files(tmp_path)
+    TRIED["oversized array"] += len(files)
+    done = load_in_child(list(files.values()), 2 * _BIG, above_imports=True)
+    want = {
+        "accuracy": "logs[0].test_metrics.accuracy: 768 sequences, but args.K = 3",
+        "accuracy, no args": "logs[2].test_metrics.accuracy: 768 sequences, but ",
+        "num_apppearances": "logs[2].num_apppearances: 100663296 sequences, but args.K = 3",
+        "positions": "logs[0].test_metrics.logsoftmaxloss: 33554432 positions, but ",
+    }
+    for name, path in files.items():
+        got = done[str(path)]
+        assert got["outcome"] == "refused" and got["type"] == "DataError", (name, got)
+        assert got["msg"].startswith(f"{path}: {want[name]}"), (name, got["msg"])
+        path.unlink()
+
+
+def test_out_of_memory_is_one_line_naming_the_file(tmp_path):
+    """A well-formed log too large for the memory left: a DataError naming the file (and the
+    field being read), never a MemoryError traceback."""
+    K = 2**22
+    counts = np.zeros(K, np.uint8)
+    tm = {"sequence_rank": np.arange(K, dtype=np.int32), "length": 50,
+          "logsoftmaxloss": np.ones(K, np.uint8), "accuracy": np.ones(K, np.uint8)}  # fmt: skip
+    rec = {"args": {"K": K, "len_context": 16, "batch_size": 4},
+           "logs": [{"num_apppearances": counts, "test_metrics": tm, "epoch": 0}]}  # fmt: skip
+    path = tmp_path / "large.pkl"
+    with open(path, "wb") as f:
+        pickle.dump(rec, f, protocol=5)
+    TRIED["oversized array"] += 1
+    got = load_in_child([path], 48 * 2**20, above_imports=True)[str(path)]
+    assert got["outcome"] == "refused" and got["type"] == "DataError", got
+    assert got["msg"].startswith(f"{path}: ") and "out of memory" in got["msg"], got
+    assert "\n" not in got["msg"]
+
+
+def test_manifest_fields_are_checked(tmp_path):
+    """A hand-edited manifest ("K": "lots") is a one-line error naming the file and field."""
+    from test_analysis_fixtures import make_run_dir
+
+    cases = {"K": "lots", "L": 1, "alpha": -1, "seed": "abc", "batch": 2.5}
+    for field, value in cases.items():
+        run = make_run_dir(tmp_path / f"run_{field}", K=4, L=3, steps=(0, 4)).path
+        m = json.loads((run / "manifest.json").read_text())
+        m[field] = value
+        (run / "manifest.json").write_text(json.dumps(m))
+        TRIED["manifest"] += 1
+        with pytest.raises(PhenomjaxError) as info:
+            phenomjax.load_run(run)
+        msg = str(info.value)
+        assert msg.startswith(f"{run / 'manifest.json'}: {field}: expected"), msg
+        assert "\n" not in msg
+    (run / "manifest.json").write_text("[1, 2]")
+    with pytest.raises(PhenomjaxError, match="manifest.json: expected a JSON object"):
+        phenomjax.load_run(run)
+
+
+def test_bad_palette_is_a_config_error(tmp_path):
+    for field in ("palette", "run_palette"):
+        path = tmp_path / "a.toml"
+        path.write_text(f'[experiments]\nsmall = ["x.pkl"]\n[plot]\n{field} = "nope"\n')
+        TRIED["config analysis"] += 1
+        with pytest.raises(ConfigError) as info:
+            load_analysis_config(path)
+        assert str(info.value).startswith(f"{path}: plot.{field}: 'nope' is not a"), info.value
+    path.write_text('[experiments]\nsmall = ["x.pkl"]\n[plot]\npalette = "rocket"\n')
+    assert load_analysis_config(path).plot.palette == "rocket"
+
+
 def test_known_bad_records_name_the_field(tmp_path):
     """Hand-picked cases: the message names the exact field."""
     rng = np.random.default_rng(0)
@@ -848,9 +1114,22 @@ def test_cli_bad_inputs_exit_2_with_one_line(tmp_path, capsys):
         assert not (tmp_path / "never").exists()
 
 
-def test_zz_report_count():
-    """Runs last in this file: prints how many generated inputs were tried."""
-    total = sum(TRIED.values())
-    print(f"\nhostile inputs tried: {total} ({dict(TRIED)})")
+def test_zz_report_count(tmp_path):
+    """Runs last in this file and prints how many inputs were tried and how they ended (run with
+    -s). It first tries a known pair itself, so the counts it checks hold when run alone."""
+    tried, outcomes = sum(TRIED.values()), collections.Counter(OUTCOMES)
+    rec = valid_record(3, 3, 3, "pos", False, np.random.default_rng(0))
+    good = tmp_path / "good.pkl"
+    with open(good, "wb") as f:
+        pickle.dump(rec, f)
+    rec["logs"][0]["test_metrics"]["accuracy"] = "high"
+    bad = tmp_path / "bad.pkl"
+    with open(bad, "wb") as f:
+        pickle.dump(rec, f)
+    for path in (good, bad):
+        TRIED["report"] += 1
+        load_all(path)  # two readings each: per sequence and per position
+    assert sum(TRIED.values()) == tried + 2
+    assert OUTCOMES - outcomes == {"legacy loaded": 2, "legacy refused (DataError)": 2}
+    print(f"\nhostile inputs tried: {sum(TRIED.values())} ({dict(TRIED)})")
     print(f"outcomes: {dict(OUTCOMES)}")
-    assert total > 0

@@ -104,9 +104,20 @@ def test_resume_gives_the_uninterrupted_numbers(full_run, tmp_path):
 def test_deterministic_for_a_seed(full_run, tmp_path):
     again = train(TINY, tmp_path / "again", progress=False)
     pd.testing.assert_frame_equal(again.read_evals(), full_run.read_evals())
-    other = dataclasses.replace(TINY, data=dataclasses.replace(TINY.data, seed=1))
-    bits0 = make_bits(0, TINY.data.K, TINY.data.L)
-    assert not np.array_equal(bits0, make_bits(other.data.seed, TINY.data.K, TINY.data.L))
+    # another seed, trained: other bits, draws and initialisation give other numbers
+    short = dataclasses.replace(TINY.train, steps=12, num_evals=2)
+    other = dataclasses.replace(TINY, data=dataclasses.replace(TINY.data, seed=1), train=short)
+    same = dataclasses.replace(TINY, train=short)
+    runs = {name: train(cfg, tmp_path / name, progress=False)
+            for name, cfg in (("other", other), ("same", same))}  # fmt: skip
+    ev = {name: r.read_evals().sort_values(["step", "rank"]) for name, r in runs.items()}
+    assert list(ev["other"].step.unique()) == list(ev["same"].step.unique())
+    for step in ev["same"].step.unique():
+        a, b = (ev[n][ev[n].step == step] for n in ("other", "same"))
+        assert not np.allclose(a.loss, b.loss), f"same losses at step {step} for seeds 0, 1"
+    assert not np.array_equal(ev["other"].presentations, ev["same"].presentations)
+    tr = {name: r.read_train().train_loss.to_numpy() for name, r in runs.items()}
+    assert not np.allclose(tr["other"], tr["same"])
 
 
 def test_resume_refuses_another_config(full_run):

@@ -36,12 +36,13 @@ from __future__ import annotations
 import argparse
 import builtins
 import collections
+import contextlib
 import copyreg
-import importlib
 import io
 import math
 import pickle
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,13 +51,6 @@ import pandas as pd
 
 from ..errors import DataError, UnsafePickleError
 
-_NUMPY = {
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy.core.numeric", "_frombuffer"),
-}
 _BUILTINS = {
     "dict",
     "list",
@@ -75,6 +69,11 @@ _BUILTINS = {
 }
 _PLAIN_FACTORIES = (list, dict, int, float, set, tuple, str)
 _PY2_NAMES = {"__builtin__": "builtins", "copy_reg": "copyreg"}  # protocol 0-2 spellings
+
+
+def _short(x: Any) -> str:
+    text = " ".join(repr(x).split())  # one line, whatever the file holds
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _checked_defaultdict(factory: Any = None, *args: Any) -> collections.defaultdict:
@@ -97,6 +96,233 @@ def _latin1(text: str, encoding: str = "latin1") -> bytes:
     return text.encode("latin1")
 
 
+# -- numpy: every dtype, array and scalar is rebuilt here, never from the file's own state ----
+#
+# numpy trusts what a pickle says about a dtype: a BUILD can give an object dtype the flags of a
+# plain one, and _frombuffer / scalar / ndarray.__setstate__ then read raw bytes from the file
+# as object pointers (a crash, or worse). So `numpy.dtype(...)` yields a `_Dtype` record of a
+# type code from _CODES; its BUILD state is compared with what numpy writes for that code and
+# only the byte order is kept; the array and scalar constructors accept nothing but a `_Dtype`
+# and build the numpy dtype themselves. Object, string, void and structured dtypes never form.
+
+_CODES = frozenset(
+    "b1 i1 u1 i2 u2 i4 u4 i8 u8 f2 f4 f8 f12 f16 c8 c16 c24 c32".split()
+)  # the spellings dtype.__reduce__ writes for bool, integers, floats and complex numbers
+_ORDERS = ("<", ">", "=", "|")
+_MAX_NDIM = 32  # numpy's own limit is 64; a legacy log holds at most 2
+
+
+class _Dtype:
+    """A dtype as the unpickler holds it: a type code from _CODES and a byte order."""
+
+    __slots__ = ("code", "order")
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+        self.order = "="
+
+    def __setstate__(self, state: Any) -> None:
+        # numpy writes (3, order, None, None, None, -1, -1, 0) for every code in _CODES: the
+        # order is all that may vary; anything else describes another kind of dtype
+        ok = type(state) is tuple and len(state) == 8 and type(state[1]) is str
+        if ok and state[1] in _ORDERS:
+            plain = (3, state[1], None, None, None, -1, -1, 0)
+            ok = all(type(x) is type(y) and x == y for x, y in zip(state, plain, strict=True))
+        if not ok or state[1] not in _ORDERS:
+            raise UnsafePickleError(
+                f"numpy dtype {self.code!r} with state {_short(state)} refused; a plain "
+                "numeric dtype has state (3, byte order, None, None, None, -1, -1, 0)"
+            )
+        self.order = state[1]
+
+    def real(self) -> np.dtype:
+        dt = np.dtype(self.code)
+        return dt.newbyteorder(self.order) if self.order in "<>" else dt
+
+
+def _dtype(code: Any = None, align: Any = False, copy: Any = True, *rest: Any) -> _Dtype:
+    flags_ok = all(type(v) in (bool, int) and v in (0, 1) for v in (align, copy))
+    if rest or not flags_ok or not isinstance(code, str) or code not in _CODES:
+        raise UnsafePickleError(
+            f"numpy.dtype({_short(code)}) refused; a legacy log may hold only bool, integer, "
+            "float and complex dtypes"
+        )
+    try:
+        np.dtype(code)  # f12/f16/c24/c32 exist on some platforms only
+    except TypeError:
+        raise UnsafePickleError(f"numpy.dtype({code!r}): not a dtype of this platform") from None
+    return _Dtype(code)
+
+
+def _real(dt: Any, what: str) -> np.dtype:
+    if type(dt) is not _Dtype:
+        raise UnsafePickleError(
+            f"{what} with dtype {_short(dt)} refused; expected a numpy.dtype of the log"
+        )
+    return dt.real()
+
+
+def _shape(shape: Any, what: str) -> tuple[int, ...]:
+    ok = isinstance(shape, tuple) and len(shape) <= _MAX_NDIM
+    if not ok or not all(type(n) is int and n >= 0 for n in shape):
+        raise UnsafePickleError(f"{what} with shape {_short(shape)} refused")
+    return shape
+
+
+def _buffer(raw: Any, shape: tuple[int, ...], dt: np.dtype, what: str) -> bytes | bytearray:
+    if isinstance(raw, str):  # Python 2 pickles: numpy reads a str as latin-1 bytes
+        raw = _latin1(raw)
+    if not isinstance(raw, (bytes, bytearray)):  # a list here means an object array
+        raise UnsafePickleError(
+            f"{what} with data of type {type(raw).__name__} refused; expected raw bytes"
+        )
+    need = math.prod(shape) * dt.itemsize
+    if len(raw) != need:
+        raise UnsafePickleError(
+            f"{what}: {len(raw)} bytes of data for shape {shape} of {dt} ({need} bytes)"
+        )
+    return raw
+
+
+def _frombuffer(buf: Any, dt: Any, shape: Any, order: Any) -> np.ndarray:
+    """numpy.core.numeric._frombuffer (protocol 5), every argument checked."""
+    what = "numpy _frombuffer"
+    dt, shape = _real(dt, what), _shape(shape, what)
+    if type(order) is not str or order not in ("C", "F"):
+        raise UnsafePickleError(f"{what} with order {_short(order)} refused")
+    buf = _buffer(buf, shape, dt, what)
+    return np.frombuffer(buf, dtype=dt).reshape(shape, order=order)
+
+
+def _scalar(dt: Any, raw: Any = None) -> np.generic:
+    """numpy.core.multiarray.scalar: one value of a plain dtype from its exact bytes."""
+    dt = _real(dt, "numpy scalar")
+    raw = _buffer(raw, (), dt, "numpy scalar")
+    return np.frombuffer(raw, dtype=dt)[0]
+
+
+class _Ndarray:
+    """What the global numpy.ndarray stands for: an argument to _reconstruct, never called."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "numpy.ndarray"
+
+
+_NDARRAY = _Ndarray()
+
+
+class _PendingArray(np.ndarray):
+    """An array between _reconstruct and its BUILD (protocols 0-4); `_checked` makes it a
+    plain ndarray once the whole file is read."""
+
+    def __setstate__(self, state: Any) -> None:
+        what = "numpy array"
+        if isinstance(state, tuple) and len(state) == 4:  # numpy < 1.0 wrote no version
+            state = (1, *state)
+        if (
+            type(state) is not tuple
+            or len(state) != 5
+            or type(state[0]) is not int
+            or state[0] != 1
+        ):
+            raise UnsafePickleError(f"{what} with state {_short(state)} refused")
+        _, shape, dt, fortran, raw = state
+        dt, shape = _real(dt, what), _shape(shape, what)
+        if type(fortran) not in (bool, int) or fortran not in (0, 1):
+            raise UnsafePickleError(f"{what} with order flag {_short(fortran)} refused")
+        raw = _buffer(raw, shape, dt, what)
+        super().__setstate__((1, shape, dt, bool(fortran), raw))
+
+
+def _reconstruct(subtype: Any, shape: Any, typecode: Any) -> _PendingArray:
+    """numpy.core.multiarray._reconstruct(ndarray, (0,), b'b'), the only call numpy writes."""
+    ok = type(shape) is tuple and shape == (0,) and type(typecode) in (bytes, str)
+    if subtype is not _NDARRAY or not ok or typecode not in (b"b", "b"):
+        raise UnsafePickleError(
+            f"numpy _reconstruct({_short(subtype)}, {_short(shape)}, {_short(typecode)}) "
+            "refused; expected (numpy.ndarray, (0,), b'b')"
+        )
+    return np.ndarray.__new__(_PendingArray, (0,), np.int8)
+
+
+_NUMPY = {
+    ("numpy", "ndarray"): _NDARRAY,
+    ("numpy", "dtype"): _dtype,
+    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy.core.multiarray", "scalar"): _scalar,
+    ("numpy.core.numeric", "_frombuffer"): _frombuffer,
+}
+
+# -- the loaded structure: what may come out of a legacy log ---------------------------------
+
+_LEAVES = (type(None), bool, int, float, complex, str, bytes, bytearray)
+_MAX_DEPTH = 64  # a legacy log nests 4 deep; deeper (or a cycle) is not a log
+_TYPES = frozenset(getattr(builtins, n) for n in _BUILTINS) | {argparse.Namespace}
+
+
+def _checked(obj: Any, seen: dict[int, Any], where: str = "", depth: int = 0) -> Any:
+    """obj with every pending array a plain ndarray and every _Dtype a numpy dtype; anything
+    outside plain containers, numbers, strings and numeric numpy values is refused."""
+    t = type(obj)
+    if t in _LEAVES:
+        return obj
+    if id(obj) in seen:
+        return seen[id(obj)][1]
+    if depth > _MAX_DEPTH:
+        raise UnsafePickleError(f"{where or 'top'}: nested deeper than {_MAX_DEPTH} levels")
+    if t is np.ndarray or t is _PendingArray:
+        if obj.dtype.kind not in "biufc":  # unreachable through the constructors above
+            raise UnsafePickleError(f"{where}: array of dtype {obj.dtype} refused")
+        out = obj.view(np.ndarray) if t is _PendingArray else obj
+    elif isinstance(obj, np.generic):
+        if obj.dtype.kind not in "biufc" or obj.dtype.hasobject:
+            raise UnsafePickleError(f"{where}: numpy scalar of dtype {obj.dtype} refused")
+        out = obj
+    elif t is _Dtype:
+        out = obj.real()
+    elif t in (dict, collections.OrderedDict, collections.defaultdict, argparse.Namespace):
+        seen[id(obj)] = (obj, obj)  # mutable: updated in place, so a cycle ends here
+        items = vars(obj) if t is argparse.Namespace else obj
+        for k in list(items):
+            v = items[k]
+            if type(k) in _LEAVES and type(v) in _LEAVES:
+                continue
+            sub = f"{where}.{k}" if isinstance(k, str) else f"{where}[{_short(k)}]"
+            if _checked(k, seen, sub, depth + 1) is not k:
+                raise UnsafePickleError(f"{sub}: a numpy dtype as a key refused")
+            new = _checked(v, seen, sub, depth + 1)
+            if new is not v:
+                items[k] = new
+        return obj
+    elif t is list:
+        seen[id(obj)] = (obj, obj)
+        for i, v in enumerate(obj):
+            if type(v) in _LEAVES:
+                continue
+            new = _checked(v, seen, f"{where}[{i}]", depth + 1)
+            if new is not v:
+                obj[i] = new
+        return obj
+    elif t in (tuple, set, frozenset, slice):
+        parts = (obj.start, obj.stop, obj.step) if t is slice else obj
+        new = [_checked(v, seen, f"{where}[{i}]", depth + 1) for i, v in enumerate(parts)]
+        changed = any(a is not b for a, b in zip(new, parts, strict=True))
+        if changed and t is not tuple:  # set members and slice bounds are plain values
+            raise UnsafePickleError(f"{where}: a numpy dtype inside a {t.__name__} refused")
+        out = tuple(new) if changed else obj
+    elif t is type and obj in _TYPES:  # a plain type as a value (a defaultdict's factory)
+        out = obj
+    else:
+        raise UnsafePickleError(
+            f"{where or 'top'}: unexpected {t.__name__} object; a legacy log may hold only "
+            "numbers, strings, numeric numpy arrays and plain containers"
+        )
+    seen[id(obj)] = (obj, out)  # obj kept alive: its id is not reused during the walk
+    return out
+
+
 class _SafeUnpickler(pickle.Unpickler):
     def __init__(self, file: io.BufferedIOBase, name: str):  # file opened in binary mode
         super().__init__(file)
@@ -106,8 +332,7 @@ class _SafeUnpickler(pickle.Unpickler):
         module = _PY2_NAMES.get(module, module)
         canon = module.replace("numpy._core", "numpy.core")  # numpy 2 spelling -> one key
         if (canon, name) in _NUMPY:
-            real = canon.replace("numpy.core", "numpy._core") if hasattr(np, "_core") else canon
-            return getattr(importlib.import_module(real), name)
+            return _NUMPY[canon, name]
         if module == "builtins" and name in _BUILTINS:
             return getattr(builtins, name)
         if module == "_codecs" and name == "encode":
@@ -137,13 +362,19 @@ def load_pickle(path: str | Path) -> Any:
         raise DataError(f"{path}: legacy log not found")
     try:
         with open(path, "rb") as f:
-            return _SafeUnpickler(f, str(path)).load()
+            record = _SafeUnpickler(f, str(path)).load()
+        return _checked(record, {})
     except UnsafePickleError as e:
         msg = str(e)
         raise UnsafePickleError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
+    except MemoryError:
+        raise DataError(
+            f"{path}: out of memory while unpickling ({path.stat().st_size} bytes on disk)"
+        ) from None
+    except RecursionError:
+        raise DataError(f"{path}: nested too deeply to be a legacy log") from None
     except Exception as e:  # noqa: BLE001
-        # Only the admitted constructors ran, so any failure means corrupt bytes; numpy's C
-        # side even raises SystemError on a mangled dtype state.
+        # Only the admitted constructors ran, so any failure means corrupt bytes.
         why = " ".join(str(e).split())[:200]  # one line, whatever the unpickler said
         raise DataError(
             f"{path}: truncated or corrupt pickle ({type(e).__name__}: {why}); "
@@ -313,29 +544,84 @@ def _fix_loss_sign(tables: list[dict[str, np.ndarray]], path: Path) -> None:
         np.maximum(loss, 0.0, out=loss)
 
 
-def _evaluation(lg: dict, where: str, K: int | None) -> dict[str, Any]:
-    """One log's test_metrics checked field by field: rank, loss, accuracy, positions."""
+@contextlib.contextmanager
+def _memory(where: str) -> Iterator[None]:
+    """A MemoryError inside becomes a one-line DataError naming the field."""
+    try:
+        yield
+    except MemoryError:
+        raise DataError(f"{where}: out of memory while reading it") from None
+
+
+_METRICS = ("sequence_rank", "logsoftmaxloss", "accuracy")
+Sizes = dict[str, tuple[int, str]]  # "K" / "P" (positions, L-1) -> (value, where it came from)
+
+
+def _agree(sizes: Sizes, key: str, n: int, field: str, unit: str) -> None:
+    known = sizes.setdefault(key, (n, f"{field} has {n}"))
+    if n != known[0]:
+        raise DataError(f"{field}: {n} {unit}, but {known[1]}")
+
+
+def _check_shapes(lg: dict, tm: dict, where: str, sizes: Sizes) -> None:
+    """Array shapes against the K and L-1 known so far (args, earlier logs), before any value
+    is read: a (1000, 400000) accuracy in a K = 3 log is refused without being scanned."""
+    c = lg["num_apppearances"]
+    if isinstance(c, np.ndarray):
+        if c.ndim != 1:
+            raise DataError(f"{where}.num_apppearances: expected a (K,) array, got shape {c.shape}")
+        _agree(sizes, "K", c.shape[0], f"{where}.num_apppearances", "sequences")
+    w = f"{where}.test_metrics"
+    shapes = {k: tm[k].shape for k in _METRICS if isinstance(tm[k], np.ndarray)}
+    for k, s in shapes.items():
+        if len(s) not in (1, 2) or 0 in s:
+            raise DataError(f"{w}.{k}: expected a non-empty (K,) or (K, L-1) array, got {s}")
+        _agree(sizes, "K", s[0], f"{w}.{k}", "sequences")
+        if len(s) == 2:
+            _agree(sizes, "P", s[1], f"{w}.{k}", "positions")
+    (k0, s0), *rest = shapes.items() if shapes else [(None, None)]
+    for k, s in rest:
+        if s != s0:
+            raise DataError(f"{w}.{k}: shape {s}, but {k0} has {s0}")
+    pos = tm.get("length")
+    if isinstance(pos, np.ndarray) and s0 is not None and len(s0) == 2:
+        try:
+            ok = np.broadcast_shapes(pos.shape, s0) == s0
+        except ValueError:
+            ok = False
+        if not ok:
+            raise DataError(f"{w}.length: shape {pos.shape}, but {k0} has {s0}")
+
+
+def _evaluation(lg: dict, where: str, K: int | None, sizes: Sizes) -> dict[str, Any]:
+    """One log's test_metrics checked field by field: shapes first, then rank, loss, accuracy
+    and positions."""
     tm = lg["test_metrics"]
-    missing = [k for k in ("sequence_rank", "logsoftmaxloss", "accuracy") if k not in tm]
+    missing = [k for k in _METRICS if k not in tm]
     if missing:
         raise DataError(f"{where}.test_metrics: missing {missing}")
     for k in ("num_apppearances", "epoch"):
         if k not in lg:
             raise DataError(f"{where}: missing {k!r} beside test_metrics")
-    counts = _counts(lg, where)
+    _check_shapes(lg, tm, where, sizes)
+    with _memory(f"{where}.num_apppearances"):
+        counts = _counts(lg, where)
     K = counts.size if K is None else K
     if counts.size != K:
         raise DataError(
             f"{where}.num_apppearances: {counts.size} sequences, but an earlier log has K = {K}"
         )
     w = f"{where}.test_metrics"
-    rank = _integers(tm["sequence_rank"], f"{w}.sequence_rank", 0, K)
+    with _memory(f"{w}.sequence_rank"):
+        rank = _integers(tm["sequence_rank"], f"{w}.sequence_rank", 0, K)
     if rank.ndim not in (1, 2) or 0 in rank.shape:
         raise DataError(
             f"{w}.sequence_rank: expected a non-empty (K,) or (K, L-1) array, got {rank.shape}"
         )
-    loss = _metric(tm["logsoftmaxloss"], f"{w}.logsoftmaxloss", None)
-    acc = _metric(tm["accuracy"], f"{w}.accuracy", 1.0)
+    with _memory(f"{w}.logsoftmaxloss"):
+        loss = _metric(tm["logsoftmaxloss"], f"{w}.logsoftmaxloss", None)
+    with _memory(f"{w}.accuracy"):
+        acc = _metric(tm["accuracy"], f"{w}.accuracy", 1.0)
     for name, a in (("logsoftmaxloss", loss), ("accuracy", acc)):
         if a.shape != rank.shape:
             raise DataError(f"{w}.{name}: shape {a.shape}, but sequence_rank has {rank.shape}")
@@ -347,7 +633,8 @@ def _evaluation(lg: dict, where: str, K: int | None) -> dict[str, Any]:
         pos = tm.get("length")
         if pos is None:
             pos = np.arange(1, L)
-        pos = _integers(pos, f"{w}.length", 1, L)
+        with _memory(f"{w}.length"):
+            pos = _integers(pos, f"{w}.length", 1, L)
         try:
             ev["position"] = np.broadcast_to(pos, rank.shape)
         except ValueError:
@@ -363,8 +650,18 @@ def legacy_tables(
     """(per-sequence table, per-position table or None, run metadata) of a legacy record.
 
     Every field is checked before use: a malformed one is a DataError naming the file and the
-    field (e.g. "x.pkl: logs[3].test_metrics.accuracy: ..."), never an error from numpy."""
+    field (e.g. "x.pkl: logs[3].test_metrics.accuracy: ..."), never an error from numpy. Array
+    shapes are checked against args.K and args.len_context before any value is read."""
     path = Path(path)
+    try:
+        return _legacy_tables(record, path, steps_override)
+    except MemoryError:  # the fields are checked one by one above; this is the tables
+        raise DataError(f"{path}: out of memory while building the tables") from None
+
+
+def _legacy_tables(
+    record: Any, path: Path, steps_override: int
+) -> tuple[pd.DataFrame, pd.DataFrame | None, dict[str, Any]]:
     args = legacy_args(record, path)
     logs = record["logs"]
     if not isinstance(logs, (list, tuple)):
@@ -381,6 +678,15 @@ def legacy_tables(
         evaluated.append(i)
     if not evaluated:
         raise DataError(f"{path}: no log holds test_metrics; nothing to analyse")
+    # the sizes the args promise, to check array shapes against before their values
+    sizes: Sizes = {}
+    K_arg = _arg_int(args, "K", path)
+    if K_arg is not None:
+        sizes["K"] = (K_arg, f"args.K = {K_arg}")
+    L_args = {key: _arg_int(args, key, path, lo=2) for key in ("len_context", "L")}
+    for key, L_arg in L_args.items():
+        if L_arg is not None:
+            _agree(sizes, "P", L_arg - 1, f"{path}: args.{key}", "positions (L - 1)")
     # every evaluation checked before anything is derived from it (steps per epoch, K, L)
     checked = []
     K = L = None
@@ -388,7 +694,7 @@ def legacy_tables(
     for i in evaluated:
         lg = logs[i]
         where = f"{path}: logs[{i}]"
-        ev = _evaluation(lg, where, K)
+        ev = _evaluation(lg, where, K, sizes)
         rank = ev["rank"]
         K = ev["counts"].size
         if first_ndim is None:
@@ -407,11 +713,9 @@ def legacy_tables(
                 )
             L = rank.shape[1] + 1
         checked.append((where, _scalar_int(lg["epoch"], f"{where}.epoch", 0, _EPOCHS), ev))
-    K_arg = _arg_int(args, "K", path)
     if K_arg is not None and K_arg != K:
         raise DataError(f"{path}: args.K: {K_arg}, but num_apppearances holds {K} sequences")
-    for key in ("len_context", "L"):
-        L_arg = _arg_int(args, key, path, lo=2)
+    for key, L_arg in L_args.items():
         if L_arg is not None and L is not None and L_arg != L:
             raise DataError(f"{path}: args.{key}: {L_arg}, but test_metrics has {L - 1} positions")
         L = L if L is not None or L_arg is None else L_arg

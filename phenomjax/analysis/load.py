@@ -9,6 +9,7 @@ n_params, label, ...) rides along in `table.attrs["run"]` and comes from `run_in
 from __future__ import annotations
 
 import functools
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -85,17 +86,41 @@ def run_label(meta: dict[str, Any]) -> str:
     return ", ".join(parts) if parts else str(meta.get("name", "run"))
 
 
+def _manifest_int(m: dict, key: str, where: Path, lo: int, hi: int) -> int:
+    v = m[key]
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v < hi:
+        text = " ".join(repr(v).split())[:40]  # one line, whatever the file holds
+        raise RunDirError(f"{where}: {key}: expected an integer in [{lo}, {hi}), got {text}")
+    return v
+
+
 def _rundir_meta(run: RunDir) -> dict[str, Any]:
+    """The manifest fields the analysis computes with, each checked (a hand-edited or foreign
+    manifest gives a one-line error naming the field, not a ValueError from int())."""
+    where = run.manifest_path
     m = run.manifest()
+    if not isinstance(m, dict):
+        raise RunDirError(f"{where}: expected a JSON object, got {type(m).__name__}")
     for k in ("K", "L", "kind"):
         if k not in m:
-            raise RunDirError(f"{run.manifest_path}: missing field {k!r}")
+            raise RunDirError(f"{where}: missing field {k!r}")
+    if not isinstance(m["kind"], str):
+        raise RunDirError(f"{where}: kind: expected a string, got {type(m['kind']).__name__}")
+    # rank and position columns are int32 and int16 (the run directory's tables)
+    K = _manifest_int(m, "K", where, 1, 2**31)
+    L = _manifest_int(m, "L", where, 2, 2**15 + 1)
+    alpha = m.get("alpha", 1.0)
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha < math.inf:
+        raise RunDirError(f"{where}: alpha: expected a finite number >= 0, got {alpha!r}")
+    for key in ("seed", "batch"):  # optional: absent or null means not recorded
+        if m.get(key) is not None:
+            _manifest_int(m, key, where, 0, 2**63)
     return {
         "kind": m["kind"],
         "path": str(run.path),
-        "K": int(m["K"]),
-        "L": int(m["L"]),
-        "alpha": float(m.get("alpha", 1.0)),
+        "K": K,
+        "L": L,
+        "alpha": float(alpha),
         "batch": m.get("batch"),
         "seed": m.get("seed"),
         "status": m.get("status"),
@@ -157,10 +182,17 @@ def read_tables(
     meta = _finish_meta(meta, path)
     if len(evals) == 0:
         raise DataError(f"{path}: holds no evaluation yet")
-    evals = add_floor(evals, meta)
+    try:
+        evals = add_floor(evals, meta)
+        if pos is not None and positions:
+            pos = add_floor(pos, meta)
+    except MemoryError:
+        raise DataError(
+            f"{path}: out of memory computing the Bayes floor of K = {meta['K']}, "
+            f"L = {meta['L']} (manifest.json: K, L)"
+        ) from None
     evals.attrs["run"] = meta
     if pos is not None and positions:
-        pos = add_floor(pos, meta)
         pos.attrs["run"] = meta
     return evals, pos if positions else None, meta
 

@@ -50,6 +50,22 @@ class PlotSettings:
             raise ConfigError(f"formats: expected some of png, pdf, svg, got {list(self.formats)}")
         if self.dpi < 10:
             raise ConfigError(f"dpi: expected >= 10, got {self.dpi}")
+        for name in ("palette", "run_palette"):
+            _check_palette(name, getattr(self, name))
+
+
+def _check_palette(field: str, name: str) -> None:
+    """The figures' own palette lookup, run when the config is read: a name that passes here
+    draws, and a bad one is a ConfigError naming the field instead of a seaborn traceback."""
+    import seaborn as sns
+
+    try:
+        sns.color_palette(name, 2)
+    except Exception as e:  # noqa: BLE001 - seaborn raises ValueError, matplotlib others
+        why = " ".join(str(e).split())[:120]  # one line
+        raise ConfigError(
+            f"{field}: {name!r} is not a seaborn or matplotlib palette ({why})"
+        ) from None
 
 
 @dataclasses.dataclass(frozen=True)
