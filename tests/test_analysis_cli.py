@@ -15,7 +15,10 @@ from test_analysis_fixtures import make_run_dir
 from phenomjax.analysis import load_analysis_config, plots, process_run
 from phenomjax.analysis.settings import PlotSettings
 from phenomjax.analysis.synthetic import write_legacy_log
+from phenomjax.bayes import per_sequence_floor
 from phenomjax.cli import main
+from phenomjax.data import make_bits, zipf_weights
+from phenomjax.runs import RunDir
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -94,7 +97,14 @@ def test_run_directory_end_to_end_with_floor(tmp_path, monkeypatch, capsys):
     assert "2 heads, 1 layers, RoPE, lr=0.01" in out and "bits_per_param" in out
     binned = pd.read_parquet("binned.parquet")
     assert {"floor", "excess_loss", "ceiling"} <= set(binned.columns)
-    np.testing.assert_allclose(binned["excess_loss"], binned["loss"] - binned["floor"], atol=1e-5)
+    # each bin's excess loss is the mean of its ranks' loss minus their independently computed
+    # floors (per_sequence_floor of the fixture's bits), at every step
+    floor, _ = per_sequence_floor(make_bits(3, 16, 8), zipf_weights(16, 1.0))
+    ev = RunDir("runs/tiny").read_evals()
+    ev = ev.assign(excess=ev["loss"].to_numpy() - floor[ev["rank"]])
+    for _, row in binned.iterrows():
+        sel = ev[(ev.step == row.step) & (ev["rank"] >= row.rank_lo) & (ev["rank"] < row.rank_hi)]
+        np.testing.assert_allclose(row.excess_loss, sel.excess.mean(), atol=1e-5)
     figs = tmp_path / "cache/zipf_figs"
     assert (figs / "runs_tiny_all_loss_vs_presentations_line.png").is_file()
     assert (figs / "runs_tiny_loss_heatmap_rank_position.png").is_file()
