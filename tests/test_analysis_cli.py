@@ -48,9 +48,10 @@ def test_legacy_comparative_end_to_end_with_exports(project, capsys):
     out = capsys.readouterr().out
     assert "processed" in out and "memorized_bits" in out and "presentations_to_loss" in out
     comp = root / "cache/zipf_figs/comparative_visualizations"
-    for lo, hi in ((0, 5), (5, 10), (10, 100)):
+    for lo, last in ((0, 4), (5, 9), (10, 99)):  # inclusive, as the legends say
         for ext in ("png", "pdf"):
-            assert (comp / f"all_loss_accuracy_ranks_{lo}-{hi}.{ext}").stat().st_size > 1000
+            assert (comp / f"all_loss_accuracy_ranks_{lo}-{last}.{ext}").stat().st_size > 1000
+    assert not list(comp.glob("*ranks_0-5*"))
     binned = pd.read_csv(root / "binned.csv")
     for c in ("step", "rank_lo", "rank_hi", "sequence_rank", "presentations", "loss",
               "accuracy", "n_sequences", "run", "label", "experiment"):  # fmt: skip
@@ -165,3 +166,62 @@ def test_config_edges_steps_and_selections_are_honoured(project):
     assert sorted(set(zip(b.rank_lo, b.rank_hi, strict=True))) == [(0, 3), (3, 40), (40, 120)]
     assert sorted(set(b.step)) == [0, 10, 20, 30, 40, 50]  # epochs 0, 2, ..., 10 x 5
     assert (root / "cache/zipf_figs/small_small_mine_loss_vs_presentations_line.png").is_file()
+
+
+def test_missing_run_prints_nothing_before_its_error(project, capsys):
+    root, cfg = project
+    argv = ["analyze", "--config", str(cfg), "--no-show-plots", "--run", "logs/small.pkl",
+            "--run", "/nonexistent.pkl"]  # fmt: skip
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.strip().count("\n") == 0 and "/nonexistent.pkl: not found" in captured.err
+
+
+def test_legacy_summary_says_unknown_for_unrecorded_counts(project, capsys):
+    root, cfg = project
+    assert main(["analyze", "--config", str(cfg), "--no-show-plots", "--no-save-plots"]) == 0
+    out = capsys.readouterr().out
+    table = out.split("memorized bits at the last evaluation")[1].split("presentations to reach")[0]
+    assert "None" not in table and "NaN" not in table
+    row = [ln for ln in table.splitlines() if ln.strip().startswith("small")][0]
+    assert row.split()[-2:] == ["unknown", "unknown"]  # n_params, bits_per_param
+
+
+@pytest.mark.parametrize("command", ["fit", "sweep", "analyze", "compare"])
+def test_every_flag_has_help(command):
+    import argparse
+    import importlib
+
+    from phenomjax.cli import COMMANDS
+
+    parser = argparse.ArgumentParser()
+    importlib.import_module(COMMANDS[command][0]).add_arguments(parser)
+    missing = [a.option_strings or a.dest for a in parser._actions if not a.help]
+    assert missing == [], missing
+
+
+def test_sweep_progress_title_names_the_mode(monkeypatch):
+    """The expected and stochastic sweeps of a fit show different progress titles."""
+    import phenomjax.phenom.sweep as sw
+    from phenomjax.data import DataConfig
+    from phenomjax.phenom.train import FitConfig, ModelSection, PhenomOptimConfig, TrainSection
+
+    titles = []
+    real = sw.drive
+
+    def spy(*args, **kwargs):
+        titles.append(kwargs["desc"])
+        return real(*args, **{**kwargs, "progress": False})
+
+    monkeypatch.setattr(sw, "drive", spy)
+    for mode in ("expected", "stochastic"):
+        cfg = FitConfig(
+            data=DataConfig(K=12, L=4, alpha=1.0, seed=0),
+            model=ModelSection(w=1, d=2, init_scale=0.1),
+            optimizer=PhenomOptimConfig(name="adam", lr=1e-2),
+            train=TrainSection(mode=mode, steps=4, batch=4, num_evals=2, max_chunk=4),
+        )
+        sw.sweep(cfg, lrs=[1e-2], out=None, progress=True)
+    assert len(titles) == 2 and titles[0] != titles[1]
+    assert "expected" in titles[0] and "stochastic" in titles[1]

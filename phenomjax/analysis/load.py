@@ -33,6 +33,11 @@ def _check_path(path: Path) -> None:
         raise RunDirError(f"{path}: a folder without manifest.json is not a run directory")
 
 
+def check_path(path: str | os.PathLike) -> None:
+    """Raise the one-line error `load_run` would if `path` cannot be a run (before reading)."""
+    _check_path(Path(path))
+
+
 @functools.lru_cache(maxsize=8)
 def bayes_reference(seed: int, K: int, L: int, alpha: float) -> tuple[np.ndarray, np.ndarray]:
     """Per-position Bayes floor and ceiling, each (K, L-1), once per (seed, K, L, alpha)."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +25,14 @@ from .binning import bin_label
 from .settings import PlotSettings
 
 LOSS_LABEL = "loss (nats)"
-ACC_LABEL = "accuracy"
-X_LABEL = "presentations"
+ACC_LABEL = "accuracy (fraction)"
+X_LABEL = "presentations (count)"
 FLOOR_LABEL = "Bayes floor (mixture optimum, not a per-sequence bound)"
 CEILING_LABEL = "Bayes ceiling (mixture optimum)"
+FLOOR_STYLE = {"ls": ":", "lw": 0.9, "alpha": 0.9}  # every reference line, in its curve's colour
+QUALITATIVE_MAX = 10  # up to this many curves: distinct colours and one legend entry each
+MAX_LEGEND = 20  # more rank bins than this: a log-spaced subset of MAX_BIN_CURVES is drawn
+MAX_BIN_CURVES = 12
 
 
 def floor_label(fresh_bits: bool = False) -> str:
@@ -36,6 +41,12 @@ def floor_label(fresh_bits: bool = False) -> str:
     if fresh_bits:
         return "Bayes floor of fresh bits (legacy log; mixture optimum, not per sequence)"
     return FLOOR_LABEL
+
+
+def reference_label(metric: str, fresh_bits: bool = False) -> str:
+    """The style-only legend entry of the dotted reference lines of a loss or accuracy panel."""
+    text = floor_label(fresh_bits) if metric == "loss" else CEILING_LABEL
+    return f"dotted: {text}"
 
 
 def has_display() -> bool:
@@ -81,6 +92,122 @@ def _palette(name: str, n: int) -> list:
     return list(sns.color_palette(name, max(n, 1)))
 
 
+def thin_orders(orders: Sequence[int], most: int) -> list[int]:
+    """At most `most` of the curves' first ranks, evenly spaced in log(rank + 1), the first and
+    the last always among them: the representative subset drawn when there are too many bins.
+
+    >>> thin_orders([0, 5, 10, 100, 200, 500, 1000, 2000, 3000], 4)
+    [0, 10, 200, 3000]
+    """
+    o = np.asarray(sorted(set(int(x) for x in orders)), dtype=np.int64)
+    if len(o) <= most:
+        return o.tolist()
+    x = np.log1p(o)
+    picked = {int(np.abs(x - t).argmin()) for t in np.linspace(x[0], x[-1], most)}
+    return o[sorted(picked)].tolist()
+
+
+def rank_colormap(orders: Sequence[int], plot: PlotSettings):
+    """(colormap, norm) of plot.palette over log(rank + 1): neighbouring ranks get neighbouring
+    colours, so a colour bar reads them."""
+    from matplotlib.colors import ListedColormap, LogNorm
+
+    lo, hi = min(orders) + 1, max(orders) + 1
+    return ListedColormap(_palette(plot.palette, 256)), LogNorm(lo, max(hi, lo + 1))
+
+
+def curve_colors(orders: Sequence[int], plot: PlotSettings) -> list:
+    """One colour per curve, in the given order: distinct qualitative colours
+    (plot.run_palette) for up to QUALITATIVE_MAX curves, else plot.palette over log rank."""
+    if len(orders) <= QUALITATIVE_MAX:
+        return _palette(plot.run_palette, len(orders))[: len(orders)]
+    cmap, norm = rank_colormap(orders, plot)
+    return [tuple(cmap(norm(o + 1))) for o in orders]
+
+
+def choose_curves(names: Sequence[str], orders: Sequence[int], bins: bool) -> tuple[list, str]:
+    """(the curves drawn, a note for the title): every curve, or for more than MAX_LEGEND rank
+    bins (paper scale: 109 at K = 100000) MAX_BIN_CURVES of them, log-spaced in rank."""
+    if not bins or len(names) <= MAX_LEGEND:
+        return list(names), ""
+    keep = set(thin_orders(orders, MAX_BIN_CURVES))
+    shown = [n for n, o in zip(names, orders, strict=True) if o in keep]
+    return shown, f"{len(shown)} of {len(names)} rank bins, log-spaced in rank"
+
+
+def draw_references(ax, refs: Sequence[tuple[float, object]], rel_gap: float = 0.02) -> bool:
+    """Dotted reference lines (floors or ceilings), one per curve in its colour. Values closer
+    than rel_gap to their neighbour (the floors of rare bins, which coincide) are summarized as
+    one grey band from their min to their max rather than a stack of lines; returns whether a
+    band was drawn."""
+    vals = sorted((float(v), c) for v, c in refs if np.isfinite(v))
+    groups: list[list] = []
+    for v, c in vals:
+        if groups and v <= groups[-1][-1][0] * (1 + rel_gap) + 1e-12:
+            groups[-1].append((v, c))
+        else:
+            groups.append([(v, c)])
+    band = False
+    for g in groups:
+        if len(g) == 1 or g[-1][0] <= g[0][0] * (1 + rel_gap / 10):  # one value: one line
+            same = all(c == g[0][1] for _, c in g)
+            ax.axhline(g[0][0], color=g[0][1] if same else "0.4", **FLOOR_STYLE)
+        else:
+            ax.axhspan(g[0][0], g[-1][0] * (1 + rel_gap / 4), color="0.55", alpha=0.3, lw=0)
+            band = True
+    return band
+
+
+def _plain(v: float, _pos=None) -> str:
+    return f"{v:g}" if v < 1000 else f"{v:,.0f}"
+
+
+def format_log_axis(ax, which: str) -> None:
+    """One tick style per log axis, applied once its limits are final. Presentations: powers of
+    ten, or where the axis spans under two decades plain counts ("2,000") at 1-2-5 ticks. Loss:
+    plain decimals ("0.6", "0.01") on major ticks, and on minor ticks only where the axis spans
+    under a decade."""
+    from matplotlib.ticker import FuncFormatter, LogFormatterMathtext, LogLocator, NullFormatter
+
+    if which == "x":
+        lo, hi = ax.get_xlim()
+        if lo > 0 and hi / lo < 100:
+            ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(FuncFormatter(_plain))
+        else:
+            ax.xaxis.set_major_formatter(LogFormatterMathtext())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        return
+    lo, hi = ax.get_ylim()
+    ax.yaxis.set_major_formatter(FuncFormatter(_plain))
+    if lo > 0 and hi / lo < 10:
+        ax.yaxis.set_minor_formatter(FuncFormatter(_plain))
+        ax.tick_params(axis="y", which="minor", labelsize=7)
+    else:
+        ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def fit_limits(ax, metric: str, values: np.ndarray, plot: PlotSettings) -> None:
+    """y limits that hold every drawn value and reference line (a configured range is widened,
+    never clipping a curve); accuracy is linear, loss logarithmic."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if metric == "loss":
+        v = v[v > 0]
+    if len(v) == 0:
+        return
+    lo, hi = float(v.min()), float(v.max())
+    want = plot.loss_y_lim if metric == "loss" else plot.accuracy_y_lim
+    if want:
+        lo, hi = min(lo, want[0]), max(hi, want[1])
+    if metric == "loss":
+        pad = (hi / lo) ** 0.04 if hi > lo else 1.2
+        ax.set_ylim(lo / pad, hi * pad)
+    else:
+        pad = 0.03 * (hi - lo) if hi > lo else 0.05
+        ax.set_ylim(lo - pad, hi + pad)
+
+
 def save_figure(fig, out_dir: Path | None, name: str, plot: PlotSettings, keep: bool) -> list[Path]:
     """Write `fig` as out_dir/name.<fmt> for each of plot.formats; close it unless `keep`."""
     import matplotlib.pyplot as plt
@@ -97,9 +224,12 @@ def save_figure(fig, out_dir: Path | None, name: str, plot: PlotSettings, keep: 
     return paths
 
 
-def _draw_curves(ax, df, metric: str, colors: dict, style: str, floor: bool) -> pd.DataFrame:
+def _draw_curves(ax, df, metric: str, colors: dict, style: str, floor: bool):
+    """Draw each curve of `df` in its colour; returns (tidy rows drawn, the reference lines as
+    (value, colour), whether a seed band was drawn). References are drawn by the caller."""
     logy = metric == "loss"
-    parts = []
+    parts, refs, banded = [], [], False
+    ref = "floor" if metric == "loss" else "ceiling"
     for curve, g in df.groupby("curve", sort=False):
         g = g.sort_values("step")
         g = g[(g["presentations"] > 0) & np.isfinite(g[metric])]
@@ -111,70 +241,99 @@ def _draw_curves(ax, df, metric: str, colors: dict, style: str, floor: bool) -> 
         lo, hi = f"{metric}_lo", f"{metric}_hi"
         if lo in g.columns and hi in g.columns and (g.get("n_runs", 1) > 1).any():
             ax.fill_between(g["presentations"], g[lo], g[hi], color=c, alpha=0.2, lw=0)
+            banded = True
         if style == "scatter":
             ax.scatter(g["presentations"], g[metric], s=10, color=c, label=curve, alpha=0.8)
         else:
             ax.plot(g["presentations"], g[metric], "-", marker="D", ms=2, lw=1.6, color=c,
                     label=curve)  # fmt: skip
-        ref = "floor" if metric == "loss" else "ceiling"
         if floor and ref in g.columns and np.isfinite(g[ref]).any():
-            ax.axhline(float(g[ref].mean()), color=c, ls="--", lw=0.8, alpha=0.7)
+            refs.append((float(g[ref].mean()), c))
         parts.append(g.assign(metric=metric, value=g[metric], style=style))
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    data = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    return data, refs, banded
 
 
-def _axes(ax, metric: str, plot: PlotSettings, title: str) -> None:
-    from matplotlib.ticker import FuncFormatter
-
+def _axes(ax, metric: str, plot: PlotSettings, title: str, values) -> None:
     ax.set_xscale("log")
     ax.set_xlabel(X_LABEL)
     if metric == "loss":
         ax.set_yscale("log")
         ax.set_ylabel(LOSS_LABEL)
-        plain = FuncFormatter(lambda v, _: f"{v:g}")  # 0.6, not 6 x 10^-1
-        ax.yaxis.set_major_formatter(plain)
-        lo, hi = ax.get_ylim()
-        if lo > 0 and hi / lo < 10:  # within a decade only minor ticks carry labels
-            ax.yaxis.set_minor_formatter(plain)
-            ax.tick_params(axis="y", which="minor", labelsize=7)
-        if plot.loss_y_lim:
-            ax.set_ylim(*plot.loss_y_lim)
     else:
         ax.set_ylabel(ACC_LABEL)
-        if plot.accuracy_y_lim:
-            ax.set_ylim(*plot.accuracy_y_lim)
+    fit_limits(ax, metric, values, plot)
     if plot.x_lim:
         ax.set_xlim(*plot.x_lim)
+    format_log_axis(ax, "x")
+    if metric == "loss":
+        format_log_axis(ax, "y")
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="major", alpha=0.3)
 
 
-MAX_LEGEND = 20  # more curves than this get a colour bar of rank instead of a legend
-
-
-def _legend(ax, plot: PlotSettings, n: int, floor_drawn: bool, ref: str = FLOOR_LABEL) -> None:
+def style_handles(metric: str, *, refs: bool, band: bool, seeds: bool, fresh_bits: bool):
+    """Style-only legend entries (black or grey, whatever the curves' colours): the dotted
+    reference lines, the band of coinciding references, the seed band."""
     from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    out = []
+    if refs:
+        out.append((Line2D([], [], color="k", **FLOOR_STYLE), reference_label(metric, fresh_bits)))
+    if band:
+        what = "floors" if metric == "loss" else "ceilings"
+        out.append((Patch(color="0.6", alpha=0.25), f"grey band: {what} that coincide"))
+    if seeds:
+        out.append((Patch(color="k", alpha=0.2), "shaded: min-max over seeds"))
+    return out
+
+
+def place_legends(ax, plot: PlotSettings, curves: bool, styles: list) -> None:
+    """The style entries below the axes, one row each (the axes' own legend); the curves'
+    legend outside the axes on the right (or at plot.legend_loc when it is not "best"), in
+    plot.legend_ncol columns."""
+    from matplotlib.legend import Legend
 
     handles, labels = ax.get_legend_handles_labels()
-    if n > MAX_LEGEND:
-        handles, labels = [], []
-    if floor_drawn:
-        handles.append(Line2D([], [], color="gray", ls="--", lw=0.8))
-        labels.append(f"{ref} (dashed)")
-    if handles:
-        ncol = plot.legend_ncol if n <= 12 else max(plot.legend_ncol, 2)
-        ax.legend(handles, labels, loc=plot.legend_loc, ncol=ncol, fontsize=7, frameon=False)
+    if styles:
+        ax.legend([h for h, _ in styles], [t for _, t in styles], loc="upper center",
+                  bbox_to_anchor=(0.5, -0.13), ncol=1, fontsize=7, frameon=False)  # fmt: skip
+    if curves and handles:
+        where = (
+            {"loc": plot.legend_loc}
+            if plot.legend_loc != "best"
+            else {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0), "borderaxespad": 0.0}
+        )
+        leg = Legend(ax, handles, labels, ncol=plot.legend_ncol, fontsize=7, frameon=False,
+                     **where)  # fmt: skip
+        ax.add_artist(leg)
+        leg.set_clip_on(False)  # drawn (and saved) outside the axes
 
 
-def _rank_colorbar(fig, ax, order: list, curves: pd.DataFrame, palette: str) -> None:
-    """Many curves: colour encodes the (first) rank of each, on a log scale."""
+def nice_ranks(lo: int, hi: int) -> list[int]:
+    """Colour-bar ticks on a log(rank + 1) scale: lo, hi and 1-2-5 ranks between them."""
+    nice = [m * 10**e for e in range(0, 7) for m in (1, 2, 5)]
+    ticks = [lo, *[r for r in nice if lo < r < hi], hi]
+    keep = [ticks[0]]
+    for t in ticks[1:]:  # ticks closer than a fifth of a decade crowd each other
+        if np.log10(t + 1) - np.log10(keep[-1] + 1) >= 0.2 or t == hi:
+            keep.append(t)
+    if len(keep) > 2 and np.log10(keep[-1] + 1) - np.log10(keep[-2] + 1) < 0.2:
+        keep.pop(-2)
+    return keep
+
+
+def _rank_colorbar(fig, ax, orders: list[int], plot: PlotSettings) -> None:
+    """Many rank curves: colour encodes the rank, on a log(rank + 1) scale, ticks at ranks."""
     from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import ListedColormap, LogNorm
 
-    starts = curves.drop_duplicates("curve").set_index("curve").loc[order]["order"].to_numpy()
-    cmap = ListedColormap(_palette(palette, len(order)))
-    sm = ScalarMappable(norm=LogNorm(max(starts.min(), 0) + 1, starts.max() + 1), cmap=cmap)
-    fig.colorbar(sm, ax=ax, label="rank + 1 (first rank of the bin)")
+    cmap, norm = rank_colormap(orders, plot)
+    cb = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="rank")
+    ticks = nice_ranks(min(orders), max(orders))
+    cb.set_ticks([t + 1 for t in ticks])
+    cb.set_ticklabels([str(t) for t in ticks])
+    cb.ax.minorticks_off()
 
 
 def metric_figure(
@@ -188,22 +347,36 @@ def metric_figure(
     name: str = "figure",
     keep: bool = False,
 ) -> Drawn:
-    """Loss (log-log) or accuracy (log x) against presentations, one curve per `curve`."""
+    """Loss (log-log) or accuracy (log x) against presentations, one curve per `curve`.
+
+    Up to QUALITATIVE_MAX curves get distinct colours and a legend; more rank curves a
+    sequential palette over log rank with a colour bar "rank"; more than MAX_LEGEND rank bins a
+    log-spaced subset (the title says which). Floors (ceilings) are dotted in the curve's colour,
+    a band where several coincide; the legend below says so in black."""
     import matplotlib.pyplot as plt
 
-    order = curves.drop_duplicates("curve").sort_values("order")["curve"].tolist()
-    colors = dict(zip(order, _palette(plot.palette, len(order)), strict=True))
+    first = curves.drop_duplicates("curve").sort_values("order")
+    bins = "rank_lo" in curves.columns and "rank" not in curves.columns  # else one per rank
+    order, note = choose_curves(first["curve"].tolist(), first["order"].tolist(), bins)
+    starts = first.set_index("curve").loc[order, "order"].astype(np.int64).tolist()
+    colors = dict(zip(order, curve_colors(starts, plot), strict=True))
     fig, ax = plt.subplots(figsize=tuple(plot.figsize))
     cur = curves.set_index("curve").loc[order].reset_index()
-    data = _draw_curves(ax, cur, metric, colors, style, plot.floor)
-    _axes(ax, metric, plot, title)
-    ref = "floor" if metric == "loss" else "ceiling"
-    floor_drawn = plot.floor and ref in data.columns and bool(np.isfinite(data[ref]).any())
+    data, refs, banded = _draw_curves(ax, cur, metric, colors, style, plot.floor)
+    band = draw_references(ax, refs)
+    values = [data[metric]] if len(data) else []
+    for col in (f"{metric}_lo", f"{metric}_hi"):
+        if col in data.columns:
+            values.append(data[col])
+    values.append(pd.Series([v for v, _ in refs], dtype=np.float64))
+    full = title if not note else f"{title}\n({note})"
+    _axes(ax, metric, plot, full, pd.concat(values, ignore_index=True) if values else [])
+    many_ranks = not bins and len(order) > QUALITATIVE_MAX
     fresh = bool(curves.attrs.get("run", {}).get("fresh_bits"))
-    label = floor_label(fresh) if ref == "floor" else CEILING_LABEL
-    _legend(ax, plot, len(order), floor_drawn, label)
-    if len(order) > MAX_LEGEND:
-        _rank_colorbar(fig, ax, order, curves, plot.palette)
+    styles = style_handles(metric, refs=bool(refs), band=band, seeds=banded, fresh_bits=fresh)
+    place_legends(ax, plot, curves=not many_ranks, styles=styles)
+    if many_ranks:
+        _rank_colorbar(fig, ax, starts, plot)
     return Drawn(data, save_figure(fig, out_dir, name, plot, keep), fig if keep else None)
 
 
@@ -226,22 +399,24 @@ def comparative_figure(
     runs = [r for r in labels if r in set(sub["run"])]
     sub["curve"] = sub["run"].map(labels)
     colors = dict(
-        zip([labels[r] for r in runs], _palette(plot.run_palette, len(runs)), strict=True)
+        zip([labels[r] for r in runs], _palette(plot.run_palette, len(runs)), strict=False)
     )
     sub = sub[sub["run"].isin(runs)]
     fig, axs = plt.subplots(1, 2, figsize=(plot.figsize[0] * 1.5, plot.figsize[1]))
     parts = []
-    for ax, metric in zip(axs, ("loss", "accuracy"), strict=True):
-        parts.append(_draw_curves(ax, sub, metric, colors, "line", plot.floor))
-        _axes(ax, metric, plot, f"{metric} vs presentations, {bin_label(lo, hi)}")
-    data = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-    floor_drawn = plot.floor and "floor" in data.columns and bool(np.isfinite(data["floor"]).any())
     fresh = bool(binned.attrs.get("run", {}).get("fresh_bits"))
-    _legend(axs[0], plot, len(runs), floor_drawn, floor_label(fresh))
-    ceil_drawn = (
-        plot.floor and "ceiling" in data.columns and bool(np.isfinite(data["ceiling"]).any())
-    )
-    _legend(axs[1], plot, len(runs), ceil_drawn, CEILING_LABEL)
+    for i, (ax, metric) in enumerate(zip(axs, ("loss", "accuracy"), strict=True)):
+        d, refs, banded = _draw_curves(ax, sub, metric, colors, "line", plot.floor)
+        band = draw_references(ax, refs)
+        vals = [d[metric]] if len(d) else []
+        vals += [d[c] for c in (f"{metric}_lo", f"{metric}_hi") if c in d.columns]
+        vals.append(pd.Series([v for v, _ in refs], dtype=np.float64))
+        _axes(ax, metric, plot, f"{metric} vs presentations, {bin_label(lo, hi)}",
+              pd.concat(vals, ignore_index=True))  # fmt: skip
+        styles = style_handles(metric, refs=bool(refs), band=band, seeds=banded, fresh_bits=fresh)
+        place_legends(ax, plot, curves=i == 1, styles=styles)
+        parts.append(d)
+    data = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     fig.suptitle(f"{title}: {bin_label(lo, hi)}" if title else bin_label(lo, hi), fontsize=11)
     fig.tight_layout()
     return Drawn(data, save_figure(fig, out_dir, name, plot, keep), fig if keep else None)
@@ -264,14 +439,17 @@ def heatmap_figure(
     pivot = last.pivot_table(index=["rank_lo", "rank_hi"], columns="position", values=metric)
     fig, ax = plt.subplots(figsize=tuple(plot.figsize))
     im = ax.imshow(pivot.to_numpy(), aspect="auto", cmap="magma_r", interpolation="nearest")
-    ax.set_yticks(range(len(pivot.index)))
-    ax.set_yticklabels([bin_label(lo, hi) for lo, hi in pivot.index], fontsize=7)
+    # every bin is a row; with many (105 at K = 100000) evenly spaced rows carry a label
+    los = [int(lo) for lo, _ in pivot.index]
+    rows = sorted({int(round(i)) for i in np.linspace(0, len(los) - 1, min(len(los), 20))})
+    ax.set_yticks(rows)
+    ax.set_yticklabels([bin_label(*pivot.index[i]) for i in rows], fontsize=7)
     cols = pivot.columns.to_numpy()
     step_ticks = max(1, len(cols) // 10)
     ax.set_xticks(range(0, len(cols), step_ticks))
     ax.set_xticklabels(cols[::step_ticks])
     ax.set_xlabel("position (predicted bit)")
-    ax.set_ylabel("rank bin")
+    ax.set_ylabel("rank bin" if len(rows) == len(los) else f"rank bin ({len(los)} rows)")
     fig.colorbar(im, ax=ax, label=LOSS_LABEL if metric == "loss" else ACC_LABEL)
     ax.set_title(f"{title} (step {int(last['step'].iloc[0])})", fontsize=10)
     data = pivot.reset_index()

@@ -68,6 +68,11 @@ def _write_table(df: pd.DataFrame, path: Path, flag: str) -> None:
     print(f"wrote {path} ({len(df)} rows)")
 
 
+def file_label(lo: int, hi: int) -> str:
+    """A rank bin in a file name, as legends name it (binning.bin_label): ranks_0-4."""
+    return bin_label(int(lo), int(hi)).replace(" ", "_")
+
+
 def _selection(cfg: AnalysisConfig, name: str) -> list[int] | None:
     sels = {**RANK_SELECTIONS, **cfg.rank_selections}
     if name == "all":
@@ -142,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
     from ..analysis import lag, plots, summaries
     from ..analysis.cache import process_run
     from ..analysis.groups import band, check_group
+    from ..analysis.load import check_path
 
     cfg = load_analysis_config(args.config)
     experiment = args.experiment or cfg.defaults.experiment
@@ -161,6 +167,8 @@ def run(args: argparse.Namespace) -> int:
     fig_dir = (args.figures_dir or Path(cfg.paths.figures)) if save else None
     s = cfg.summary
 
+    for p in paths:  # every input exists before anything is printed
+        check_path(Path(p))
     print(f"experiment {experiment}: {len(paths)} run(s)" +
           (f", one seed group {args.group!r}" if args.group else ""))  # fmt: skip
     processed = []
@@ -203,7 +211,8 @@ def run(args: argparse.Namespace) -> int:
         for lo, hi in bins.itertuples(index=False):
             d = plots.comparative_figure(
                 drawn, int(lo), int(hi), drawn_labels, plot=cfg.plot, title=f"{experiment}",
-                out_dir=sub, name=f"{experiment}_loss_accuracy_ranks_{lo}-{hi}", keep=interactive,
+                out_dir=sub, name=f"{experiment}_loss_accuracy_{file_label(lo, hi)}",
+                keep=interactive,
             )  # fmt: skip
             written += d.paths
     elif args.group:
@@ -274,7 +283,15 @@ def _print_summaries(thr: pd.DataFrame, runs: pd.DataFrame, s) -> None:
                            "display.float_format", "{:.4g}".format):  # fmt: skip
         print("\nruns: memorized bits at the last evaluation, per sequence (L-1)(1 - loss/ln 2)")
         print("clipped at 0 per sequence; unclipped; the Bayes floor's ceiling by the same formula")
-        print(runs.drop(columns=["label"]).to_string(index=False))
+        shown = runs.drop(columns=["label"])
+        n = [_count(v) for v in runs["n_params"]]  # legacy logs do not record it: unknown
+        shown["n_params"] = n
+        bpp = zip(runs["bits_per_param"], n, strict=True)
+        shown["bits_per_param"] = [f"{b:.4g}" if isinstance(c, int) else "unknown" for b, c in bpp]
+        for col in ("memorized_bits", "memorized_bits_unclipped", "bits_ceiling"):
+            if shown[col].isna().any():  # e.g. no Bayes ceiling without the bits: unknown
+                shown[col] = [f"{v:.4g}" if np.isfinite(v) else "unknown" for v in shown[col]]
+        print(shown.to_string(index=False))
         head = thr[thr["rank_lo"] < 1000]
         print(
             f"\npresentations to reach loss <= {s.loss_threshold} nats and accuracy >= "
@@ -283,6 +300,14 @@ def _print_summaries(thr: pd.DataFrame, runs: pd.DataFrame, s) -> None:
         cols = ["run", "rank_lo", "rank_hi", "presentations_to_loss", "presentations_to_accuracy",
                 "final_loss", "final_accuracy"]  # fmt: skip
         print(head[cols].to_string(index=False))
+
+
+def _count(v) -> int | str:
+    """A recorded count, or "unknown" where the run does not record it."""
+    try:
+        return int(v) if v is not None and np.isfinite(float(v)) else "unknown"
+    except (TypeError, ValueError):
+        return "unknown"
 
 
 def lag_rows(lags: pd.DataFrame, gaps: pd.DataFrame, group: str | None) -> pd.DataFrame:

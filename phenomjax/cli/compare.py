@@ -22,7 +22,9 @@ def run(args: argparse.Namespace) -> int:
             "(the last RUN has no FIT)"
         )
     pairs = [(Path(a), Path(b)) for a, b in zip(args.paths[::2], args.paths[1::2], strict=True)]
-    names = args.names.split(",") if args.names else [r.name for r, _ in pairs]
+    # a run's name in file names: a legacy log's without .pkl, as analyze names it
+    names = args.names.split(",") if args.names else [r.stem if r.is_file() else r.name
+                                                       for r, _ in pairs]  # fmt: skip
     if len(names) != len(pairs):
         raise DataError(f"--names: expected {len(pairs)} names, got {len(names)}")
     out = Path(args.out) if args.out else pairs[0][1] / "figures"

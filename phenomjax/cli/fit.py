@@ -40,7 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--num-evals", type=int, default=24, help="log-spaced fit evaluations (default 24)"
     )
     p.add_argument("--no-shift", action="store_true", help="fix the presentation scale at 1")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--no-progress", action="store_true", help="no progress bars (e.g. in batch jobs)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,7 +14,10 @@ from ..phenom.train import FitConfig
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="base TOML config (as for fit-phenom)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config field, e.g. --set train.steps=2000 (repeatable)",
+    )  # fmt: skip
     parser.add_argument(
         "--lr", type=comma_floats, default=None, help="learning rates, e.g. 1e-3,1e-2"
     )
@@ -29,7 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--devices", type=int, default=1, help="devices to split members over (0 = all)"
     )
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bars (e.g. in batch jobs)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -208,7 +208,7 @@ def _group(
             evaluate=evaluate,
             max_chunk=tr.max_chunk,
             batch=S * H * (tr.batch if tr.mode == "stochastic" else K),
-            desc=f"sweep w={model.w} d={model.d} {model.param} ({S * H} members)",
+            desc=f"sweep {tr.mode} w={model.w} d={model.d} {model.param} ({S * H} members)",
             progress=progress,
         )
     except NonFiniteLossError:
