@@ -94,3 +94,29 @@ def test_train_data_parallel_on_four_devices_matches_one(tmp_path):
     assert a["presentations"] == b["presentations"]  # same batches on every device count
     np.testing.assert_allclose(b["loss"], a["loss"], rtol=1e-4, atol=1e-5)
     print("max |loss| difference, 4 devices vs 1:", np.abs(np.subtract(a["loss"], b["loss"])).max())
+
+
+def test_train_on_two_processes_matches_one(tmp_path):
+    """Multi-host training: two processes on 127.0.0.1 (gloo), two local devices each, train
+    the tiny transformer data-parallel over all four and give one process's numbers."""
+    ref, got = tmp_path / "one.json", tmp_path / "two.json"
+    _run("train", ref, host_devices=1, devices=1)
+    port = _free_port()
+    procs = [
+        _run(
+            "train",
+            got,
+            host_devices=2,
+            devices=0,
+            wait=False,
+            extra=["--process-id", str(i), "--num-processes", "2", "--port", str(port)],
+        )
+        for i in range(2)
+    ]
+    for p in procs:
+        _check(p)
+    a, b = json.loads(ref.read_text()), json.loads(got.read_text())
+    assert b["process_count"] == 2 and b["device_count"] == 4
+    assert a["presentations"] == b["presentations"]  # the same batches, split over hosts
+    np.testing.assert_allclose(b["loss"], a["loss"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(b["accuracy"], a["accuracy"], atol=1e-6)
