@@ -14,8 +14,8 @@ A second run reuses what it can: a complete run directory with the same config i
 retrained (one cut short is resumed; one of another config is an error, never overwritten),
 complete fit sweeps with the same grid are not swept again, the analysis tables come from the
 content-keyed cache. --fresh deletes the three folders first. The fit grid is small on
-purpose (DEMO_GRID): the whole demo stays within ~5 minutes on 2 CPU cores;
-`phenomjax fit` runs the full default grid.
+purpose (phenomjax/configs/fit_demo.toml): the whole demo stays within ~5 minutes on 2 CPU
+cores; `phenomjax fit` runs the full default grid (fit.toml).
 """
 
 from __future__ import annotations
@@ -34,21 +34,13 @@ from .analysis.plots import curves_from_bins, heatmap_figure, metric_figure, use
 from .analysis.settings import PlotSettings
 from .config import load_config, to_dict
 from .errors import RunDirError
-from .phenom.fit import fit_run, format_report
+from .phenom.fit import FitGridConfig, default_grid, fit_run, format_report, grid_config
 from .runs import RunDir, jsonable
 from .transformer.train import TrainConfig, embedded_config, train
 
-# Both modes, capacity w = 1 (a logistic model of single bits) vs w = 8 (~log2 K: can memorize
-# everything), three learning rates around the demo's best, three seeds for the best.
-DEMO_GRID = {
-    "ws": (1, 8),
-    "ds": (8,),
-    "lrs": (1e-4, 3e-4, 1e-3),
-    "scales": (0.1,),
-    "seeds": 3,
-    "modes": ("expected", "stochastic"),
-    "num_evals": 16,
-}
+# The demo's fit grid is phenomjax/configs/fit_demo.toml; as fit_run keywords for callers
+# that spread it (fit_run(run, out, **DEMO_GRID)).
+DEMO_GRID = {"config": default_grid("fit_demo")}
 
 
 def ensure_trained(cfg: TrainConfig, out: Path, progress: bool) -> tuple[RunDir, str]:
@@ -105,12 +97,13 @@ def demo(
     fresh: bool = False,
     progress: bool = True,
     config: str = "demo",
-    grid: dict | None = None,
+    grid: FitGridConfig | dict | None = None,
     emit: Callable[[str], None] = lambda text: None,
 ) -> dict:
     """Run the demo; returns its summary (`format_summary` gives the text the command prints).
 
-    `config` names an embedded training config (tests use "tiny"), `grid` replaces DEMO_GRID.
+    `config` names an embedded training config (tests use "tiny"), `grid` replaces fit_demo.toml
+    (a FitGridConfig, or fit_run's old keywords applied on top of fit_demo.toml).
     `emit(text)` receives each stage's report as it finishes (the command prints them).
     """
     t0 = time.perf_counter()
@@ -138,8 +131,10 @@ def demo(
     )
 
     t = time.perf_counter()
-    grid = dict(DEMO_GRID if grid is None else grid)
-    report = fit_run(run.path, fit_dir, progress=progress, **grid)
+    base = default_grid("fit_demo")
+    if isinstance(grid, dict):
+        grid = grid_config(base, **grid)
+    report = fit_run(run.path, fit_dir, grid or base, progress=progress)
     times["fit_s"] = time.perf_counter() - t
     emit(format_report(report))
 
@@ -158,6 +153,11 @@ def demo(
         "figures": [str(x) for x in paths + ov.paths],
         "overlay": str(figures / "overlay.png"),
         "score_mean": report["score_mean"],
+        "lag": report["lag"],
+        "verdicts": report["verdicts"],
+        "reproduces_lag": report["reproduces_lag"],
+        "sign_knob": report["sign_knob"],
+        "noise": report["noise"],
         "score_std": report["score_std"],
         "best": (b := report["best"]),
         "shift": report["shift"],
@@ -168,13 +168,37 @@ def demo(
         "wall_time_s": times,
     }
     summary["n_params"] = run.manifest().get("n_params")
+    bound = " (at its bound)" if report["shift_at_bound"] else ""
     summary["fit_line"] = (
-        f"{b['mode']} w={b['w']:g} d={b['d']:g} lr={b['lr']:g} scale={b['scale']:g}, "
-        f"presentations x {report['shift']:.2f}; log-loss RMSE {report['score_mean']:.4f} +- "
+        f"{b['mode']} {b['optimizer']} {b['param']} w={b['w']:g} d={b['d']:g} lr={b['lr']:g} "
+        f"scale={b['scale']:g}, "
+        f"presentations x {report['shift']:.2f}{bound}"
+        f"; band {report['band_score']:.2f}, lag {report['lag_score']:.2f} (seed-band units); "
+        f"log-loss RMSE {report['score_mean']:.4f} +- "
         f"{report['score_std']:.4f} over {len(report['per_seed'])} seeds, accuracy RMSE "
         f"{report['accuracy_rmse']:.4f}"
     )
     return summary
+
+
+def lag_lines(summary: dict) -> str:
+    """The lag table (transformer vs fit, per bin and level) and the per-bin verdicts."""
+    head = f"  {'rank bin':<12}{'level':>6}{'transformer lag [range]':>26}{'fit':>8}{'z':>6}"
+    lines = [f"  noise reference: {summary['noise']}", head]
+    for x in summary["lag"]:
+        lines.append(
+            f"  {bin_label(x['rank_lo'], x['rank_hi']):<12}{x['level']:>6.2f}"
+            f"{x['ratio_ref']:>12.2f} [{x['ratio_ref_lo']:.2f}, {x['ratio_ref_hi']:.2f}]"
+            f"{x['ratio_fit']:>9.2f}{x['z_lag']:>6.1f}"
+        )
+    for v in summary["verdicts"]:
+        band = "within the seed band" if v["within_band"] else "outside the seed band"
+        lines.append(
+            f"  {bin_label(v['rank_lo'], v['rank_hi']):<12} z {v['z']:.1f}: {band}; lag {v['lag']}"
+        )
+    lines.append(f"  lag reproduced: {'yes' if summary['reproduces_lag'] else 'no'}; "
+                 f"sign set by: {summary['sign_knob']}")  # fmt: skip
+    return "\n".join(lines)
 
 
 def format_summary(summary: dict) -> str:
@@ -190,6 +214,7 @@ def format_summary(summary: dict) -> str:
         f"  {summary['top_bin']}: final loss {summary['top_loss']:.4f} nats vs Bayes floor "
         f"{summary['top_floor']:.4f} (ratio {summary['top_loss'] / summary['top_floor']:.2f})\n"
         f"  memorized bits: {summary['memorized_bits']:.0f}\n"
+        f"{lag_lines(summary)}\n"
         f"  wall time: {t['total_s']:.1f} s (train {t['train_s']:.1f}, analyse "
         f"{t['analyse_s']:.1f}, fit {t['fit_s']:.1f}, compare {t['compare_s']:.1f})"
     )

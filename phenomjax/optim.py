@@ -6,8 +6,10 @@ sweep can set one rate per member without recompiling.
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -57,12 +59,38 @@ def schedule(cfg: OptimConfig, total_steps: int) -> optax.Schedule:
     return optax.join_schedules([optax.linear_schedule(0.0, cfg.lr, warm), after], [warm])
 
 
-def _base(name: str, cfg: OptimConfig, learning_rate):
+# where the decay applies, in the manifest's words (docs/design.md §3)
+DECAY_CONVENTION = (
+    "decoupled weight decay on tensors of 2+ dimensions per layer (weight matrices, embeddings); "
+    "none on biases or LayerNorm gains (nanoGPT's configure_optimizers)"
+)
+
+
+def weight_decay_mask(params: Any, stacked: tuple[str, ...] = ("blocks",)) -> Any:
+    """True for the leaves weight decay applies to: tensors of two or more dimensions per layer.
+
+    Leaves under a key in `stacked` hold one slice per layer along their first axis (scanned
+    layers), so a stacked LayerNorm gain (n_layer, width) is a vector per layer and is not decayed.
+    """
+
+    def ndim(path, leaf) -> int:
+        keys = [getattr(k, "key", None) for k in path]
+        return leaf.ndim - (1 if any(k in stacked for k in keys) else 0)
+
+    return jax.tree_util.tree_map_with_path(lambda p, x: ndim(p, x) >= 2, params)
+
+
+def _base(name: str, cfg: OptimConfig, learning_rate, mask=None):
     if name == "adam":
         return optax.adam(learning_rate, b1=cfg.momentum, b2=cfg.b2, eps=cfg.eps)
     if name == "adamw":
         return optax.adamw(
-            learning_rate, b1=cfg.momentum, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay
+            learning_rate,
+            b1=cfg.momentum,
+            b2=cfg.b2,
+            eps=cfg.eps,
+            weight_decay=cfg.weight_decay,
+            mask=mask,
         )
     if name == "sgd":
         return optax.sgd(learning_rate)
@@ -73,13 +101,18 @@ def _base(name: str, cfg: OptimConfig, learning_rate):
     if name == "adagrad":
         return optax.adagrad(learning_rate, eps=cfg.eps)
     if name == "lion":
-        return optax.lion(learning_rate, b1=cfg.momentum, b2=cfg.b2, weight_decay=cfg.weight_decay)
+        return optax.lion(
+            learning_rate, b1=cfg.momentum, b2=cfg.b2, weight_decay=cfg.weight_decay, mask=mask
+        )
     raise ConfigError(f"optimizer.name: expected one of {list(OPTIMIZERS)}, got {name!r}")
 
 
-def make_optimizer(cfg: OptimConfig, total_steps: int) -> optax.GradientTransformation:
-    """The configured optimizer with its schedule and optional clipping."""
-    tx = _base(cfg.name, cfg, schedule(cfg, total_steps))
+def make_optimizer(
+    cfg: OptimConfig, total_steps: int, mask: Any | Callable | None = None
+) -> optax.GradientTransformation:
+    """The configured optimizer with its schedule and optional clipping; `mask` (a pytree of
+    bools or a function of the params, e.g. weight_decay_mask) limits adamw/lion weight decay."""
+    tx = _base(cfg.name, cfg, schedule(cfg, total_steps), mask)
     if cfg.clip_norm > 0:
         tx = optax.chain(optax.clip_by_global_norm(cfg.clip_norm), tx)
     return tx

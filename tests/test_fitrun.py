@@ -162,15 +162,19 @@ def test_identifiability_recovers_the_generating_settings(truth_fit):
     assert on_disk["best"] == rep["best"] and len(on_disk["per_bin"]) >= 2
     assert rep["grid"]["members"] == 6 and "total_s" in rep["wall_time_s"]
     text = format_report(rep)
-    assert "best: expected w=2 d=4 lr=0.01" in text and "ranks" not in text.split("\n")[0]
+    assert (
+        "best: expected adam" in text
+        and "full w=2 d=4 lr=0.01" in text
+        and "ranks" not in text.split("\n")[0]
+    )
 
 
 def test_rerun_reuses_complete_sweeps(truth_fit):
     run, out, rep = truth_fit
-    stamp = (out / "sweeps" / "expected" / "sweep.parquet").stat().st_mtime_ns
+    stamp = (out / "sweeps" / "expected-0-adam" / "sweep.parquet").stat().st_mtime_ns
     best_stamp = (out / "best" / "manifest.json").stat().st_mtime_ns
     again = fit_run(run, out, modes=("expected",), seeds=3, num_evals=12, progress=False, **GRID)
-    assert (out / "sweeps" / "expected" / "sweep.parquet").stat().st_mtime_ns == stamp
+    assert (out / "sweeps" / "expected-0-adam" / "sweep.parquet").stat().st_mtime_ns == stamp
     assert (out / "best" / "manifest.json").stat().st_mtime_ns == best_stamp
     assert again["best"] == rep["best"] and again["score"] == rep["score"]
 
@@ -203,4 +207,4 @@ def test_cli_prints_the_table(truth_fit, capsys):
             "--no-progress"]  # fmt: skip
     assert main(args) == 0
     text = capsys.readouterr().out
-    assert "best: expected w=2 d=4" in text and "report.json" in text
+    assert "full w=2 d=4" in text and "report.json" in text

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
-from ..config import load_config
+from ..config import comma_ints, load_config
 from ..data import make_bits, zipf_weights
 from ..runs import RunDir
 from ..transformer.train import TrainConfig, embedded_config, train
@@ -22,6 +23,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--out", help="run directory (default: runs/<config stem>)")
     p.add_argument("--resume", action="store_true", help="continue a stopped run")
+    p.add_argument(
+        "--seeds",
+        type=comma_ints,
+        default=None,
+        help="train a seed group: one run per seed (data.seed = s: bits, init and batches) "
+        "in <out>/seed-<s>; `phenomjax fit <out>` reads the group as one experiment",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -52,6 +60,12 @@ def run(args: argparse.Namespace) -> int:
         path = embedded_config(args.config)
     cfg = load_config(TrainConfig, path, args.set)
     out = Path(args.out) if args.out else Path("runs") / path.stem
-    result = train(cfg, out, resume=args.resume, progress=not args.no_progress)
-    print(summary(result))
+    if args.seeds is None:
+        result = train(cfg, out, resume=args.resume, progress=not args.no_progress)
+        print(summary(result))
+        return 0
+    for s in dict.fromkeys(args.seeds):
+        seeded = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, seed=s))
+        result = train(seeded, out / f"seed-{s}", resume=args.resume, progress=not args.no_progress)
+        print(summary(result))
     return 0

@@ -23,32 +23,150 @@ run; changed settings recompute them.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import shutil
 import time
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..analysis.binning import default_edges
+from ..analysis.groups import load_group
+from ..analysis.lag import bin_lag, rank_crossings
 from ..analysis.load import read_tables
-from ..config import to_dict
-from ..data import DataConfig
+from ..bayes import per_sequence_floor
+from ..config import load_config, to_dict
+from ..data import DataConfig, make_bits, zipf_weights
 from ..errors import ConfigError, DataError
-from ..runs import RunDir, atomic_write_json, jsonable
-from .scoring import ScoreConfig, binned, member_binned, score_curves, score_members
+from ..optim import OPTIMIZERS
+from ..runs import RunDir, atomic_write_bytes, atomic_write_json, jsonable
+from .scoring import (
+    ScoreConfig,
+    binned,
+    build_reference,
+    lag_agreement,
+    member_tables,
+    score_curves,
+    score_members_lag,
+    total_score,
+)
 from .sweep import read_sweep, sweep
 from .train import FitConfig, ModelSection, PhenomOptimConfig, TrainSection, fit_phenom
 
-DEFAULT_WS = (1, 4, 8)
-DEFAULT_DS = (8,)
-DEFAULT_LRS = (3e-5, 1e-4, 3e-4, 1e-3)
-DEFAULT_SCALES = (0.01, 0.1)
 MODES = ("expected", "stochastic")
-SETTINGS = ["mode", "w", "d", "lr", "scale"]
-DEFAULT_SCORE = ScoreConfig()
+SETTINGS = ["mode", "optimizer", "b1", "b2", "weight_decay", "param", "w", "d", "lr", "scale"]
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerEntry:
+    """One optimizer of the family and its swept hyperparameters (learning rates are vmapped,
+    the rest are outer loops). Fields an optimizer does not use are left out of its product."""
+
+    name: str = "adam"  # sgd, momentum, adam, adamw (any of phenomjax.optim.OPTIMIZERS)
+    lr: tuple[float, ...] = (3e-5, 1e-4, 3e-4, 1e-3)
+    b1: tuple[float, ...] = (0.9,)  # adam-type b1, or the momentum coefficient
+    b2: tuple[float, ...] = (0.999,)  # adam-type b2
+    weight_decay: tuple[float, ...] = (0.0,)  # decoupled decay (adamw, lion)
+
+    def validate(self) -> None:
+        if self.name not in OPTIMIZERS:
+            raise ConfigError(f"name: expected one of {list(OPTIMIZERS)}, got {self.name!r}")
+        for f in ("lr", "b1", "b2", "weight_decay"):
+            v = getattr(self, f)
+            if not v:
+                raise ConfigError(f"{f}: expected a non-empty list")
+            if f == "lr" and not all(np.isfinite(x) and x > 0 for x in v):
+                raise ConfigError(f"lr: expected finite values > 0, got {list(v)}")
+            if f != "lr" and not all(0 <= x for x in v):
+                raise ConfigError(f"{f}: expected values >= 0, got {list(v)}")
+
+    def configs(self) -> list[PhenomOptimConfig]:
+        """The outer-loop optimizer configs (lr is the first rate; sweeps vmap the rest)."""
+        uses = {"b1": self.name in ("momentum", "adam", "adamw", "lion"),
+                "b2": self.name in ("adam", "adamw", "lion"),
+                "weight_decay": self.name in ("adamw", "lion")}  # fmt: skip
+        axes = [getattr(self, f) if uses[f] else (None,) for f in ("b1", "b2", "weight_decay")]
+        out = []
+        for b1, b2, wd in itertools.product(*axes):
+            kw = {"name": self.name, "lr": self.lr[0], "weight_decay": wd or 0.0}
+            if b1 is not None:
+                kw["momentum"] = b1
+            if b2 is not None:
+                kw["b2"] = b2
+            out.append(PhenomOptimConfig(**kw))
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class GridSection:
+    modes: tuple[str, ...] = MODES  # expected and/or stochastic
+    w: tuple[int, ...] = (1, 4, 8)  # windows
+    d: tuple[int, ...] = (8,)  # widths
+    param: tuple[str, ...] = ("full",)  # full, shared, relative
+    embedding: str = "random"  # random, learned, spin
+    scale: tuple[float, ...] = (0.01, 0.1)  # initial scales (vmapped)
+    seeds: int = 3  # seeds of the best's refit (the run's seed and the next ones)
+    num_evals: int = 24  # log-spaced evaluations of every member
+    batch: int = 0  # 0: the run's batch
+
+    def validate(self) -> None:
+        bad = [m for m in self.modes if m not in MODES]
+        if bad or not self.modes:
+            raise ConfigError(f"modes: expected some of {list(MODES)}, got {list(self.modes)}")
+        if self.seeds < 1:
+            raise ConfigError(f"seeds: expected >= 1, got {self.seeds}")
+        if self.num_evals < 1:
+            raise ConfigError(f"num_evals: expected >= 1, got {self.num_evals}")
+        for f in ("w", "d", "param", "scale"):
+            if not getattr(self, f):
+                raise ConfigError(f"{f}: expected a non-empty list")
+
+
+@dataclasses.dataclass(frozen=True)
+class FitGridConfig:
+    """The fit grid (phenomjax/configs/fit.toml; the demo's is fit_demo.toml)."""
+
+    grid: GridSection = GridSection()
+    optimizers: tuple[OptimizerEntry, ...] = (OptimizerEntry(),)
+    score: ScoreConfig = ScoreConfig()
+
+    def validate(self) -> None:
+        if not self.optimizers:
+            raise ConfigError("optimizers: expected at least one [[optimizers]] entry")
+
+
+# the old keyword arguments of fit_run, as overrides of the config
+LEGACY = {"ws": "w", "ds": "d", "scales": "scale", "seeds": "seeds", "modes": "modes",
+          "num_evals": "num_evals", "batch": "batch", "embedding": "embedding"}  # fmt: skip
+
+
+def grid_config(base: FitGridConfig | None = None, **kw) -> FitGridConfig:
+    """`base` (default: the shipped fit.toml) with the old fit_run keywords applied: ws, ds,
+    lrs, scales, seeds, modes, num_evals, batch, embedding, optimizer, param, score, edges."""
+    cfg = base or default_grid()
+    g = {LEGACY[k]: (tuple(v) if isinstance(v, (list, tuple)) else v)
+         for k, v in kw.items() if k in LEGACY and v is not None}  # fmt: skip
+    if kw.get("param"):
+        g["param"] = (kw["param"],) if isinstance(kw["param"], str) else tuple(kw["param"])
+    grid = dataclasses.replace(cfg.grid, batch=g.pop("batch", cfg.grid.batch) or 0, **g)
+    opts = cfg.optimizers
+    if kw.get("optimizer") or kw.get("lrs"):
+        name = kw.get("optimizer") or opts[0].name
+        opts = (dataclasses.replace(opts[0], name=name, lr=tuple(kw.get("lrs") or opts[0].lr)),)
+    out = dataclasses.replace(cfg, grid=grid, optimizers=opts, score=kw.get("score") or cfg.score)
+    for part in (out.grid, *out.optimizers, out.score, out):
+        part.validate()
+    return out
+
+
+def default_grid(name: str = "fit") -> FitGridConfig:
+    """A shipped grid: phenomjax/configs/<name>.toml."""
+    path = Path(str(resources.files("phenomjax") / "configs" / f"{name}.toml"))
+    return load_config(FitGridConfig, path)
 
 
 def read_empirical(run_path: str | Path, edges=None) -> tuple[pd.DataFrame, dict]:
@@ -78,7 +196,7 @@ def base_config(meta: dict, *, mode: str, batch: int | None, num_evals: int, opt
     )  # fmt: skip
 
 
-def _sweep_cached(cfg: FitConfig, out: Path, axes: dict, progress: bool) -> pd.DataFrame:
+def _sweep_cached(cfg: FitConfig, out: Path, axes: dict, optimizers, progress: bool):
     """sweep() into `out`, or the complete sweep already there with the same config and axes."""
     want = jsonable({"base_config": to_dict(cfg), "axes": axes})
     meta = out / "sweep.json"
@@ -90,97 +208,158 @@ def _sweep_cached(cfg: FitConfig, out: Path, axes: dict, progress: bool) -> pd.D
             return table
     if out.exists():
         shutil.rmtree(out)  # ours, and stale or cut short: recompute
-    return sweep(cfg, **{k + "s": v for k, v in axes.items()}, out=out, progress=progress)
+    ax = {k + "s": v for k, v in axes.items() if k != "optimizer"}
+    return sweep(cfg, **ax, optimizers=optimizers, out=out, progress=progress)
 
 
 # per-sequence sweep rows read at once while scoring (~30 bytes each): bounds memory at K = 1e5
 SCORE_ROWS = 4_000_000
 
 
-def _score_sweep(emp, out: Path, table, edges, score: ScoreConfig, evals: int) -> pd.DataFrame:
+def run_paths(runs: str | Path | Sequence[str | Path]) -> list[Path]:
+    """The runs of one experiment: a run, several runs of a seed group, or a group folder
+    (a folder whose `seed-<s>` subfolders are the runs, as `phenomjax train --seeds` writes)."""
+    items = [runs] if isinstance(runs, (str, Path)) else list(runs)
+    out: list[Path] = []
+    for r in map(Path, items):
+        subs = (
+            sorted(r.glob("seed-*")) if r.is_dir() and not (r / "manifest.json").is_file() else []
+        )
+        out += [x for x in subs if (x / "manifest.json").is_file()] or [r]
+    if not out:
+        raise ConfigError("fit: expected at least one run")
+    return out
+
+
+def _floor(meta: dict) -> np.ndarray:
+    """Per-rank Bayes floor of a run's bits (legacy logs: fresh bits with the same K, L)."""
+    bits = make_bits(int(meta.get("seed") or 0), int(meta["K"]), int(meta["L"]))
+    return per_sequence_floor(bits, zipf_weights(int(meta["K"]), float(meta["alpha"])))[0]
+
+
+def _score_sweep(ref, out: Path, table, edges, score: ScoreConfig, floor, evals: int):
     ids = table["member"].astype(int).tolist()
     chunk = max(1, SCORE_ROWS // (int(edges[-1]) * (evals + 1)))
-    mb = member_binned(lambda m: read_sweep(out, m)[1], ids, edges, chunk=chunk)
-    return table.merge(score_members(emp, mb, score), on="member")
+    mb, ml = member_tables(lambda m: read_sweep(out, m)[1], ids, edges, floor, score.levels, chunk)
+    return table.merge(score_members_lag(mb, ml, ref, score), on="member"), ml
+
+
+def _knobs(members: pd.DataFrame, top_lo: int) -> list[dict]:
+    """Per knob value: how many live members lag (bin 5-9 or the second bin slower than the top
+    bin at the middle level) and their median lag ratio: which knob decides the sign."""
+    col = next((c for c in members.columns if c.startswith("lag_") and c != f"lag_{top_lo}"), None)
+    live = members[~members["diverged"]]
+    if col is None or live.empty:
+        return []
+    rows = []
+    for knob in ("optimizer", "weight_decay", "param", "w", "d", "mode", "scale", "lr"):
+        for v, g in live.groupby(knob, sort=True):
+            r = g[col].to_numpy(np.float64)
+            fin = r[np.isfinite(r)]
+            rows.append({"knob": knob, "value": v, "members": len(g), "reached": len(fin),
+                         "lagging": int((fin > 1).sum()),
+                         "median_ratio": float(np.median(fin)) if len(fin) else float("nan"),
+                         "bin": col[4:]})  # fmt: skip
+    return rows
+
+
+def _sign_knob(knobs: list[dict]) -> str:
+    """Names the knob whose values split members into lagging and leading ones, if any."""
+    found = []
+    for knob in dict.fromkeys(k["knob"] for k in knobs):
+        vals = [k for k in knobs if k["knob"] == knob and k["reached"]]
+        signs = {k["value"]: k["lagging"] / k["reached"] for k in vals}
+        if len(signs) > 1 and max(signs.values()) > 0.5 > min(signs.values()):
+            found.append(f"{knob} ({', '.join(f'{v}: {f:.0%} lag' for v, f in signs.items())})")
+    return "; ".join(found) if found else "none: no swept knob flips the sign of the lag"
 
 
 def fit_run(
-    run_path: str | Path,
+    run_path: str | Path | Sequence[str | Path],
     out: str | Path,
+    config: FitGridConfig | None = None,
     *,
-    ws: Sequence[int] = DEFAULT_WS,
-    ds: Sequence[int] = DEFAULT_DS,
-    lrs: Sequence[float] = DEFAULT_LRS,
-    scales: Sequence[float] = DEFAULT_SCALES,
-    seeds: int = 3,
-    modes: Sequence[str] = MODES,
-    optimizer: str = "adam",
-    param: str = "full",
-    embedding: str = "random",
-    batch: int | None = None,
-    num_evals: int = 24,
     edges: Sequence[int] | None = None,
-    score: ScoreConfig = DEFAULT_SCORE,
     progress: bool = True,
+    **legacy,
 ) -> dict:
-    """Fit the phenomenological model to the run at `run_path`; write `out`; return the report."""
+    """Fit the phenomenological model to a run or seed group; write `out`; return the report.
+
+    `config` is the fit grid (default phenomjax/configs/fit.toml); the old keywords (ws, ds,
+    lrs, scales, seeds, modes, optimizer, param, batch, num_evals, score) override it.
+    """
     t0 = time.perf_counter()
-    run_path, out = Path(run_path), Path(out)
-    bad = [m for m in modes if m not in MODES]
-    if bad or not modes:
-        raise ConfigError(f"modes: expected some of {list(MODES)}, got {list(modes)}")
-    if seeds < 1:
-        raise ConfigError(f"seeds: expected >= 1, got {seeds}")
-    emp, meta = read_empirical(run_path, edges)
+    cfg = grid_config(config, **legacy)
+    G, score = cfg.grid, cfg.score
+    paths, out = run_paths(run_path), Path(out)
+    group = load_group(paths)
+    metas = group.attrs["runs"]
+    meta = dict(metas[0])
+    meta["final_step"] = int(group["step"].max())
     e = default_edges(int(meta["K"])) if edges is None else np.asarray(edges, np.int64)
-    legacy = not meta.get("bits_known")
+    names = list(group["run"].unique())
+    floors = {n: _floor(m) for n, m in zip(names, metas, strict=True)}
+    ev = group if len(names) > 1 else group.drop(columns="run")
+    ref = build_reference(ev, floors if len(names) > 1 else {None: floors[names[0]]}, e, score)
+    legacy_bits = not meta.get("bits_known")
     seed = int(meta.get("seed") or 0)
+    floor = floors[names[0]]
     bits = (
         f"fresh bits make_bits({seed}, K, L): a legacy log does not store its bits, so the fit "
         "sees other sequences with the same K, L, alpha (floors and scores are statistical)"
-        if legacy
+        if legacy_bits
         else f"the run's own bits, make_bits({seed}, K={meta['K']}, L={meta['L']})"
     )
-    opts = dict(batch=batch, num_evals=num_evals, optimizer=optimizer, param=param,
-                embedding=embedding, seed=seed)  # fmt: skip
+    opts = dict(batch=G.batch or None, num_evals=G.num_evals, optimizer="adam", param="full",
+                embedding=G.embedding, seed=seed)  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     times: dict[str, float] = {}
 
-    scored = []
-    for mode in modes:
+    scored, lags = [], []
+    for mode in G.modes:
         t = time.perf_counter()
-        cfg = base_config(meta, mode=mode, **opts)
-        axes = {"lr": [float(x) for x in lrs], "scale": [float(x) for x in scales],
-                "seed": [seed], "w": [int(x) for x in ws], "d": [int(x) for x in ds],
-                "param": [param]}  # fmt: skip
-        folder = out / "sweeps" / mode
-        table = _sweep_cached(cfg, folder, axes, progress)
-        scored.append(_score_sweep(emp, folder, table, e, score, num_evals))
+        base = base_config(meta, mode=mode, **opts)
+        for i, entry in enumerate(cfg.optimizers):
+            axes = {
+                "lr": [float(x) for x in entry.lr],
+                "scale": [float(x) for x in G.scale],
+                "seed": [seed],
+                "w": [int(x) for x in G.w],
+                "d": [int(x) for x in G.d],
+                "param": list(G.param),
+                "optimizer": [to_dict(o) for o in entry.configs()],
+            }
+            folder = out / "sweeps" / f"{mode}-{i}-{entry.name}"  # fmt: skip
+            table = _sweep_cached(base, folder, axes, entry.configs(), progress)
+            table = table.assign(member=table["member"].astype(int), sweep=folder.name)
+            sc, ml = _score_sweep(ref, folder, table, e, score, floor, G.num_evals)
+            scored.append(sc)
+            lags.append(ml.assign(sweep=folder.name))
         times[f"sweep_{mode}_s"] = time.perf_counter() - t
-    members = pd.concat(scored, ignore_index=True).sort_values("score", kind="stable")
-    live = members[~members["diverged"] & np.isfinite(members["score"])]
+    members = pd.concat(scored, ignore_index=True).sort_values("total", kind="stable")
+    live = members[~members["diverged"] & np.isfinite(members["total"])]
     if live.empty:
-        raise DataError(f"{run_path}: every sweep member diverged or matched no point; "
+        raise DataError(f"{paths[0]}: every sweep member diverged or matched no point; "
                         "lower the learning rates")  # fmt: skip
     best = live.iloc[0]
 
-    # the best again with more seeds, and as a phenom run directory with the run's seed
     t = time.perf_counter()
-    cfg = base_config(meta, mode=str(best["mode"]), **opts)
-    m = dataclasses.replace(cfg.model, w=int(best["w"]), d=int(best["d"]),
-                            init_scale=float(best["scale"]))  # fmt: skip
-    best_cfg = dataclasses.replace(
-        cfg, model=m, optimizer=dataclasses.replace(cfg.optimizer, lr=float(best["lr"]))
-    )
-    per_seed = [{"seed": seed, "score": float(best["score"]), "shift": float(best["shift"]),
-                 "accuracy_rmse": float(best["accuracy_rmse"])}]  # fmt: skip
-    if seeds > 1:
-        axes = {"lr": [float(best["lr"])], "scale": [float(best["scale"])],
-                "seed": [seed + i for i in range(1, seeds)], "w": [int(best["w"])],
-                "d": [int(best["d"])], "param": [param]}  # fmt: skip
-        refit = _sweep_cached(best_cfg, out / "refit", axes, progress)
-        rs = _score_sweep(emp, out / "refit", refit, e, score, num_evals)
-        per_seed += rs[["seed", "score", "shift", "accuracy_rmse"]].to_dict("records")
+    base = base_config(meta, mode=str(best["mode"]), **opts)
+    m = dataclasses.replace(base.model, w=int(best["w"]), d=int(best["d"]),
+                            param=str(best["param"]), init_scale=float(best["scale"]))  # fmt: skip
+    opt = dataclasses.replace(base.optimizer, name=str(best["optimizer"]), lr=float(best["lr"]),
+                              momentum=float(best["b1"]), b2=float(best["b2"]),
+                              weight_decay=float(best["weight_decay"]))  # fmt: skip
+    best_cfg = dataclasses.replace(base, model=m, optimizer=opt)
+    cols = ["seed", "score", "band_score", "lag_score", "total", "shift"]
+    per_seed = [{k: best[k] for k in cols}]
+    if G.seeds > 1:
+        axes = {"lr": [opt.lr], "scale": [m.init_scale],
+                "seed": [seed + i for i in range(1, G.seeds)], "w": [m.w], "d": [m.d],
+                "param": [m.param], "optimizer": [to_dict(opt)]}  # fmt: skip
+        refit = _sweep_cached(best_cfg, out / "refit", axes, [opt], progress)
+        rs, _ = _score_sweep(ref, out / "refit", refit, e, score, floor, G.num_evals)
+        per_seed += rs[cols].to_dict("records")
     run_dir = out / "best"
     run = RunDir(run_dir)
     same = (
@@ -192,37 +371,58 @@ def fit_run(
         if run_dir.exists():
             shutil.rmtree(run_dir)
         fit_phenom(best_cfg, run_dir, progress=progress)
-    best_binned = binned(RunDir(run_dir).read_evals(), e)
-    detail = score_curves(emp, best_binned, score)
+    best_evals = RunDir(run_dir).read_evals()
+    detail = score_curves(ref.curves, binned(best_evals, e), score, ref.sigma)
+    best_lag = bin_lag(rank_crossings(best_evals, score.levels, floor=floor), e)
+    lag_score, lag_rows = lag_agreement(best_lag, ref, score)
     times["refit_s"] = time.perf_counter() - t
     times["total_s"] = time.perf_counter() - t0
+    verdicts = _verdicts(detail["per_bin"], lag_rows, ref, score)
+    knobs = _knobs(members, int(e[0]))
+    reproduces = bool(lag_rows) and all(r["sign_agrees"] and r["z_lag"] <= score.within
+                                         for r in lag_rows)  # fmt: skip
+    any_member = _any_reproduces(members, lags, ref, score)
 
-    scores = np.asarray([r["score"] for r in per_seed])
+    arr = {k: np.asarray([r[k] for r in per_seed], np.float64) for k in cols[1:]}
+    # lag_score is NaN for every seed when the transformer has no bin to compare: no warning
+    arr = {k: v if np.isfinite(v).any() else np.zeros(0) for k, v in arr.items()}
     report = {
-        "run": str(run_path),
+        "run": str(paths[0]) if len(paths) == 1 else [str(p) for p in paths],
+        "runs": [str(p) for p in paths],
         "run_kind": meta["kind"],
         "run_label": meta.get("label"),
         "run_status": meta.get("status"),  # a run still "running" is fitted up to its last eval
         "K": int(meta["K"]), "L": int(meta["L"]), "alpha": float(meta["alpha"]),
         "batch": best_cfg.train.batch, "steps": best_cfg.train.steps,
-        "bits": bits, "fresh_bits": legacy, "seed": seed,
-        "grid": {"modes": list(modes), "w": list(ws), "d": list(ds), "lr": list(lrs),
-                 "scale": list(scales), "optimizer": optimizer, "param": param,
-                 "embedding": embedding, "members": len(members)},
+        "bits": bits, "fresh_bits": legacy_bits, "seed": seed,
+        "noise": ref.noise, "n_runs": ref.n_runs,
+        "grid": {**to_dict(cfg), "members": len(members)},
         "scoring": {**dataclasses.asdict(score), "edges": e.tolist(),
-                    "metric": "RMSE of log(loss) over common rank bins at matched presentations"
-                    " (log-linear interpolation of the fit); shift = presentation-scale factor "
-                    "s, exact minimiser over the log-spaced grid"},
-        "best": {k: (str(best[k]) if k == "mode" else float(best[k])) for k in SETTINGS},
-        "score": float(best["score"]),
-        "score_mean": float(scores.mean()),
-        "score_std": float(scores.std(ddof=1)) if len(scores) > 1 else 0.0,
+                    "metric": "members ranked by total = root mean of band_score^2 and "
+                    "lag_score^2 (phenomjax.phenom.scoring); score is the pooled RMSE of "
+                    "log(loss) (secondary); shift = presentation-scale factor s, minimising "
+                    "band_score over a log-spaced grid"},
+        "best": {k: (best[k] if isinstance(best[k], str) else float(best[k])) for k in SETTINGS},
+        "score": float(best["score"]), "band_score": detail["band_score"],
+        "lag_score": lag_score, "total": total_score(detail["band_score"], lag_score),
+        **{f"{k}_mean": float(np.nanmean(v)) if len(v) else float("nan") for k, v in arr.items()},
+        **{f"{k}_std": float(np.nanstd(v, ddof=1)) if np.isfinite(v).sum() > 1 else 0.0
+           for k, v in arr.items()},
         "per_seed": per_seed,
         "shift": detail["shift"],
+        "shift_at_bound": bool(detail["shift_at_bound"]),
         "accuracy_rmse": detail["accuracy_rmse"],
         "score_unshifted": detail["score_unshifted"],
         "per_bin": detail["per_bin"],
-        "top": members.head(10)[SETTINGS + ["score", "shift", "accuracy_rmse", "diverged"]]
+        "lag": lag_rows,
+        "verdicts": verdicts,
+        "reproduces_lag": reproduces,
+        "any_member_reproduces_lag": any_member,
+        "sign_knob": _sign_knob(knobs),
+        "knobs": knobs,
+        "top": members.head(10)[SETTINGS + ["total", "band_score", "lag_score", "score", "shift",
+                                            "diverged"] + [c for c in members if c.startswith(
+                                                "lag_") and c != "lag_score"]]
         .to_dict("records"),
         "best_run": str(run_dir),
         "best_config": to_dict(best_cfg),
@@ -230,38 +430,101 @@ def fit_run(
     }  # fmt: skip
     report = jsonable(report)
     atomic_write_json(out / "report.json", report)
-    members.to_csv(out / "members.csv", index=False)
+    atomic_write_bytes(out / "members.csv", members.to_csv(index=False).encode())
     return report
 
 
+def _verdicts(per_bin: list[dict], lag_rows: list[dict], ref, score: ScoreConfig) -> list[dict]:
+    out = []
+    for p in per_bin:
+        key = (p["rank_lo"], p["rank_hi"])
+        lr = [r for r in lag_rows if (r["rank_lo"], r["rank_hi"]) == key]
+        if lr:
+            ok = all(r["sign_agrees"] and r["z_lag"] <= score.within for r in lr)
+            lag = "agrees" if ok else ("wrong sign" if not all(r["sign_agrees"] for r in lr)
+                                       else "too far")  # fmt: skip
+        elif p["rank_lo"] == min(q["rank_lo"] for q in per_bin):
+            lag = "top bin (reference)"
+        else:
+            lag = "not compared: the transformer bin does not reach the levels in every seed"
+        z = p.get("z", np.nan)
+        within = bool(np.isfinite(z) and z <= score.within)
+        out.append({"rank_lo": p["rank_lo"], "rank_hi": p["rank_hi"], "z": z,
+                    "within_band": within, "lag": lag})  # fmt: skip
+    return out
+
+
+def _any_reproduces(members, lags, ref, score: ScoreConfig) -> dict:
+    """Whether any live member's lag agrees with the reference in every compared (bin, level):
+    the evidence when the best does not."""
+    live = members[~members["diverged"]]
+    ml = pd.concat(lags, ignore_index=True) if lags else pd.DataFrame()
+    n = 0
+    best = None
+    for r in live.itertuples():
+        g = ml[(ml["sweep"] == r.sweep) & (ml["member"] == r.member)]
+        ls, rows = lag_agreement(g, ref, score)
+        if rows and all(x["sign_agrees"] and x["z_lag"] <= score.within for x in rows):
+            n += 1
+        if np.isfinite(ls) and (best is None or ls < best[0]):
+            best = (ls, r.optimizer, r.param, int(r.w), int(r.d), float(r.lr))
+    return {"members": len(live), "reproducing": n,
+            "best_lag_score": None if best is None else best[0],
+            "best_lag_member": None if best is None else
+            dict(zip(("optimizer", "param", "w", "d", "lr"), best[1:], strict=True))}  # fmt: skip
+
+
 def format_report(r: dict) -> str:
-    """The printed table: best settings, score +- spread, error per rank bin, wall time."""
+    """The printed table: best settings, scores, per-bin verdicts, lag table, the sign knob."""
     b = r["best"]
+    runs = r["runs"]
     lines = [
-        f"fit of {r['run']} ({r['run_kind']}, K={r['K']}, L={r['L']}, batch {r['batch']}, "
-        f"{r['steps']} steps; {r['grid']['members']} members)",
+        f"fit of {runs[0]}{f' (+{len(runs) - 1} seeds)' if len(runs) > 1 else ''} "
+        f"({r['run_kind']}, K={r['K']}, L={r['L']}, batch {r['batch']}, {r['steps']} steps; "
+        f"{r['grid']['members']} members)",
         f"  data: {r['bits']}",
-        "  top members:",
-        f"    {'mode':<11}{'w':>3}{'d':>4}{'lr':>9}{'scale':>7}{'score':>8}{'shift':>7}{'acc':>7}",
+        f"  noise reference: {r['noise']}",
+        "  top members (total = band and lag in seed-band units; score = pooled RMSE):",
+        f"    {'mode':<11}{'opt':<9}{'wd':>5}{'param':>9}{'w':>3}{'d':>4}{'lr':>9}{'scale':>7}"
+        f"{'total':>7}{'band':>7}{'lag':>7}{'rmse':>7}{'shift':>6}",
     ]
     for t in r["top"][:5]:
         lines.append(
-            f"    {t['mode']:<11}{t['w']:>3}{t['d']:>4}{t['lr']:>9.2g}{t['scale']:>7.2g}"
-            f"{t['score']:>8.4f}{t['shift']:>7.2f}{t['accuracy_rmse']:>7.3f}"
+            f"    {t['mode']:<11}{t['optimizer']:<9}{t['weight_decay']:>5.2g}{t['param']:>9}"
+            f"{t['w']:>3}{t['d']:>4}{t['lr']:>9.2g}{t['scale']:>7.2g}{t['total']:>7.2f}"
+            f"{t['band_score']:>7.2f}{t['lag_score']:>7.2f}{t['score']:>7.3f}{t['shift']:>6.2f}"
         )
+    bound = "  AT ITS BOUND: a warning, not a result" if r["shift_at_bound"] else ""
     lines += [
-        f"  best: {b['mode']} w={b['w']:g} d={b['d']:g} lr={b['lr']:g} scale={b['scale']:g}",
-        f"  score (log-loss RMSE): {r['score_mean']:.4f} +- {r['score_std']:.4f} over "
-        f"{len(r['per_seed'])} seeds; run seed {r['score']:.4f} at presentation scale "
-        f"{r['shift']:.2f} (unshifted {r['score_unshifted']:.4f}); accuracy RMSE "
-        f"{r['accuracy_rmse']:.4f}",
-        f"    {'rank bin':<14}{'points':>7}{'logloss':>9}{'bias':>8}{'acc':>8}",
+        f"  best: {b['mode']} {b['optimizer']} (b1 {b['b1']:g}, b2 {b['b2']:g}, wd "
+        f"{b['weight_decay']:g}) {b['param']} w={b['w']:g} d={b['d']:g} lr={b['lr']:g} "
+        f"scale={b['scale']:g}",
+        f"  total {r['total_mean']:.2f} +- {r['total_std']:.2f} over {len(r['per_seed'])} seeds "
+        f"(band {r['band_score']:.2f}, lag {r['lag_score']:.2f}; pooled log-loss RMSE "
+        f"{r['score']:.4f}); presentation shift {r['shift']:.2f}{bound}",
+        f"    {'rank bin':<14}{'points':>7}{'logloss':>9}{'sigma':>7}{'z':>7}  band    lag",
     ]
-    for p in r["per_bin"]:
+    for p, v in zip(r["per_bin"], r["verdicts"], strict=True):
         lines.append(
             f"    {p['rank_lo']:>6}-{p['rank_hi'] - 1:<7}{p['n_points']:>7}"
-            f"{p['log_loss_rmse']:>9.4f}{p['mean_residual']:>8.3f}{p['accuracy_rmse']:>8.4f}"
+            f"{p['log_loss_rmse']:>9.4f}{p['sigma']:>7.3f}{p['z']:>7.2f}  "
+            f"{'within' if v['within_band'] else 'OUT':<8}{v['lag']}"
         )
+    if r["lag"]:
+        lines.append(f"    {'lag ratio':<14}{'level':>6}{'transformer [seed range]':>28}"
+                     f"{'fit':>8}{'z':>7}")  # fmt: skip
+        for x in r["lag"]:
+            lines.append(
+                f"    {x['rank_lo']:>6}-{x['rank_hi'] - 1:<7}{x['level']:>6.2f}"
+                f"{x['ratio_ref']:>12.2f} [{x['ratio_ref_lo']:.2f}, {x['ratio_ref_hi']:.2f}]"
+                f"{'':>4}{x['ratio_fit']:>8.2f}{x['z_lag']:>7.2f}"
+            )
+    a = r["any_member_reproduces_lag"]
+    lines += [
+        f"  lag reproduced by the best: {'yes' if r['reproduces_lag'] else 'no'}; by "
+        f"{a['reproducing']} of {a['members']} members",
+        f"  knob that sets the sign of the lag: {r['sign_knob']}",
+    ]
     w = r["wall_time_s"]
     lines.append(
         f"  wall time {w['total_s']:.1f} s ("

@@ -5,8 +5,9 @@
 Learning rates, initial scales and seeds are one jitted program: vmap over seeds (each seed has
 its own bits, init key and batch key, exactly those of `fit_phenom` with data.seed = seed) around
 vmap over (lr, scale) pairs (the rate lives in the optimizer state, optax.inject_hyperparams,
-built once outside vmap). w, d and the parameterization change shapes, so they are outer Python
-loops ("groups"), one compiled program each.
+built once outside vmap). w, d and the parameterization change shapes, and the optimizer (its name,
+betas / momentum and weight decay) changes the update rule, so they are outer Python loops
+("groups"), one compiled program each.
 
 A member whose loss or update turns non-finite is frozen at its last finite parameters and marked
 `diverged` (its curves after that step describe the frozen model); the sweep goes on. Only when
@@ -42,7 +43,7 @@ from ..config import to_dict
 from ..data import key_streams, log_spaced_steps, make_bits, zipf_weights
 from ..distributed import gather, is_main, make_mesh, place
 from ..errors import ConfigError, NonFiniteLossError
-from ..optim import make_injectable, schedule, set_learning_rate
+from ..optim import OptimConfig, make_injectable, schedule, set_learning_rate
 from ..runs import atomic_write_json, atomic_write_parquet, drive
 from . import model as phenom
 from .modes import (
@@ -208,7 +209,8 @@ def _group(
             evaluate=evaluate,
             max_chunk=tr.max_chunk,
             batch=S * H * (tr.batch if tr.mode == "stochastic" else K),
-            desc=f"sweep {tr.mode} w={model.w} d={model.d} {model.param} ({S * H} members)",
+            desc=f"sweep {tr.mode} {cfg.optimizer.name} w={model.w} d={model.d} {model.param} "
+            f"({S * H} members)",
             progress=progress,
         )
     except NonFiniteLossError:
@@ -237,6 +239,9 @@ def _group(
                 "seed": int(seeds[i_seed]),
                 "mode": tr.mode,
                 "optimizer": cfg.optimizer.name,
+                "b1": cfg.optimizer.momentum,  # adam-type b1, or the momentum coefficient
+                "b2": cfg.optimizer.b2,
+                "weight_decay": cfg.optimizer.weight_decay,
                 "steps": tr.steps,
                 "batch": tr.batch,
                 "final_step": int(last["step"]),
@@ -262,21 +267,25 @@ def sweep(
     ws: Sequence[int] | None = None,
     ds: Sequence[int] | None = None,
     params: Sequence[str] | None = None,
+    optimizers: Sequence[OptimConfig] | None = None,
     out: str | Path | None = None,
     progress: bool = True,
     devices: int = 1,
 ) -> pd.DataFrame:
     """Train every member of lrs x scales x seeds (one vmapped program) for each (w, d, param).
 
-    Axes left as None take the base config's value. Returns the member table (also written to
-    out/sweep.parquet when `out` is given, with the curves under out/curves). `devices` > 1
-    (0 = all) splits the members over a device mesh; the numbers equal one device's.
+    Axes left as None take the base config's value; `optimizers` (configs whose lr is ignored:
+    the rates come from `lrs`) is an outer loop like w, d and param. Returns the member table
+    (also written to out/sweep.parquet when `out` is given, with the curves under out/curves).
+    `devices` > 1 (0 = all) splits the members over a device mesh; the numbers equal one
+    device's.
     """
     m = base_cfg.model
     lrs = tuple(float(x) for x in (lrs or (base_cfg.optimizer.lr,)))
     scales = tuple(float(x) for x in (scales or (m.init_scale,)))
     seeds = tuple(int(x) for x in (seeds or (base_cfg.data.seed,)))
     ws, ds, params = tuple(ws or (m.w,)), tuple(ds or (m.d,)), tuple(params or (m.param,))
+    optimizers = tuple(optimizers or (base_cfg.optimizer,))
     for name, vals in (("lrs", lrs), ("scales", scales)):
         if not all(np.isfinite(v) and v > 0 for v in vals):
             raise ConfigError(f"sweep {name}: expected finite values > 0, got {list(vals)}")
@@ -295,14 +304,20 @@ def sweep(
                     "w": ws,
                     "d": ds,
                     "param": params,
+                    "optimizer": [to_dict(o) for o in optimizers],
                 },
                 "curves": "per (member, step, rank); presentations int64 = floor(t B p + 0.5) "
                 "in expected mode, counts in stochastic mode; expected_presentations float",
             },
         )
     rows: list[dict] = []
-    for gid, (w, d, param) in enumerate(itertools.product(ws, ds, params)):
-        cfg = dataclasses.replace(base_cfg, model=dataclasses.replace(m, w=w, d=d, param=param))
+    for gid, (opt, w, d, param) in enumerate(itertools.product(optimizers, ws, ds, params)):
+        cfg = dataclasses.replace(
+            base_cfg,
+            model=dataclasses.replace(m, w=w, d=d, param=param),
+            optimizer=dataclasses.replace(base_cfg.optimizer, **_optim_fields(opt)),
+        )
+        cfg.optimizer.validate()
         cfg.validate()
         model = build_model(cfg)
         rows += _group(cfg, model, lrs, scales, seeds, len(rows), outp, gid, progress, devices)
@@ -310,6 +325,10 @@ def sweep(
         if outp is not None:
             atomic_write_parquet(outp / "sweep.parquet", table)
     return pd.DataFrame(rows)
+
+
+def _optim_fields(opt: OptimConfig) -> dict:
+    return {f.name: getattr(opt, f.name) for f in dataclasses.fields(OptimConfig) if f.name != "lr"}
 
 
 def read_sweep(

@@ -8,7 +8,6 @@ and calls `evaluate` / `checkpoint` at the evaluation steps.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -89,4 +88,3 @@ def drive(
     finally:
         bar.close()
     return state
-

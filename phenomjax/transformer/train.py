@@ -35,7 +35,7 @@ from ..data import (
 )
 from ..distributed import DistributedConfig
 from ..errors import ConfigError, NonFiniteLossError, RunDirError
-from ..optim import OptimConfig, make_optimizer, schedule
+from ..optim import DECAY_CONVENTION, OptimConfig, make_optimizer, schedule, weight_decay_mask
 from ..runs import RunDir, RunLog, arrays_to_pytree, drive, pytree_to_arrays
 from . import model as gpt
 from .model import GPTConfig
@@ -81,7 +81,7 @@ def embedded_config(name: str) -> Path:
 def init_state(cfg: TrainConfig) -> dict[str, Any]:
     """params, optimizer state, exact presentation counts (K,) and the step, as one pytree."""
     params = gpt.init_params(key_streams(cfg.data.seed)["init"], cfg.model, cfg.data.L)
-    tx = make_optimizer(cfg.optimizer, cfg.train.steps)
+    tx = make_optimizer(cfg.optimizer, cfg.train.steps, mask=weight_decay_mask)
     return {
         "params": params,
         "opt": tx.init(params),
@@ -96,7 +96,7 @@ def make_advance(cfg: TrainConfig, bits: jax.Array, mesh=None):
     With a mesh, each batch is split over its "data" axis and the parameters are replicated:
     XLA's partitioner turns the gradient into per-device partial sums plus one all-reduce.
     """
-    tx = make_optimizer(cfg.optimizer, cfg.train.steps)
+    tx = make_optimizer(cfg.optimizer, cfg.train.steps, mask=weight_decay_mask)
     cdf = zipf_cdf(zipf_weights(cfg.data.K, cfg.data.alpha))
     batches_key = key_streams(cfg.data.seed)["batches"]
     grad_fn = jax.value_and_grad(gpt.loss_fn)
@@ -211,7 +211,10 @@ def train(
     else:
         state = init_state(cfg)
         run = RunDir.create_for(
-            out, kind="transformer", cfg=cfg, extra={"n_params": gpt.n_params(state["params"])}
+            out,
+            kind="transformer",
+            cfg=cfg,
+            extra={"n_params": gpt.n_params(state["params"]), "weight_decay": DECAY_CONVENTION},
         )
         step, log = 0, RunLog(run)
 
