@@ -6,7 +6,13 @@ from .checkpoint import arrays_to_pytree, pytree_to_arrays
 from .log import RunLog
 from .loop import drive
 from .rundir import RunDir
-from .storage import atomic_write, atomic_write_bytes, atomic_write_json, atomic_write_parquet, jsonable
+from .storage import (
+    atomic_write,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_parquet,
+    jsonable,
+)
 
 __all__ = [
     "RunDir",
