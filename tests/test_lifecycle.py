@@ -302,3 +302,23 @@ def test_progress_on_a_terminal_is_a_bar(monkeypatch):
     monkeypatch.setattr(sys, "stderr", term)
     _toy_drive(progress=True)
     assert "train loss 0.2500" not in term.getvalue() and "toy" in term.getvalue()
+
+
+def test_cli_interrupt_says_how_to_continue(tmp_path, monkeypatch, capsys):
+    def interrupted_after_step_0(kw):
+        checkpoint = kw["checkpoint"]
+
+        def save_then_stop(state, step):
+            checkpoint(state, step)
+            raise KeyboardInterrupt
+
+        return {**kw, "checkpoint": save_then_stop}
+
+    _patched_drive(monkeypatch, interrupted_after_step_0)
+    out = tmp_path / "run"
+    sets = ["data.K=32", "data.L=6", "model.w=2", "model.d=2", "train.steps=5"]
+    argv = ["fit-phenom", "experiments/phenom.toml", "--out", str(out), "--no-progress"]
+    assert cli.main(argv + [x for s in sets for x in ("--set", s)]) == 130
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--resume continues the run" in err
+    assert RunDir(out).manifest()["status"] == "running"
