@@ -288,7 +288,7 @@ class RunDir:
         return (self.checkpoint_dir / "meta.json").is_file()
 
     def _where(self) -> str:
-        """" (status S, checkpoint at step N)", best effort, for messages about this run."""
+        """The suffix " (status S, checkpoint at step N)" for messages about this run."""
         try:
             status = self.manifest().get("status", "unknown")
             meta = self.checkpoint_dir / "meta.json"
