@@ -21,8 +21,8 @@ def _die() -> None:
 
 
 def _arm(moment: str, nth: int) -> None:
+    import phenomjax.runs.lifecycle as lifecycle
     import phenomjax.runs.storage as rundir
-    import phenomjax.transformer.train as train_mod
 
     seen = {"n": 0}
 
@@ -31,7 +31,7 @@ def _arm(moment: str, nth: int) -> None:
         return seen["n"] == nth
 
     if moment == "chunk":
-        real_drive = train_mod.drive
+        real_drive = lifecycle.drive
 
         def drive(state, *, advance, **kw):
             def killing_advance(s, n):
@@ -42,7 +42,7 @@ def _arm(moment: str, nth: int) -> None:
 
             return real_drive(state, advance=killing_advance, **kw)
 
-        train_mod.drive = drive
+        lifecycle.drive = drive
     elif moment in ("eval-write", "checkpoint-write"):
         real_write = rundir.atomic_write
         target = "evals.parquet" if moment == "eval-write" else "state-"

@@ -57,7 +57,9 @@ def test_demo_second_run_reuses_everything(first, capsys):
     out, s = first
     stamp = (out / "tiny" / "evals.parquet").stat().st_mtime_ns
     sweeps = (out / "tiny-fit" / "sweeps" / "expected-0-adam" / "sweep.parquet").stat().st_mtime_ns
+    report = (out / "tiny-fit" / "report.json").read_bytes()
     again = demo(out, config="tiny", grid=TINY_GRID, progress=False)
+    assert (out / "tiny-fit" / "report.json").read_bytes() == report  # reuse rewrites nothing
     assert again["how"] == "reused" and again["cached_analysis"]
     assert (out / "tiny" / "evals.parquet").stat().st_mtime_ns == stamp
     assert (

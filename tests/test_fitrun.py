@@ -173,7 +173,11 @@ def test_rerun_reuses_complete_sweeps(truth_fit):
     run, out, rep = truth_fit
     stamp = (out / "sweeps" / "expected-0-adam" / "sweep.parquet").stat().st_mtime_ns
     best_stamp = (out / "best" / "manifest.json").stat().st_mtime_ns
+    report_stamp = (out / "report.json").stat().st_mtime_ns
     again = fit_run(run, out, modes=("expected",), seeds=3, num_evals=12, progress=False, **GRID)
+    # what was reused is not rewritten: the report keeps the timings of the call that fitted
+    assert (out / "report.json").stat().st_mtime_ns == report_stamp
+    assert again["wall_time_s"] == rep["wall_time_s"]
     assert (out / "sweeps" / "expected-0-adam" / "sweep.parquet").stat().st_mtime_ns == stamp
     assert (out / "best" / "manifest.json").stat().st_mtime_ns == best_stamp
     assert again["best"] == rep["best"] and again["score"] == rep["score"]

@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"phenomjax {cmd}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"phenomjax {cmd}: interrupted; what was written is kept", file=sys.stderr)
+        hint = "; --resume continues the run" if cmd in ("train", "fit-phenom") else ""
+        print(f"phenomjax {cmd}: interrupted; what was written is kept{hint}", file=sys.stderr)
         return 130
 
 

@@ -18,7 +18,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. model.w=4"
     )
     parser.add_argument("--out", default=None, help="run directory (default runs/<config stem>)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last checkpoint (from step 0 if it has none; "
+        "a new run if there is none)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

@@ -22,7 +22,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="override a config field, e.g. --set optimizer.lr=3e-4 (repeatable)",
     )
     p.add_argument("--out", help="run directory (default: runs/<config stem>)")
-    p.add_argument("--resume", action="store_true", help="continue a stopped run")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last checkpoint (from step 0 if it has none; "
+        "a new run if there is none)",
+    )
     p.add_argument(
         "--seeds",
         type=comma_ints,

@@ -1,4 +1,4 @@
-"""The two training modes (docs/design.md §6) as pure step functions, and the device loop.
+"""The two training modes (docs/design.md §6) as pure step functions.
 
 Shared by `fit_phenom` (one model) and `sweep` (the same step under vmap), so a sweep member runs
 exactly the arithmetic of the single fit.
@@ -8,9 +8,10 @@ exactly the arithmetic of the single fit.
 - stochastic: every step draws B ranks from p with key fold_in(batches_key, step), the loss is the
               mean of the B per-sequence losses (repeats count twice), presentations are counted.
 
-The state is a dict {"params", "opt_state", "step", ["counts"]}; "counts" (int32, (K,)) exists in
-stochastic mode only. Every random draw is keyed by the global step, so chunking and resume do not
-change the numbers.
+The state is the one layout of every run, {"params", "opt_state", "step", ["counts"]}
+(phenomjax.runs.lifecycle); "counts" (int32, (K,)) exists in stochastic mode only. The device
+loop over these steps is phenomjax.runs.lifecycle.make_advance. Every random draw is keyed by the
+global step, so chunking and resume do not change the numbers.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import numpy as np
 import optax
 
 from ..data import count_presentations, sample_ranks, zipf_cdf
+from ..runs.lifecycle import apply_optimizer, new_state
+from ..runs.lifecycle import make_advance as make_advance  # the one step builder, re-exported
 from . import model as phenom
 
 MODES = ("expected", "stochastic")
@@ -73,10 +76,7 @@ def init_state(
 ) -> State:
     """Parameters from `key` (the "init" stream), optimizer state, step 0 and zero counts."""
     params = phenom.init_params(key, model, scale=scale)
-    state = {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
-    if mode == "stochastic":
-        state["counts"] = jnp.zeros((K,), jnp.int32)
-    return state
+    return new_state(params, tx, counts=K if mode == "stochastic" else None)
 
 
 def make_step(
@@ -96,33 +96,11 @@ def make_step(
             new["counts"] = count_presentations(state["counts"], ranks)
         else:
             loss, grads = phenom.loss_and_grad(params, data.bits, data.weights)
-        updates, new["opt_state"] = tx.update(grads, state["opt_state"], params)
-        new["params"] = optax.apply_updates(params, updates)
+        new["params"], new["opt_state"] = apply_optimizer(tx, grads, state)
         new["step"] = t + 1
         return new, loss
 
     return step
-
-
-def make_advance(step: Callable, max_chunk: int, *, loss_of: Callable | None = None) -> Callable:
-    """jit(advance(state, n, data)) -> (state, per-step losses (max_chunk,)), n <= max_chunk.
-
-    A fori_loop with a traced trip count (a while loop), so it compiles once whatever n is;
-    only the losses are stacked out of the loop. `loss_of` reduces a step's loss to the scalar
-    logged per step (the sweep logs its best live member).
-    """
-    reduce = loss_of or (lambda x: x)
-
-    def advance(state: State, n: jax.Array, data: FitData):
-        def body(i, carry):
-            s, buf = carry
-            s, loss = step(s, data)
-            return s, buf.at[i].set(reduce(loss).astype(jnp.float32))
-
-        buf = jnp.full((max_chunk,), jnp.nan, jnp.float32)
-        return jax.lax.fori_loop(0, n, body, (state, buf))
-
-    return jax.jit(advance)
 
 
 def expected_presentations(step: int, batch: int, weights: np.ndarray) -> np.ndarray:

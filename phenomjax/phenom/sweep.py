@@ -45,13 +45,13 @@ from ..distributed import gather, is_main, make_mesh, place
 from ..errors import ConfigError, NonFiniteLossError
 from ..optim import OptimConfig, make_injectable, schedule, set_learning_rate
 from ..runs import atomic_write_json, atomic_write_parquet, drive
+from ..runs.lifecycle import make_advance
 from . import model as phenom
 from .modes import (
     FitData,
     expected_presentations,
     freeze_untrained,
     init_state,
-    make_advance,
     make_data,
     make_step,
     rounded_presentations,

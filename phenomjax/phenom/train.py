@@ -2,8 +2,8 @@
 
     phenomjax fit-phenom experiments/phenom.toml --set train.steps=5000 --out runs/phenom
 
-The whole training loop runs on device in chunks (phenomjax.loop.drive calls a jitted
-advance(state, n)); the host evaluates all K sequences at log-spaced steps, appends the rows to
+The run follows the one lifecycle of phenomjax.runs.lifecycle: the training loop runs on device
+in chunks, the host evaluates all K sequences at log-spaced steps, appends the rows to
 evals.parquet (and positions.parquet), and checkpoints, so `--resume` continues to the same
 numbers. In expected mode `presentations` is floor(t * B * p_m + 0.5) and the exact float
 t * B * p_m is kept beside it as `expected_presentations`; in stochastic mode both are the counts.
@@ -19,17 +19,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..config import require_positive, to_dict
+from ..config import require_positive
 from ..data import DataConfig, key_streams, log_spaced_steps, make_bits, zipf_weights
-from ..errors import NonFiniteLossError
 from ..optim import OptimConfig, make_optimizer, schedule
-from ..runs import RunDir, RunLog, arrays_to_pytree, drive, pytree_to_arrays
+from ..runs import RunDir, lifecycle
 from . import model as phenom
 from .modes import (
     expected_presentations,
     freeze_untrained,
     init_state,
-    make_advance,
     make_data,
     make_step,
     rounded_presentations,
@@ -103,12 +101,8 @@ def fit_phenom(
     weights = zipf_weights(K, alpha)
     keys = key_streams(seed)
     data = make_data(make_bits(seed, K, L), weights, keys["batches"])
-
-    like = phenom.init_params(keys["init"], model)
+    like = jax.eval_shape(lambda: phenom.init_params(keys["init"], model))
     tx = freeze_untrained(make_optimizer(cfg.optimizer, tr.steps), like, model)
-    state = init_state(keys["init"], model, tx, mode=tr.mode, K=K)
-    advance = make_advance(make_step(tx, mode=tr.mode, batch=tr.batch), tr.max_chunk)
-    lr_at = schedule(cfg.optimizer, tr.steps)
     per_position = wants_positions(cfg)
     metrics = jax.jit(
         lambda p, b: phenom.sequence_metrics(
@@ -116,20 +110,8 @@ def fit_phenom(
         )
     )
 
-    run, step = _open(cfg, out, resume, state, like, model)
-    if step:
-        arrays, _ = run.load_checkpoint()
-        state = arrays_to_pytree(state, arrays)
-    log = RunLog(run, resume_step=step if resume else None)
-
-    def evaluate(s, t: int) -> None:
+    def evaluate(s, t: int) -> lifecycle.Evaluation:
         res = [np.asarray(x) for x in metrics(s["params"], data.bits)]
-        if not np.all(np.isfinite(res[0])):  # diverged between two loss reads: write nothing
-            raise NonFiniteLossError(
-                f"evaluation at step {t}: non-finite loss for {int(np.sum(~np.isfinite(res[0])))}"
-                " sequences; stopped, the evaluations written so far are kept "
-                "(lower the learning rate or enable clipping)"
-            )
         if tr.mode == "stochastic":
             pres = np.asarray(s["counts"], np.int64)
             expected = pres.astype(np.float64)
@@ -137,56 +119,44 @@ def fit_phenom(
             expected = expected_presentations(t, tr.batch, weights)
             pres = rounded_presentations(expected)
         pos = dict(position_loss=res[2], position_accuracy=res[3]) if per_position else {}
-        log.add_eval(t, pres, res[0], res[1], extra={"expected_presentations": expected}, **pos)
-        log.flush()
+        return lifecycle.Evaluation(
+            pres, res[0], res[1], extra={"expected_presentations": expected}, **pos
+        )
 
-    def on_chunk(first: int, losses: np.ndarray) -> None:
-        steps = first + np.arange(len(losses))  # the loss of step s is taken before update s+1
-        lrs = np.broadcast_to(np.asarray(lr_at(jnp.asarray(steps)), np.float32), steps.shape)
-        log.add_train(steps + 1, losses, lrs)
-
-    def checkpoint(s, t: int) -> None:
-        run.save_checkpoint(pytree_to_arrays(s), {"step": int(t)})
-
-    try:
-        drive(
-            state,
-            step=step,
-            total_steps=tr.steps,
-            eval_steps=log_spaced_steps(tr.steps, tr.num_evals),
+    with lifecycle.open_run(
+        out,
+        kind="phenom",
+        cfg=cfg,
+        init=lambda: init_state(keys["init"], model, tx, mode=tr.mode, K=K),
+        resume=resume,
+        extra=lambda state: _manifest_extra(cfg, state["params"], model),
+    ) as opened:
+        if opened.complete:
+            return opened.run
+        advance = lifecycle.make_advance(
+            make_step(tx, mode=tr.mode, batch=tr.batch), tr.max_chunk, donate=True
+        )
+        return lifecycle.drive_run(
+            opened,
             advance=lambda s, n: advance(s, jnp.int32(n), data),
             evaluate=evaluate,
-            on_chunk=on_chunk,
-            checkpoint=checkpoint,
+            learning_rate=schedule(cfg.optimizer, tr.steps),
+            total_steps=tr.steps,
+            final_step=tr.steps,
+            eval_steps=log_spaced_steps(tr.steps, tr.num_evals),
             max_chunk=tr.max_chunk,
             batch=tr.batch if tr.mode == "stochastic" else K,
             desc=f"fit-phenom {tr.mode}",
             progress=progress,
-            evaluated=log.evaluated_steps(),
         )
-    except BaseException as e:
-        log.flush()
-        run.set_status("failed", error=f"{type(e).__name__}: {e}")
-        raise
-    log.flush()
-    run.set_status("complete")
-    return run
 
 
-def _open(cfg: FitConfig, out, resume: bool, state, params, model) -> tuple[RunDir, int]:
-    """Create the run directory, or reopen it for resume; returns (run, step to start from)."""
-    run = RunDir(out)
-    if resume and run.exists():
-        run.check_resumable("phenom", to_dict(cfg))
-        step = int(run.load_checkpoint()[1]["step"]) if run.has_checkpoint() else 0
-        run.set_status("running", error=None)
-        return run, step
-    n_params = sum(
-        int(np.prod(v.shape)) for k, v in params.items() if phenom.trainable_mask(params, model)[k]
-    )
-    extra = {
+def _manifest_extra(cfg: FitConfig, params, model: phenom.PhenomModel) -> dict:
+    """Manifest fields of a new phenom run: its mode, trained parameters and presentations."""
+    mask = phenom.trainable_mask(params, model)
+    return {
         "mode": cfg.train.mode,
-        "n_params": n_params,
+        "n_params": sum(int(np.prod(v.shape)) for k, v in params.items() if mask[k]),
         "steps": cfg.train.steps,
         "presentations": (
             "counted"
@@ -194,5 +164,3 @@ def _open(cfg: FitConfig, out, resume: bool, state, params, model) -> tuple[RunD
             else "expected: floor(step * batch * p + 0.5); exact value in expected_presentations"
         ),
     }
-    run = RunDir.create_for(out, kind="phenom", cfg=cfg, extra=extra)
-    return run, 0

@@ -140,8 +140,8 @@ class RunDir:
         run = cls(path)
         if run.exists() and not overwrite:
             raise RunDirError(
-                f"{run.path}: a run already exists here; use --resume to continue it "
-                "or choose another --out"
+                f"{run.path}: a run already exists here{run._where()}; pass --resume to "
+                "continue it (from step 0 if it has no checkpoint yet) or choose another --out"
             )
         run.path.mkdir(parents=True, exist_ok=True)
         if overwrite:
@@ -266,7 +266,10 @@ class RunDir:
 
         meta_path = self.checkpoint_dir / "meta.json"
         if not meta_path.is_file():
-            raise RunDirError(f"{self.checkpoint_dir}: no checkpoint to resume from")
+            raise RunDirError(
+                f"{self.checkpoint_dir}: no checkpoint yet (the run stopped before its first "
+                "evaluation was saved); --resume starts such a run again from step 0"
+            )
         try:
             meta = json.loads(meta_path.read_text())
         except json.JSONDecodeError as e:
@@ -283,3 +286,14 @@ class RunDir:
 
     def has_checkpoint(self) -> bool:
         return (self.checkpoint_dir / "meta.json").is_file()
+
+    def _where(self) -> str:
+        """The suffix " (status S, checkpoint at step N)" for messages about this run."""
+        try:
+            status = self.manifest().get("status", "unknown")
+            meta = self.checkpoint_dir / "meta.json"
+            step = json.loads(meta.read_text()).get("step") if meta.is_file() else None
+        except (RunDirError, OSError, ValueError, AttributeError):
+            return ""
+        saved = f"checkpoint at step {step}" if step is not None else "no checkpoint yet"
+        return f" (status {status}, {saved})"

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import distributed
-from ..config import require_positive, to_dict
+from ..config import require_positive
 from ..data import (
     DataConfig,
     key_streams,
@@ -34,9 +34,10 @@ from ..data import (
     zipf_weights,
 )
 from ..distributed import DistributedConfig
-from ..errors import ConfigError, NonFiniteLossError, RunDirError
+from ..errors import ConfigError
 from ..optim import DECAY_CONVENTION, OptimConfig, make_optimizer, schedule, weight_decay_mask
-from ..runs import RunDir, RunLog, arrays_to_pytree, drive, pytree_to_arrays
+from ..runs import RunDir, lifecycle
+from ..runs.lifecycle import apply_optimizer, new_state
 from . import model as gpt
 from .model import GPTConfig
 
@@ -78,50 +79,44 @@ def embedded_config(name: str) -> Path:
 # -- the device step -----------------------------------------------------------------------------
 
 
+def optimizer(cfg: TrainConfig):
+    """The run's optimizer; weight decay only on tensors of 2+ dims (docs/design.md §3)."""
+    return make_optimizer(cfg.optimizer, cfg.train.steps, mask=weight_decay_mask)
+
+
 def init_state(cfg: TrainConfig) -> dict[str, Any]:
-    """params, optimizer state, exact presentation counts (K,) and the step, as one pytree."""
+    """params, optimizer state, the step and exact presentation counts (K,), as one pytree."""
     params = gpt.init_params(key_streams(cfg.data.seed)["init"], cfg.model, cfg.data.L)
-    tx = make_optimizer(cfg.optimizer, cfg.train.steps, mask=weight_decay_mask)
-    return {
-        "params": params,
-        "opt": tx.init(params),
-        "counts": jnp.zeros((cfg.data.K,), jnp.int32),
-        "step": jnp.zeros((), jnp.int32),
-    }
+    return new_state(params, optimizer(cfg), counts=cfg.data.K)
 
 
-def make_advance(cfg: TrainConfig, bits: jax.Array, mesh=None):
-    """A jitted advance(state, n) -> (state, losses (max_chunk,)) for loop.drive.
+def make_step(cfg: TrainConfig, mesh=None):
+    """One optimizer step on a batch drawn at the state's step: (state, bits) -> (state, loss).
 
     With a mesh, each batch is split over its "data" axis and the parameters are replicated:
     XLA's partitioner turns the gradient into per-device partial sums plus one all-reduce.
     """
-    tx = make_optimizer(cfg.optimizer, cfg.train.steps, mask=weight_decay_mask)
+    tx = optimizer(cfg)
     cdf = zipf_cdf(zipf_weights(cfg.data.K, cfg.data.alpha))
     batches_key = key_streams(cfg.data.seed)["batches"]
     grad_fn = jax.value_and_grad(gpt.loss_fn)
 
-    def one_step(state):
-        step = state["step"]
-        ranks = sample_ranks(jax.random.fold_in(batches_key, step), cdf, cfg.train.batch)
+    def step(state, bits):
+        t = state["step"]
+        ranks = sample_ranks(jax.random.fold_in(batches_key, t), cdf, cfg.train.batch)
         x = distributed.constrain_rows(bits[ranks], mesh)
         loss, grads = grad_fn(state["params"], x, cfg.model)
-        updates, opt = tx.update(grads, state["opt"], state["params"])
-        params = jax.tree_util.tree_map(jnp.add, state["params"], updates)
+        params, opt_state = apply_optimizer(tx, grads, state)
         counts = state["counts"].at[ranks].add(1)
-        return {"params": params, "opt": opt, "counts": counts, "step": step + 1}, loss
+        return {"params": params, "opt_state": opt_state, "counts": counts, "step": t + 1}, loss
 
-    @functools.partial(jax.jit, donate_argnums=0)
-    def advance(state, n):
-        def body(i, carry):
-            state, losses = carry
-            state, loss = one_step(state)
-            return state, losses.at[i].set(loss)
+    return step
 
-        losses = jnp.zeros((cfg.train.max_chunk,), jnp.float32)
-        return jax.lax.fori_loop(0, n, body, (state, losses))
 
-    return advance
+def make_advance(cfg: TrainConfig, bits: jax.Array, mesh=None):
+    """advance(state, n) -> (state, losses (max_chunk,)) for runs.drive; donates the state."""
+    advance = lifecycle.make_advance(make_step(cfg, mesh), cfg.train.max_chunk, donate=True)
+    return lambda state, n: advance(state, n, bits)
 
 
 # -- evaluation ----------------------------------------------------------------------------------
@@ -189,78 +184,42 @@ def train(
     mesh = distributed.make_mesh(cfg.distributed.devices, "data")
     distributed.check_divisible(cfg.train.batch, mesh, "train.batch")
     main = distributed.is_main()  # only process 0 writes; every process computes
-    bits_np = make_bits(cfg.data.seed, cfg.data.K, cfg.data.L)
-    bits = jnp.asarray(bits_np, jnp.int32)
-    like = jax.eval_shape(lambda: init_state(cfg))
-    if resume:
-        run = RunDir(out)
-        if not run.exists():
-            raise RunDirError(f"{run.path}: no run to resume (drop --resume to start one)")
-        run.check_resumable("transformer", to_dict(cfg))
-        if run.manifest().get("status") == "complete":
-            return run
-        arrays, meta = run.load_checkpoint()
-        state = arrays_to_pytree(like, arrays)
-        step = int(meta["step"])
-        log = RunLog(run, resume_step=step)
-        if main:
-            run.set_status("running")
-    elif not main:
-        state, run, step = init_state(cfg), RunDir(out), 0
-        log = RunLog(run)
-    else:
-        state = init_state(cfg)
-        run = RunDir.create_for(
-            out,
-            kind="transformer",
-            cfg=cfg,
-            extra={"n_params": gpt.n_params(state["params"]), "weight_decay": DECAY_CONVENTION},
-        )
-        step, log = 0, RunLog(run)
+    bits = jnp.asarray(make_bits(cfg.data.seed, cfg.data.K, cfg.data.L), jnp.int32)
+    with lifecycle.open_run(
+        out,
+        kind="transformer",
+        cfg=cfg,
+        init=lambda: init_state(cfg),
+        resume=resume,
+        extra=lambda state: {
+            "n_params": gpt.n_params(state["params"]),
+            "weight_decay": DECAY_CONVENTION,
+        },
+        writer=main,
+    ) as opened:
+        if opened.complete:
+            return opened.run
+        state = distributed.place(opened.state, distributed.replicated(mesh))
+        bits = distributed.place(bits, distributed.replicated(mesh))
+        per_position = wants_positions(cfg)
 
-    state = distributed.place(state, distributed.replicated(mesh))
-    bits = distributed.place(bits, distributed.replicated(mesh))
-    advance = make_advance(cfg, bits, mesh)
-    lr_at = schedule(cfg.optimizer, cfg.train.steps)
-    per_position = wants_positions(cfg)
+        def evaluate(state, s: int) -> lifecycle.Evaluation:
+            nll, acc = evaluate_positions(state["params"], bits, cfg, mesh)
+            pos = dict(position_loss=nll, position_accuracy=acc) if per_position else {}
+            counts = np.asarray(state["counts"], np.int64)
+            return lifecycle.Evaluation(counts, nll.mean(axis=1), acc.mean(axis=1), **pos)
 
-    def on_eval(state, s):
-        nll, acc = evaluate_positions(state["params"], bits, cfg, mesh)
-        counts = np.asarray(state["counts"])
-        extra = {"position_loss": nll, "position_accuracy": acc} if per_position else {}
-        log.add_eval(s, counts, nll.mean(axis=1), acc.mean(axis=1), **extra)
-
-    def on_checkpoint(state, s):
-        if main:
-            log.flush()
-            run.save_checkpoint(pytree_to_arrays(state), {"step": s})
-
-    def on_chunk(first, losses):
-        steps = np.arange(first + 1, first + 1 + len(losses))
-        lrs = np.asarray(jax.vmap(lr_at)(jnp.asarray(steps - 1)))
-        log.add_train(steps, losses, lrs)
-
-    total = cfg.train.steps if stop_at is None else min(stop_at, cfg.train.steps)
-    try:
-        drive(
-            state,
-            step=step,
-            total_steps=total,
+        return lifecycle.drive_run(
+            opened,
+            state=state,
+            advance=make_advance(cfg, bits, mesh),
+            evaluate=evaluate,
+            learning_rate=schedule(cfg.optimizer, cfg.train.steps),
+            total_steps=cfg.train.steps if stop_at is None else min(stop_at, cfg.train.steps),
+            final_step=cfg.train.steps,
             eval_steps=log_spaced_steps(cfg.train.steps, cfg.train.num_evals),
-            advance=advance,
-            evaluate=on_eval,
-            on_chunk=on_chunk,
-            checkpoint=on_checkpoint,
             max_chunk=cfg.train.max_chunk,
             batch=cfg.train.batch,
-            desc=f"train {run.path.name}",
+            desc=f"train {opened.run.path.name}",
             progress=progress and main,
-            evaluated=log.evaluated_steps(),
         )
-    except NonFiniteLossError as e:
-        if main:
-            run.set_status("failed", error=str(e))
-        raise
-    if total == cfg.train.steps and main:
-        run.set_status("complete")
-    return run
