@@ -23,6 +23,7 @@ from ..config import require_positive, to_dict
 from ..data import DataConfig, key_streams, log_spaced_steps, make_bits, zipf_weights
 from ..errors import NonFiniteLossError
 from ..optim import OptimConfig, make_optimizer, schedule
+from ..plan.memory import require_fits
 from ..runs import RunDir, RunLog, arrays_to_pytree, drive, pytree_to_arrays
 from . import model as phenom
 from .modes import (
@@ -97,6 +98,7 @@ def fit_phenom(
 ) -> RunDir:
     """Train the phenomenological model of `cfg`, writing the run directory `out`."""
     cfg.validate()
+    require_fits(cfg)  # before the bits, the state or the run folder exist
     K, L, alpha, seed = cfg.data.K, cfg.data.L, cfg.data.alpha, cfg.data.seed
     tr = cfg.train
     model = build_model(cfg)

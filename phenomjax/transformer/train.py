@@ -36,6 +36,7 @@ from ..data import (
 from ..distributed import DistributedConfig
 from ..errors import ConfigError, NonFiniteLossError, RunDirError
 from ..optim import OptimConfig, make_optimizer, schedule
+from ..plan.memory import require_fits
 from ..runs import RunDir, RunLog, arrays_to_pytree, drive, pytree_to_arrays
 from . import model as gpt
 from .model import GPTConfig
@@ -186,6 +187,7 @@ def train(
     stop_at (a step) ends the process after that step, as if killed, leaving status "running".
     """
     distributed.initialize(cfg.distributed)
+    require_fits(cfg)  # before the bits, the state or the run folder exist
     mesh = distributed.make_mesh(cfg.distributed.devices, "data")
     distributed.check_divisible(cfg.train.batch, mesh, "train.batch")
     main = distributed.is_main()  # only process 0 writes; every process computes
