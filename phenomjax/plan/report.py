@@ -184,7 +184,8 @@ def format_plan(r: dict[str, Any]) -> str:
         f"{what}: K = {r['K']}, L = {r['L']}, {r['steps']} steps of batch {r['batch']}, "
         f"{r['evaluations']} evaluations",
         f"parameters        {r['params']:,}"
-        + (f" ({r['trainable_params']:,} trained)" if r["trainable_params"] != r["params"] else ""),
+        + (f" ({r['trainable_params']:,} trained)" if r["trainable_params"] != r["params"] else "")
+        + (" per member" if r["members"] > 1 else ""),
         f"FLOPs per step    {_si(r['flops_per_step'])}  ({_si(r['bytes_per_step'], 'B')} moved)",
         f"FLOPs per eval    {_si(r['flops_per_eval'])}  (all K sequences)",
         f"peak memory       {memory.gib(r['peak_memory_bytes'])} "
