@@ -21,6 +21,11 @@ from .errors import ConfigError
 
 T = TypeVar("T")
 
+# Integers a TOML file may hold (int64); sizes and counts that index device arrays or count steps
+# in int32 are bounded by INT32_MAX where they are validated (require_positive, data.check_sizes).
+INT64_MAX = 2**63 - 1
+INT32_MAX = 2**31 - 1
+
 
 def _field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
@@ -67,6 +72,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             if isinstance(value, float) and value.is_integer():
                 return int(value)
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        if not -INT64_MAX - 1 <= value <= INT64_MAX:  # JAX and NumPy would overflow on it
+            raise ConfigError(f"{where}: expected an integer within the int64 range, got {value}")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -178,10 +185,15 @@ def load_config(cls: type[T], path: str | Path | None, overrides: Iterable[str] 
 
 
 def require_positive(obj: Any, fields: Iterable[str]) -> None:
-    """Raise a ConfigError naming the first of `fields` of `obj` that is below 1."""
+    """Raise a ConfigError naming the first of `fields` of `obj` outside [1, INT32_MAX].
+
+    These are sizes and step counts: the device holds them (and loop indices) as int32.
+    """
     for f in fields:
-        if getattr(obj, f) < 1:
-            raise ConfigError(f"{f}: expected an integer >= 1, got {getattr(obj, f)}")
+        if not 1 <= getattr(obj, f) <= INT32_MAX:
+            raise ConfigError(
+                f"{f}: expected an integer in [1, {INT32_MAX}], got {getattr(obj, f)}"
+            )
 
 
 # argparse types for comma-separated sweep axes (`--lr 1e-3,1e-2`)

@@ -18,13 +18,16 @@ from .errors import ConfigError, DataError
 # earlier streams unchanged; never reorder.
 STREAMS = ("bits", "init", "batches", "eval", "sweep")
 
+# Ranks, positions and presentation counts are int32 on the device.
+INT32_MAX = 2**31 - 1
+
 
 def check_sizes(K: int, L: int, alpha: float, *, where: str = "data") -> None:
     """Raise a DataError naming the field when K, L or alpha are out of range."""
-    if isinstance(K, bool) or not isinstance(K, (int, np.integer)) or K < 1:
-        raise DataError(f"{where}.K: expected an integer >= 1, got {K!r}")
-    if isinstance(L, bool) or not isinstance(L, (int, np.integer)) or L < 2:
-        raise DataError(f"{where}.L: expected an integer >= 2, got {L!r}")
+    if isinstance(K, bool) or not isinstance(K, (int, np.integer)) or not 1 <= K <= INT32_MAX:
+        raise DataError(f"{where}.K: expected an integer in [1, {INT32_MAX}], got {K!r}")
+    if isinstance(L, bool) or not isinstance(L, (int, np.integer)) or not 2 <= L <= INT32_MAX:
+        raise DataError(f"{where}.L: expected an integer in [2, {INT32_MAX}], got {L!r}")
     if not np.isfinite(alpha) or alpha < 0:
         raise DataError(f"{where}.alpha: expected a finite number >= 0, got {alpha!r}")
 

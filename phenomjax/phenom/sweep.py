@@ -44,6 +44,7 @@ from ..data import key_streams, log_spaced_steps, make_bits, zipf_weights
 from ..distributed import gather, is_main, make_mesh, place
 from ..errors import ConfigError, NonFiniteLossError
 from ..optim import OptimConfig, make_injectable, schedule, set_learning_rate
+from ..plan.memory import require_fits
 from ..runs import atomic_write_json, atomic_write_parquet, drive
 from ..runs.lifecycle import make_advance
 from . import model as phenom
@@ -289,6 +290,8 @@ def sweep(
     for name, vals in (("lrs", lrs), ("scales", scales)):
         if not all(np.isfinite(v) and v > 0 for v in vals):
             raise ConfigError(f"sweep {name}: expected finite values > 0, got {list(vals)}")
+    members, groups = len(lrs) * len(scales) * len(seeds), itertools.product(ws, ds, params)
+    require_fits(base_cfg, members=members, seeds=len(seeds), groups=groups)  # before allocating
     outp = Path(out) if out is not None else None
     if outp is not None:
         if (outp / "sweep.parquet").exists() or (outp / CURVES).exists():

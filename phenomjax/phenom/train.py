@@ -22,6 +22,7 @@ import numpy as np
 from ..config import require_positive
 from ..data import DataConfig, key_streams, log_spaced_steps, make_bits, zipf_weights
 from ..optim import OptimConfig, make_optimizer, schedule
+from ..plan.memory import require_fits
 from ..runs import RunDir, lifecycle
 from . import model as phenom
 from .modes import (
@@ -95,6 +96,7 @@ def fit_phenom(
 ) -> RunDir:
     """Train the phenomenological model of `cfg`, writing the run directory `out`."""
     cfg.validate()
+    require_fits(cfg)  # before the bits, the state or the run folder exist
     K, L, alpha, seed = cfg.data.K, cfg.data.L, cfg.data.alpha, cfg.data.seed
     tr = cfg.train
     model = build_model(cfg)

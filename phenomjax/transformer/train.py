@@ -36,6 +36,7 @@ from ..data import (
 from ..distributed import DistributedConfig
 from ..errors import ConfigError
 from ..optim import DECAY_CONVENTION, OptimConfig, make_optimizer, schedule, weight_decay_mask
+from ..plan.memory import require_fits
 from ..runs import RunDir, lifecycle
 from ..runs.lifecycle import apply_optimizer, new_state
 from . import model as gpt
@@ -181,6 +182,7 @@ def train(
     stop_at (a step) ends the process after that step, as if killed, leaving status "running".
     """
     distributed.initialize(cfg.distributed)
+    require_fits(cfg)  # before the bits, the state or the run folder exist
     mesh = distributed.make_mesh(cfg.distributed.devices, "data")
     distributed.check_divisible(cfg.train.batch, mesh, "train.batch")
     main = distributed.is_main()  # only process 0 writes; every process computes

@@ -1,0 +1,264 @@
+"""`phenomjax plan` and the memory refusal: exact counts, FLOPs against XLA's cost analysis,
+memory against XLA's memory analysis, the report's keys, and one-line refusals of configs that
+cannot fit or do not fit the device's integer types."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from phenomjax.cli import main
+from phenomjax.config import INT32_MAX, from_dict, load_config
+from phenomjax.data import DataConfig, log_spaced_steps
+from phenomjax.errors import ConfigError
+from phenomjax.phenom import model as phenom
+from phenomjax.phenom.train import FitConfig, ModelSection
+from phenomjax.plan import counts, devices, memory, timing
+from phenomjax.plan.report import plan
+from phenomjax.runs import drive
+from phenomjax.transformer import model as gpt
+from phenomjax.transformer.model import GPTConfig
+from phenomjax.transformer.train import LoopConfig, TrainConfig, embedded_config, init_state
+
+
+def _cost(compiled) -> dict:
+    ca = compiled.cost_analysis()
+    return ca[0] if isinstance(ca, list) else ca
+
+
+def _gpt_cfg(NL, H, E, L, B, positions="learned", K=64) -> TrainConfig:
+    return TrainConfig(
+        data=DataConfig(K=K, L=L),
+        model=GPTConfig(n_layer=NL, n_head=H, head_dim=E, positions=positions, scan_layers=False),
+        train=LoopConfig(steps=10, batch=B, eval_chunk=B),
+    )
+
+
+# -- counts --------------------------------------------------------------------------------------
+
+
+def test_transformer_param_count_is_the_init_count():
+    cfg = load_config(TrainConfig, embedded_config("demo"))
+    params, opt = counts.transformer_shapes(cfg)
+    real = init_state(cfg)
+    assert counts.tree_size(params) == gpt.n_params(real["params"])
+    assert counts.tree_bytes(opt) == counts.tree_bytes(real["opt"])
+
+
+def test_phenom_trainable_count_matches_the_init():
+    cfg = FitConfig(data=DataConfig(K=50, L=12), model=ModelSection(w=3, d=4))
+    model = counts.phenom_model(cfg)
+    params, _, trainable = counts.phenom_shapes(cfg, model)
+    real = phenom.init_params(jax.random.key(0), model)
+    mask = phenom.trainable_mask(real, model)
+    assert trainable == sum(v.size for k, v in real.items() if mask[k])
+    assert counts.tree_size(params) == sum(v.size for v in real.values())
+
+
+@pytest.mark.parametrize(
+    "NL,H,E,L,B,pos",
+    [
+        (2, 2, 16, 32, 64, "learned"),
+        (3, 2, 8, 32, 64, "learned"),
+        (2, 4, 8, 48, 16, "rope"),
+    ],  # fmt: skip
+)
+def test_transformer_flops_match_xla_cost_analysis(NL, H, E, L, B, pos):
+    """The analytic step and evaluation FLOPs within 15% of XLA's count of the same programs
+    (unrolled layers: XLA counts a loop body once)."""
+    cfg = _gpt_cfg(NL, H, E, L, B, pos)
+    params = gpt.init_params(jax.random.key(0), cfg.model, L)
+    x = jnp.zeros((B, L), jnp.int32)
+    grad = jax.jit(jax.value_and_grad(gpt.loss_fn), static_argnums=2)
+    xla_step = _cost(grad.lower(params, x, cfg.model).compile())["flops"]
+    fwd = jax.jit(gpt.position_losses, static_argnums=2)
+    xla_fwd = _cost(fwd.lower(params, x, cfg.model).compile())["flops"]
+    matmul, elem = counts.transformer_forward_flops(L, H * E, H, NL)
+    assert B * (3 * matmul + 4 * elem) == pytest.approx(xla_step, rel=0.15)
+    assert B * (matmul + elem) == pytest.approx(xla_fwd, rel=0.15)
+    step, ev = counts.transformer_work(cfg, gpt.n_params(params))
+    assert ev.flops == pytest.approx(cfg.data.K * (matmul + elem))  # K = 64: whole chunks
+    assert step.flops > B * 3 * matmul
+
+
+@pytest.mark.parametrize(
+    "w,d,param",
+    [
+        (1, 8, "full"),
+        (4, 8, "full"),
+        (6, 32, "full"),
+        (8, 8, "full"),
+        (4, 8, "shared"),
+        (4, 8, "relative"),
+    ],  # fmt: skip
+)
+def test_phenom_flops_match_xla_cost_analysis(w, d, param):
+    """One block of rows (no loop for XLA to count once): step and evaluation within 10%."""
+    K, L = 100, 24
+    cfg = FitConfig(data=DataConfig(K=K, L=L), model=ModelSection(w=w, d=d, param=param))
+    model = counts.phenom_model(cfg)
+    _, _, trainable = counts.phenom_shapes(cfg, model)
+    step, ev = counts.phenom_work(cfg, model, trainable, trainable)
+    p = phenom.init_params(jax.random.key(0), model)
+    bits, wts = jnp.zeros((K, L), jnp.uint8), jnp.full((K,), 1.0 / K)
+    xla_step = _cost(jax.jit(phenom.loss_and_grad).lower(p, bits, wts).compile())["flops"]
+    metrics = jax.jit(lambda p, b: phenom.sequence_metrics(p, b, chunk=K))
+    xla_eval = _cost(metrics.lower(p, bits).compile())["flops"]
+    assert step.flops - 12 * trainable == pytest.approx(xla_step, rel=0.1)
+    assert ev.flops == pytest.approx(xla_eval, rel=0.1)
+
+
+def test_activation_memory_is_near_xla_memory_analysis():
+    """The backward's kept activations within a factor 1.5 of XLA's temporary buffers."""
+    for NL, H, E, L, B in ((2, 2, 16, 32, 64), (3, 4, 8, 64, 16)):
+        cfg = _gpt_cfg(NL, H, E, L, B)
+        params = gpt.init_params(jax.random.key(0), cfg.model, L)
+        grad = jax.jit(jax.value_and_grad(gpt.loss_fn), static_argnums=2)
+        temp = grad.lower(params, jnp.zeros((B, L), jnp.int32), cfg.model).compile()
+        temp = temp.memory_analysis().temp_size_in_bytes
+        est = counts.transformer_activation_bytes(B, L, H * E, H, NL)
+        assert temp / 1.5 < est < temp * 1.5
+
+
+def test_roofline_takes_the_slower_of_compute_and_memory():
+    dev = devices.Accelerator("x", peak_flops=100.0, bandwidth=10.0, memory=1.0, launch_s=0.5)
+    assert devices.project_seconds(100.0, 1.0, 0, dev, 0.5) == pytest.approx(2.0)
+    assert devices.project_seconds(1.0, 100.0, 2, dev, 0.5) == pytest.approx(20.0 + 1.0)
+    names = {d.name for d in devices.DEVICES}
+    assert {"H100", "H200", "TPU v5e"} <= names
+
+
+def test_host_memory_is_the_machine_total():
+    total = devices.host_memory_bytes()
+    with open("/proc/meminfo") as f:
+        kib = next(int(line.split()[1]) for line in f if line.startswith("MemTotal:"))
+    assert total == pytest.approx(kib * 1024, rel=0.05)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    total=st.integers(1, 3000),
+    n=st.integers(1, 20),
+    max_chunk=st.integers(1, 700),
+)
+def test_dispatch_count_equals_drive(total, n, max_chunk):
+    grid = log_spaced_steps(total, n)
+    calls = []
+
+    def advance(state, k):
+        calls.append(k)
+        return state, np.zeros(k, np.float32)
+
+    drive(0, step=0, total_steps=total, eval_steps=grid, advance=advance,
+          evaluate=lambda s, t: None, max_chunk=max_chunk, progress=False)  # fmt: skip
+    assert timing.n_chunks(grid, total, max_chunk) == len(calls)
+
+
+# -- the report ----------------------------------------------------------------------------------
+
+
+def test_plan_json_of_an_embedded_config(capsys):
+    assert main(["plan", "tiny", "--json", "--budget", "0.2"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    for key in ("params", "flops_per_step", "peak_memory_bytes", "predicted_seconds",
+                "predicted_seconds_by_device"):  # fmt: skip
+        assert key in r
+    assert set(r["predicted_seconds_by_device"]) == {"H100", "H200", "TPU v5e"}
+    assert r["predicted_seconds"] > 0 and r["fits"]
+    parts = sum(p["nbytes"] for p in r["memory"])
+    assert r["peak_memory_bytes"] == pytest.approx(parts)
+    assert r["evaluations"] == 6 and r["steps"] == 60
+
+
+def test_plan_text_of_a_phenom_sweep(tmp_path, capsys):
+    cfg = tmp_path / "p.toml"
+    cfg.write_text("[data]\nK = 200\nL = 12\n[model]\nw = 2\nd = 4\n[train]\nsteps = 20\n")
+    args = ["plan", str(cfg), "--sweep-members", "6", "--sweep-seeds", "2", "--no-measure"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "sweep group of 6 members" in out and "projection" in out and "H100" in out
+
+
+def test_sweep_memory_grows_with_members():
+    cfg = FitConfig(data=DataConfig(K=500, L=20), model=ModelSection(w=4, d=8))
+    two = {p.name: p.nbytes for p in memory.phenom_estimate(cfg, members=2, seeds=2)}
+    eight = {p.name: p.nbytes for p in memory.phenom_estimate(cfg, members=8, seeds=2)}
+    for name in ("parameters", "optimizer state", "gradients", "curve rows of one evaluation"):
+        assert eight[name] == pytest.approx(4 * two[name])
+    assert eight["bits: device copy"] == two["bits: device copy"] == 2 * 500 * 20
+    r1 = plan(cfg, measure=False)
+    r8 = plan(cfg, members=8, seeds=2, measure=False)
+    assert r8["flops_per_step"] == pytest.approx(8 * r1["flops_per_step"])
+
+
+def test_check_fits_names_the_largest_parts_fields(monkeypatch):
+    monkeypatch.setattr(memory, "available", lambda: (1e6, 1e6, "1 MB of RAM"))
+    cfg = load_config(TrainConfig, embedded_config("demo"))
+    with pytest.raises(ConfigError, match=r"^data\.L, train\.eval_chunk.*more than 1 MB of RAM"):
+        memory.require_fits(cfg)
+    parts = memory.transformer_estimate(dataclasses.replace(cfg, data=DataConfig(K=16, L=8)))
+    assert memory.total(parts) < 1e7
+
+
+# -- bounds and refusals -------------------------------------------------------------------------
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(-(2**70), 2**70))
+def test_integers_beyond_int64_are_config_errors(value):
+    if -(2**63) <= value < 2**63 and 1 <= value <= INT32_MAX:
+        assert from_dict(DataConfig, {"K": value}).K == value
+    else:
+        with pytest.raises(ConfigError, match=r"^data\.K: expected an integer"):
+            from_dict(DataConfig, {"K": value}, where="data")
+
+
+@pytest.mark.parametrize("field", ["steps", "batch", "num_evals", "max_chunk", "eval_chunk"])
+def test_loop_sizes_are_bounded_by_int32(field):
+    with pytest.raises(ConfigError, match=rf"{field}: expected an integer in \[1, 2147483647\]"):
+        from_dict(LoopConfig, {field: INT32_MAX + 1})
+    assert getattr(from_dict(LoopConfig, {field: INT32_MAX}), field) == INT32_MAX
+
+
+def _cli(args, cwd):
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    code = "import sys; from phenomjax.cli import main; sys.exit(main())"
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["train", "demo", "--set", "data.K=3000000000"], "data.K: expected an integer in [1,"),
+        (["train", "demo", "--set", "data.K=99999999999999999999999"], "int64 range"),
+        (["train", "demo", "--set", "data.L=100000"], "data.L, train.eval_chunk, model.n_head:"),
+        (["train", "demo", "--set", "train.batch=100000000"], "train.batch, data.L, model.n_"),
+    ],
+)
+def test_train_refuses_with_one_line_and_no_run_folder(tmp_path, args, needle):
+    p = _cli([*args, "--out", str(tmp_path / "run")], tmp_path)
+    assert p.returncode == 2, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("phenomjax train: error: ")
+    assert needle in lines[0]
+    assert not (tmp_path / "run").exists()
+
+
+def test_fit_phenom_and_sweep_refuse_what_cannot_fit(tmp_path):
+    cfg = tmp_path / "p.toml"
+    cfg.write_text("[data]\nK = 2000000000\nL = 100\n[model]\nw = 4\nd = 8\n")
+    for cmd in (["fit-phenom", str(cfg)], ["sweep", str(cfg), "--lr", "1e-3,1e-2"]):
+        p = _cli([*cmd, "--out", str(tmp_path / "out")], tmp_path)
+        assert p.returncode == 2, p.stderr
+        lines = p.stderr.strip().splitlines()
+        assert len(lines) == 1 and "data.K" in lines[0] and "GiB of memory" in lines[0]
+        assert not (tmp_path / "out").exists()
