@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +22,7 @@ from typing import Any, Literal
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 
 from .. import distributed
 from ..config import require_positive, to_dict
@@ -179,11 +181,15 @@ def train(
     resume: bool = False,
     progress: bool = True,
     stop_at: int | None = None,
+    stop: Callable[[pd.DataFrame], bool] | None = None,
 ) -> RunDir:
     """Train, evaluate and write the run directory `out`; returns it.
 
     resume=True continues from the checkpoint to the numbers an uninterrupted run gives.
     stop_at (a step) ends the process after that step, as if killed, leaving status "running".
+    stop(evals) is called after each evaluation with the per-sequence evaluations so far (step,
+    rank, presentations, loss, accuracy); True ends the run there as complete, the manifest
+    recording stopped_early and stopped_step (e.g. a plateau rule with cfg.train.steps as budget).
     """
     distributed.initialize(cfg.distributed)
     mesh = distributed.make_mesh(cfg.distributed.devices, "data")
@@ -220,17 +226,30 @@ def train(
     advance = make_advance(cfg, bits, mesh)
     lr_at = schedule(cfg.optimizer, cfg.train.steps)
     per_position = wants_positions(cfg)
+    # the stop hook's view: per-sequence evaluations so far, kept on every process so all of
+    # them stop at the same step
+    seen = [run.read_evals().query(f"step <= {step}")] if stop is not None and resume else []
+    stopping: list[int] = []
 
     def on_eval(state, s):
         nll, acc = evaluate_positions(state["params"], bits, cfg, mesh)
         counts = np.asarray(state["counts"])
         extra = {"position_loss": nll, "position_accuracy": acc} if per_position else {}
         log.add_eval(s, counts, nll.mean(axis=1), acc.mean(axis=1), **extra)
+        if stop is not None:
+            K = len(counts)
+            row = {"step": s, "rank": np.arange(K), "presentations": counts}
+            seen.append(pd.DataFrame({**row, "loss": nll.mean(axis=1), "accuracy": acc.mean(1)}))
+            seen[:] = [pd.concat(seen, ignore_index=True)]
+            if s < cfg.train.steps and stop(seen[0]):
+                stopping.append(s)
 
     def on_checkpoint(state, s):
         if main:
             log.flush()
             run.save_checkpoint(pytree_to_arrays(state), {"step": s})
+        if stopping:  # after the checkpoint, so the stopped run's state is kept
+            raise _Stopped
 
     def on_chunk(first, losses):
         steps = np.arange(first + 1, first + 1 + len(losses))
@@ -258,6 +277,14 @@ def train(
         if main:
             run.set_status("failed", error=str(e))
         raise
+    except _Stopped:
+        if main:
+            run.set_status("complete", stopped_early=True, stopped_step=stopping[0])
+        return run
     if total == cfg.train.steps and main:
         run.set_status("complete")
     return run
+
+
+class _Stopped(Exception):
+    """Raised inside the loop when the stop hook ends a run; never leaves train()."""
