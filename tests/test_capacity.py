@@ -164,10 +164,13 @@ def test_capacity_by_size_takes_the_max_over_K_and_fits_saturated_sizes():
                     "memorized_bits": mem,
                     "bits_ceiling": 0.8 * dataset,
                     "converged": True,
+                    "status": "complete",
                 }
             )
-    table = pd.DataFrame(rows)
+    failed = {**rows[0], "K": 4096, "memorized_bits": 1e9, "status": "failed"}
+    table = pd.DataFrame([*rows, failed])  # a failed run is left out, not the max
     sizes = capacity_by_size(table)
+    table = table[table.status == "complete"]
     ref = table.groupby("params")["memorized_bits"].max().to_numpy()
     np.testing.assert_allclose(sizes["capacity"], ref)
     big = table[table.K == 512].set_index("params")

@@ -3,8 +3,8 @@ memorized bits per parameter against Morris et al.'s 3.6, presentations to memor
 Zipf sampling, and the phenomenological model on the same axes (`phenomjax capacity`).
 
     cfg = load_config(CapacityConfig, "experiments/capacity_cpu.toml")
-    result = run_capacity(cfg, "runs/capacity", quick=True)
-    result.fit["bits_per_param"]["slope"]
+    result, paths = run_capacity(cfg, "runs/capacity", quick=True)
+    result.fit["transformer"]["bits_per_param"]["slope"]
 """
 
 from .config import CapacityConfig, PhenomSize, PlateauSection, Size

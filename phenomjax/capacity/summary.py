@@ -45,10 +45,13 @@ def size_key(table: pd.DataFrame) -> pd.Series:
 
 
 def capacity_by_size(table: pd.DataFrame, alpha: float = 0.0) -> pd.DataFrame:
-    """One row per (model, size) over the runs at `alpha`: params, capacity (max memorized
+    """One row per (model, size) over the complete runs at `alpha`: params, capacity (max memorized
     bits over K), K_at_max, bits_per_param, converged (of the run at the max), n_converged,
     n_runs, saturated (see the module docstring)."""
-    t = table[np.isclose(table["alpha"], alpha)].assign(size=lambda d: size_key(d))
+    ok = np.isclose(table["alpha"], alpha)
+    if "status" in table.columns:  # a run that failed on a non-finite loss measures nothing
+        ok &= table["status"] == "complete"
+    t = table[ok].assign(size=lambda d: size_key(d))
     rows = []
     for (model, size), g in t.groupby(["model", "size"], sort=False):
         best = g.loc[g["memorized_bits"].idxmax()]
