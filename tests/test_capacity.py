@@ -94,6 +94,20 @@ def test_the_initial_plateau_near_ln2_is_not_convergence():
     assert not plateaued(early, np.full(len(early), 0.5), RULE)  # flat but before min_steps
 
 
+def test_min_presentations_tells_the_initial_plateau_from_the_final_one():
+    # K far above capacity: stuck just below ln 2 early, which by the loss alone looks final
+    rule = dataclasses.replace(RULE, min_presentations=100.0)
+    steps = log_spaced_steps(5000, 60)
+    loss = np.full(len(steps), LN2 - 0.002)
+    presentations = steps * 128 / 4096  # batch 128, K = 4096
+    assert plateaued(steps, loss, RULE)
+    first = converged_step(steps, loss, rule, presentations)
+    assert first == steps[np.argmax(presentations >= 100)]
+    assert not plateaued(
+        steps[steps < first], loss[steps < first], rule, presentations[steps < first]
+    )
+
+
 # -- the fits against NumPy references ----------------------------------------------------------
 
 

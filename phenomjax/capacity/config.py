@@ -60,11 +60,14 @@ class PlateauSection:
     window: int = 4  # evaluations per window: the last window's mean loss against the one before
     rel_tol: float = 0.01  # converged: memorized bits grew less than this fraction over a window
     min_steps: int = 500  # never converged before this step (the loss starts near ln 2)
+    min_presentations: float = 0.0  # nor before each sequence was seen this often on average
 
     def validate(self) -> None:
         require_positive(self, ("window", "min_steps"))
         if not self.rel_tol > 0:
             raise ConfigError(f"rel_tol: expected a number > 0, got {self.rel_tol}")
+        if self.min_presentations < 0:
+            raise ConfigError(f"min_presentations: expected >= 0, got {self.min_presentations}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -134,7 +134,8 @@ def mark_converged(run: RunDir, rule: PlateauSection) -> dict[str, Any]:
     m = run.manifest()
     step = m.get("stopped_step") if m.get("stopped_early") else None
     if step is None:
-        step = converged_step(*loss_curve(run.read_evals()), rule)
+        steps, loss, presentations = loss_curve(run.read_evals())
+        step = converged_step(steps, loss, rule, presentations)
     fields = {"converged": step is not None, "converged_step": step}
     if any(m.get(k) != v for k, v in fields.items()):
         m = run.update_manifest(**fields)
