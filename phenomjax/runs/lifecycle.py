@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pandas as pd
 
 from ..config import to_dict
 from ..errors import NonFiniteLossError, RunDirError
@@ -212,13 +213,20 @@ def drive_run(
     desc: str,
     progress: bool = True,
     state: State | None = None,
+    stop: Callable[[pd.DataFrame], bool] | None = None,
 ) -> RunDir:
     """Train `opened` from its step to `total_steps`, evaluating at `eval_steps`; mark the run
     `complete` when `total_steps` is its `final_step` (an earlier total stops it as a kill would,
     leaving it `running`). `state` replaces opened.state (e.g. placed on a device mesh);
     `learning_rate(update_index)` is the schedule, for the train rows.
+
+    `stop(evals)`, called after each evaluation with every per-sequence evaluation so far, ends
+    the run there as `complete` when it returns True (after that step's checkpoint), recording
+    `stopped_early` and `stopped_step` in the manifest: a plateau rule with the steps as budget.
+    Every process calls it on the same rows, so all stop at the same step.
     """
     run, log, writer = opened.run, opened.log, opened.writer
+    stopping: list[int] = []
 
     def on_eval(s: State, t: int) -> None:
         ev = evaluate(s, t)
@@ -231,11 +239,15 @@ def drive_run(
             )
         log.add_eval(t, ev.presentations, loss, ev.accuracy, position_loss=ev.position_loss,
                      position_accuracy=ev.position_accuracy, extra=ev.extra)  # fmt: skip
+        if stop is not None and t < final_step and stop(log.evals()):
+            stopping.append(t)
 
     def on_checkpoint(s: State, t: int) -> None:
         if writer:
             log.flush()
             run.save_checkpoint(pytree_to_arrays(s), {"step": int(t)})
+        if stopping:  # after the checkpoint, so the stopped run's state is kept
+            raise _Stopped
 
     def on_chunk(first: int, losses: np.ndarray) -> None:
         steps = np.arange(first + 1, first + 1 + len(losses))  # the loss of update s-1 is step s
@@ -258,6 +270,11 @@ def drive_run(
             progress=progress,
             evaluated=log.evaluated_steps(),
         )
+    except _Stopped:
+        if writer:
+            log.flush()
+            run.set_status("complete", stopped_early=True, stopped_step=stopping[0])
+        return run
     except NonFiniteLossError as e:
         if writer:
             _flush_quietly(log)
@@ -272,6 +289,10 @@ def drive_run(
         if total_steps == final_step:
             run.set_status("complete")
     return run
+
+
+class _Stopped(Exception):
+    """Raised inside the loop when the stop hook ends a run; never leaves drive_run."""
 
 
 def _flush_quietly(log: RunLog) -> None:

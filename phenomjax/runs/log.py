@@ -32,6 +32,11 @@ class RunLog:
             tr = run.read_train()
             self._train = [tr[tr.step <= resume_step]]
 
+    def evals(self) -> pd.DataFrame:
+        """Every evaluation row so far (resumed ones included), one frame."""
+        self._evals = [self._cat(self._evals)]
+        return self._evals[0]
+
     def evaluated_steps(self) -> list[int]:
         steps: set[int] = set()
         for df in self._evals:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +22,7 @@ from typing import Any, Literal
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 
 from .. import distributed
 from ..config import require_positive
@@ -175,11 +177,15 @@ def train(
     resume: bool = False,
     progress: bool = True,
     stop_at: int | None = None,
+    stop: Callable[[pd.DataFrame], bool] | None = None,
 ) -> RunDir:
     """Train, evaluate and write the run directory `out`; returns it.
 
     resume=True continues from the checkpoint to the numbers an uninterrupted run gives.
     stop_at (a step) ends the process after that step, as if killed, leaving status "running".
+    stop(evals) is called after each evaluation with the per-sequence evaluations so far (step,
+    rank, presentations, loss, accuracy); True ends the run there as complete, the manifest
+    recording stopped_early and stopped_step (e.g. a plateau rule with cfg.train.steps as budget).
     """
     distributed.initialize(cfg.distributed)
     require_fits(cfg)  # before the bits, the state or the run folder exist
@@ -224,4 +230,5 @@ def train(
             batch=cfg.train.batch,
             desc=f"train {opened.run.path.name}",
             progress=progress and main,
+            stop=stop,
         )

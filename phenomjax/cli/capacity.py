@@ -1,0 +1,62 @@
+"""`phenomjax capacity CONFIG [--quick] [--out DIR]`: memorized bits per parameter."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..capacity import CapacityConfig, run_capacity
+from ..config import load_config
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="TOML config, e.g. experiments/capacity_cpu.toml")
+    p.add_argument("--quick", action="store_true", help="the smaller ladder of the [quick] section")
+    p.add_argument("--out", help="output folder (default: runs/<config stem>[-quick])")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. --set train.steps=5000 (repeatable)",
+    )
+    p.add_argument("--progress", action="store_true", help="a progress bar per run")
+
+
+def _interval(f: dict) -> str:
+    return f"[{f['lo']:.2f}, {f['hi']:.2f}]" if np.isfinite(f["lo"]) else "(no interval)"
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load_config(CapacityConfig, args.config, args.set)
+    stem = Path(args.config).stem + ("-quick" if args.quick else "")
+    out = Path(args.out) if args.out else Path("runs") / stem
+    t0 = time.perf_counter()
+
+    def on_run(i, n, job, what, row):
+        conv = f"converged at step {row['converged_step']}" if row["converged"] else "not converged"
+        print(
+            f"[{i + 1}/{n}] {job.name}: {what}; {row['params']} params, K={row['K']}, "
+            f"{row['memorized_bits']:.0f} of {row['dataset_bits']} bits "
+            f"({row['bits_per_param']:.2f}/param), {conv} ({time.perf_counter() - t0:.0f} s)",
+            flush=True,
+        )
+
+    result, paths = run_capacity(cfg, out, quick=args.quick, progress=args.progress, on_run=on_run)
+    print(result.sizes.to_string(index=False))
+    for model, fit in result.fit.items():
+        b, ll = fit.get("bits_per_param"), fit.get("loglog")
+        if b:
+            print(
+                f"{model}: {b['slope']:.3f} bits/param {_interval(b)} "
+                f"(95% t-interval, {fit['n_sizes']} {fit['used']}); log-log exponent "
+                f"{ll['exponent']:.2f} {_interval(ll)}; Morris et al. 2025: 3.6"
+            )
+    if len(result.presentations_fit):
+        print(result.presentations_fit.to_string(index=False))
+    wall = time.perf_counter() - t0
+    print(f"wrote {out / 'capacity.csv'} and {len(paths) - 1} more files ({wall:.0f} s)")
+    return 0
