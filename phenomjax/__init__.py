@@ -4,14 +4,8 @@ phenomenological linear-attention model (sigmoid readout) fitted to the curves."
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
 
-try:  # one home for the version: pyproject.toml, read back from the installed metadata
-    __version__ = version("phenomjax")
-except PackageNotFoundError:  # a source tree that was never installed
-    __version__ = "0+unknown"
-
-from .bayes import bayes_ceiling, bayes_floor, bayes_tables, per_sequence_floor
-from .data import count_presentations, log_spaced_steps, make_bits, sample_ranks, zipf_weights
 from .errors import (
     ConfigError,
     DataError,
@@ -20,7 +14,18 @@ from .errors import (
     RunDirError,
     UnsafePickleError,
 )
-from .runs.rundir import RunDir
+
+try:  # one home for the version: pyproject.toml, read back from the installed metadata
+    __version__ = version("phenomjax")
+except PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
+
+if TYPE_CHECKING:
+    from .analysis.binning import bin_by_rank
+    from .analysis.load import load_run
+    from .bayes import bayes_ceiling, bayes_floor, bayes_tables, per_sequence_floor
+    from .data import count_presentations, log_spaced_steps, make_bits, sample_ranks, zipf_weights
+    from .runs.rundir import RunDir
 
 __all__ = [
     "__version__",
@@ -44,13 +49,34 @@ __all__ = [
     "bin_by_rank",
 ]
 
-_LAZY = {"load_run": "phenomjax.analysis", "bin_by_rank": "phenomjax.analysis"}
+# Everything but the errors loads on first use: `phenomjax --help` imports neither NumPy nor
+# pandas, and no name here imports JAX (the floors and the bits are NumPy; the on-device
+# sampling imports JAX when called).
+_LAZY = {
+    "bayes_ceiling": "phenomjax.bayes",
+    "bayes_floor": "phenomjax.bayes",
+    "bayes_tables": "phenomjax.bayes",
+    "per_sequence_floor": "phenomjax.bayes",
+    "count_presentations": "phenomjax.data",
+    "log_spaced_steps": "phenomjax.data",
+    "make_bits": "phenomjax.data",
+    "sample_ranks": "phenomjax.data",
+    "zipf_weights": "phenomjax.data",
+    "RunDir": "phenomjax.runs.rundir",
+    "load_run": "phenomjax.analysis.load",
+    "bin_by_rank": "phenomjax.analysis.binning",
+}
 
 
 def __getattr__(name: str):
-    # The analysis (pandas, pyarrow) loads on first use, so `import phenomjax` stays light.
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # later look-ups skip this hook
+        return value
     raise AttributeError(f"module 'phenomjax' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -2,17 +2,23 @@
 exact presentation counts.
 
 Rank k = 0..K-1, rank 0 most frequent, p_k proportional to (k+1)^-alpha.
+
+The bits and the Zipf weights are NumPy, so the analysis (floors of a run on disk) never imports
+JAX; the key streams and the on-device sampling import it when first called.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import operator
+from typing import TYPE_CHECKING
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from .errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    import jax
 
 # Named key streams, split once from the root key (Levanter style). Appending a name keeps the
 # earlier streams unchanged; never reorder.
@@ -48,6 +54,8 @@ class DataConfig:
 
 def key_streams(seed: int) -> dict[str, jax.Array]:
     """One root key, split once into the named streams of STREAMS."""
+    import jax
+
     keys = jax.random.split(jax.random.key(seed), len(STREAMS))
     return dict(zip(STREAMS, keys, strict=True))
 
@@ -59,11 +67,59 @@ def zipf_weights(K: int, alpha: float = 1.0) -> np.ndarray:
     return w / w.sum()
 
 
-def make_bits(seed: int, K: int, L: int) -> np.ndarray:
-    """K i.i.d. uniform sequences of L bits, fixed by seed; uint8 array (K, L)."""
+_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+_U32 = 0xFFFFFFFF
+
+
+def _threefry2x32(
+    k1: int, k2: int, x0: np.ndarray, x1: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The Threefry-2x32 hash (20 rounds, Salmon et al. 2011) of the counter pairs (x0, x1)
+    under the key (k1, k2), as jax.random's default threefry2x32 computes it; uint32 arrays."""
+    ks = (k1, k2, k1 ^ k2 ^ 0x1BD11BDA)
+    x0 = x0 + np.uint32(ks[0])
+    x1 = x1 + np.uint32(ks[1])
+    tmp = np.empty_like(x1)
+    for i in range(5):
+        for r in _ROTATIONS[i % 2]:
+            x0 += x1
+            np.left_shift(x1, np.uint32(r), out=tmp)  # x1 = rotl(x1, r) ^ x0, in place
+            x1 >>= np.uint32(32 - r)
+            x1 |= tmp
+            x1 ^= x0
+        x0 += np.uint32(ks[(i + 1) % 3])
+        x1 += np.uint32((ks[(i + 2) % 3] + i + 1) & _U32)  # key arithmetic in Python ints
+    return x0, x1
+
+
+def make_bits(seed: int, K: int, L: int, *, chunk: int = 1 << 16) -> np.ndarray:
+    """K i.i.d. uniform sequences of L bits, fixed by seed; uint8 array (K, L).
+
+    Bit for bit `jax.random.bernoulli(key_streams(seed)["bits"], 0.5, (K, L))` under JAX's
+    defaults (threefry2x32, partitionable counters, 32-bit seeds: a seed is taken mod 2^32),
+    computed in NumPy so that a floor never needs JAX. With the key (k1, k2) of the "bits"
+    stream, element n is 1 exactly when the top bit of the two hashed words of the counter
+    (n >> 32, n mod 2^32), xor-ed, is 0 (uniform() < 0.5 in float32). `chunk` bounds memory.
+    """
     check_sizes(K, L, 0.0)
-    bits = jax.random.bernoulli(key_streams(seed)["bits"], 0.5, (K, L))
-    return np.asarray(bits, dtype=np.uint8)
+    seed = operator.index(seed)
+    if not -(2**63) <= seed < 2**63:
+        raise DataError(f"seed: expected a 64-bit integer, got {seed}")
+    zero = np.zeros(1, dtype=np.uint32)
+    # jax.random.key(seed) is (0, seed mod 2^32) in 32-bit mode; split(key, 5)[i] hashes the
+    # counter (0, i); "bits" is stream 0
+    a, b = _threefry2x32(0, seed & _U32, zero, zero.copy())
+    k1, k2 = int(a[0]), int(b[0])
+    n = K * L
+    out = np.empty(n, dtype=np.uint8)
+    for s in range(0, n, chunk):
+        count = np.arange(s, min(s + chunk, n), dtype=np.uint64)
+        hi = (count >> np.uint64(32)).astype(np.uint32)
+        x0, x1 = _threefry2x32(k1, k2, hi, count.astype(np.uint32))
+        x0 ^= x1
+        x0 >>= np.uint32(31)
+        np.subtract(1, x0, out=out[s : s + len(count)], casting="unsafe")
+    return out.reshape(K, L)
 
 
 def check_bits(bits: np.ndarray, *, name: str = "bits") -> np.ndarray:
@@ -81,6 +137,8 @@ def check_bits(bits: np.ndarray, *, name: str = "bits") -> np.ndarray:
 
 def zipf_cdf(weights: np.ndarray) -> jax.Array:
     """float32 CDF for searchsorted sampling, computed in float64 then rounded once."""
+    import jax.numpy as jnp
+
     cdf = np.cumsum(np.asarray(weights, dtype=np.float64))
     cdf /= cdf[-1]
     return jnp.asarray(cdf, dtype=jnp.float32)
@@ -91,6 +149,9 @@ def sample_ranks(key: jax.Array, cdf: jax.Array, batch: int) -> jax.Array:
 
     searchsorted on the CDF is O(batch log K); jax.random.categorical would be O(batch K).
     """
+    import jax
+    import jax.numpy as jnp
+
     u = jax.random.uniform(key, (batch,), dtype=jnp.float32)
     ranks = jnp.searchsorted(cdf, u, side="right")
     return jnp.minimum(ranks, cdf.shape[0] - 1).astype(jnp.int32)

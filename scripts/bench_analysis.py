@@ -13,17 +13,28 @@ alternating rounds, medians reported:
                digest remembered against inode/size/mtime/ctime), record check, parquet reads
   bin only     the binning kernels alone on the same tidy data (filter loop vs bin_by_rank)
 
-and checks that both pipelines give the same binned means.
+and checks that both pipelines give the same binned means. Then, what a user waits for, each in
+a fresh interpreter from start to exit (imports included), alternating, medians of
+--process-rounds rounds, wall and CPU (user + sys of the child):
+
+  python -c pass      the interpreter alone (the floor on this machine)
+  pickle.load         `import pickle, numpy; pickle.load(f)`, the file read with no checks
+  historical          the historical function above, in its own process (numpy, pandas only)
+  phenomjax           `from phenomjax import load_run, bin_by_rank; bin_by_rank(load_run(p))`
 
     python scripts/bench_analysis.py [--path /tmp/legacy_K100000.pkl] [--rounds 3]
+        [--process-rounds 5] [--no-in-process]
 """
 
 from __future__ import annotations
 
 import argparse
 import pickle
+import resource
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -32,8 +43,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from phenomjax.analysis import RANK_SELECTIONS, bin_by_rank, default_edges, process_run
-from phenomjax.analysis.synthetic import write_legacy_log
+# phenomjax is imported in main(): the historical process imports this file for `historical`
+# and must pay for numpy and pandas only, as the historical script did.
 
 
 def historical(path: Path, cache_file: Path) -> pd.DataFrame:
@@ -102,18 +113,74 @@ def timed(fn, *args, name: str = "", **kwargs):
     return time.perf_counter() - t0, out
 
 
+def whole_processes(path: Path, work: Path, rounds: int) -> None:
+    """Each pipeline in a fresh interpreter, start to exit, alternating; medians printed."""
+    here = str(Path(__file__).resolve().parent)
+    commands = {
+        "python -c pass": "pass",
+        "pickle.load": f"import pickle, numpy; pickle.load(open({str(path)!r}, 'rb'))",
+        "historical": (
+            f"import sys; sys.path.insert(0, {here!r}); from pathlib import Path; "
+            f"from bench_analysis import historical; "
+            f"historical(Path({str(path)!r}), Path({str(work / 'historical.pkl')!r}))"
+        ),
+        "phenomjax": (
+            f"from phenomjax import load_run, bin_by_rank; bin_by_rank(load_run({str(path)!r}))"
+        ),
+    }
+    wall: dict[str, list[float]] = defaultdict(list)
+    cpu: dict[str, list[float]] = defaultdict(list)
+    names = list(commands)
+    for rnd in range(rounds):
+        order = names if rnd % 2 == 0 else names[::-1]  # neither side always runs first
+        for name in order:
+            r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-c", commands[name]], check=True)
+            wall[name].append(time.perf_counter() - t0)
+            r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu[name].append(r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime)
+        done = ", ".join(f"{k} {v[-1]:.2f} s" for k, v in wall.items())
+        print(f"process round {rnd + 1}: {done}")
+    print(f"\nwhole process, start to exit, medians over {rounds} alternating rounds:")
+    for name in names:
+        print(f"  {name:<16} wall {statistics.median(wall[name]):7.2f} s"
+              f"   CPU {statistics.median(cpu[name]):7.2f} s")  # fmt: skip
+    h, p = (statistics.median(wall[k]) for k in ("historical", "phenomjax"))
+    hc, pc = (statistics.median(cpu[k]) for k in ("historical", "phenomjax"))
+    print(f"  phenomjax vs the historical process: {h / p:.2f}x faster (wall), "
+          f"{hc / pc:.2f}x (CPU); target >= 2x")  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--path", type=Path, default=Path(tempfile.gettempdir()) / "legacy_K100000.pkl")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--process-rounds", type=int, default=5, help="whole-process rounds; 0: none")
+    ap.add_argument("--no-in-process", action="store_true", help="whole-process rows only")
     ap.add_argument("--K", type=int, default=100000)
     args = ap.parse_args()
+    from phenomjax.analysis.synthetic import write_legacy_log
+
     if not args.path.is_file():
         t, _ = timed(write_legacy_log, args.path, K=args.K, L=100, epochs=500, test_every=10,
                      batch=256, iters_per_epoch=100, seed=0)  # fmt: skip
         print(f"wrote {args.path} in {t:.1f} s")
     size = args.path.stat().st_size / 2**20
     print(f"legacy log: {args.path} ({size:.0f} MiB), K={args.K}, L=100, 500 epochs, 50 evals")
+    if not args.no_in_process:
+        in_process(args)
+    if args.process_rounds > 0:
+        work = Path(tempfile.mkdtemp(prefix="bench_analysis_"))
+        whole_processes(args.path, work, args.process_rounds)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def in_process(args: argparse.Namespace) -> None:
+    """The rows timed inside this process (see the module docstring)."""
+    from phenomjax import load_run
+    from phenomjax.analysis import RANK_SELECTIONS, bin_by_rank, default_edges, process_run
+
     ranks = sorted({r for s in RANK_SELECTIONS.values() for r in s})
     work = Path(tempfile.mkdtemp(prefix="bench_analysis_"))
     times = defaultdict(list)
@@ -133,8 +200,6 @@ def main() -> None:
         times["phenomjax cached"].append(t)
         print(f"round {rnd + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()))
     # the binning kernels alone, on the same tidy table
-    from phenomjax import load_run
-
     table = load_run(args.path)
     edges = default_edges(args.K)
     for _ in range(args.rounds):

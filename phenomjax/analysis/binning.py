@@ -67,6 +67,39 @@ def _bins(rank: np.ndarray, e: np.ndarray) -> np.ndarray:
     return np.searchsorted(e, rank, side="right") - 1
 
 
+def _stored_groups(
+    step: np.ndarray, rank: np.ndarray, e: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(first row, step, bin) of every non-empty (step, bin) group when the rows are stored
+    step by step, ranks ascending within a step, every rank inside the edges (as run
+    directories and legacy logs store them): one binary search of the edges per step instead
+    of per-row group codes, so no row-sized integer temporaries. None when the rows are not so
+    stored, or the steps are too many for a loop over them to pay."""
+    n = len(rank)
+    if n < 2 or step.dtype.kind not in "iu" or rank.dtype.kind not in "iu":
+        return None
+    cut = np.flatnonzero(step[1:] != step[:-1]) + 1  # first row of every step but the first
+    if len(cut) * 64 > n or np.any(step[cut] < step[cut - 1]):
+        return None
+    n_down = np.count_nonzero(rank[1:] < rank[:-1])  # a rank below its predecessor
+    if n_down > len(cut):
+        return None
+    first = np.concatenate(([0], cut))
+    last = np.append(cut, n) - 1
+    if n_down and np.count_nonzero(rank[first[1:]] < rank[last[:-1]]) != n_down:
+        return None  # a descent inside a step: not stored rank by rank
+    if rank[first].min() < e[0] or rank[last].max() >= e[-1]:
+        return None
+    starts, steps, bins = [], [], []
+    for a, b in zip(first, last + 1, strict=True):
+        pos = a + np.searchsorted(rank[a:b], e, side="left")  # row where each bin begins
+        full = np.flatnonzero(pos[1:] > pos[:-1])
+        starts.append(pos[full])
+        bins.append(full)
+        steps.append(np.full(len(full), step[a]))
+    return np.concatenate(starts), np.concatenate(steps), np.concatenate(bins)
+
+
 def bin_by_rank(
     table: pd.DataFrame, edges: Sequence[int] | np.ndarray | None = None
 ) -> pd.DataFrame:
@@ -87,9 +120,19 @@ def bin_by_rank(
     if e.ndim != 1 or len(e) < 2 or np.any(np.diff(e) <= 0):
         raise DataError(f"edges: expected at least two strictly increasing ranks, got {e.tolist()}")
     nb = len(e) - 1
+    keys = [k for k in GROUP_KEYS if k in table.columns]
+    stored = _stored_groups(table["step"].to_numpy(), rank, e) if keys == ["step"] else None
+    if stored is not None:
+        starts, step_of, bin_of = stored
+        count = np.diff(np.append(starts, len(rank)))
+
+        def sums(v: np.ndarray) -> np.ndarray:
+            return np.add.reduceat(v, starts, dtype=np.float64)
+
+        out = {"step": step_of, "rank_lo": e[bin_of], "rank_hi": e[bin_of + 1]}
+        return _means(table, rank, out, sums, count, lambda a: a)
     b = _bins(rank, e)
     inside = (b >= 0) & (b < nb)
-    keys = [k for k in GROUP_KEYS if k in table.columns]
     code = np.zeros(len(table), dtype=np.int64)
     uniques = []
     for k in keys:
@@ -127,6 +170,11 @@ def bin_by_rank(
     out = {k: out[k] for k in keys}
     out["rank_lo"] = e[keep % nb]
     out["rank_hi"] = e[keep % nb + 1]
+    return _means(table, rank, out, sums, count, sub)
+
+
+def _means(table: pd.DataFrame, rank: np.ndarray, out: dict, sums, count, sub) -> pd.DataFrame:
+    """The binned table: the key columns in `out`, then every mean; NaN left out and counted."""
     out["sequence_rank"] = sums(sub(rank)) / count
     dropped = {}
     for c in MEAN_COLUMNS:
@@ -134,20 +182,24 @@ def bin_by_rank(
             continue
         v = sub(table[c].to_numpy())
         n = count
-        if v.dtype.kind == "f":  # integer columns cannot hold NaN
+        with np.errstate(invalid="ignore"):  # inf - inf: its group is summed again below
+            total = sums(v)
+        # a NaN or an infinity makes its group's float64 sum non-finite, so finite sums (the
+        # usual case) need no row-sized isfinite mask; integer columns cannot hold NaN
+        if v.dtype.kind == "f" and not np.isfinite(total).all():
             fin = np.isfinite(v)
             if not fin.all():
                 dropped[c] = int((~fin).sum())
-                v = np.where(fin, v, 0.0)
+                total = sums(np.where(fin, v, 0.0))
                 n = sums(fin.astype(np.float64))
         with np.errstate(invalid="ignore", divide="ignore"):
-            out[c] = sums(v) / n
+            out[c] = total / n
     out["n_sequences"] = count
     if dropped:
         warnings.warn(
             "bin_by_rank: left non-finite values out of the means: "
             + ", ".join(f"{n} in {c}" for c, n in dropped.items()),
-            stacklevel=2,
+            stacklevel=3,  # the caller of bin_by_rank
         )
     df = pd.DataFrame(out)
     df.attrs = dict(table.attrs)

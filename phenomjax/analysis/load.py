@@ -12,14 +12,16 @@ import functools
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from ..errors import DataError, RunDirError
-from ..runs.rundir import RunDir
 from .legacy import legacy_tables, load_pickle
+
+if TYPE_CHECKING:  # imported where a run directory is read: a legacy log needs none of runs/
+    from ..runs.rundir import RunDir
 
 
 def is_run_dir(path: Path) -> bool:
@@ -139,6 +141,8 @@ def run_info(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     _check_path(path)
     if is_run_dir(path):
+        from ..runs.rundir import RunDir
+
         meta = _rundir_meta(RunDir(path))
     else:
         meta = legacy_tables(load_pickle(path), path)[2]
@@ -178,6 +182,8 @@ def read_tables(
     path = Path(path)
     _check_path(path)
     if is_run_dir(path):
+        from ..runs.rundir import RunDir
+
         run = RunDir(path)
         meta = _rundir_meta(run)
         evals = run.read_evals()

@@ -17,13 +17,16 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
-
-from ..analysis.binning import RANK_SELECTIONS, bin_label
-from ..analysis.settings import AnalysisConfig, load_analysis_config
 from ..errors import ConfigError
+
+# NumPy, pandas and the analysis load in the functions that use them: `analyze --help` stays
+# instant, and nothing on this path imports JAX.
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..analysis.settings import AnalysisConfig
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -70,10 +73,14 @@ def _write_table(df: pd.DataFrame, path: Path, flag: str) -> None:
 
 def file_label(lo: int, hi: int) -> str:
     """A rank bin in a file name, as legends name it (binning.bin_label): ranks_0-4."""
+    from ..analysis.binning import bin_label
+
     return bin_label(int(lo), int(hi)).replace(" ", "_")
 
 
 def _selection(cfg: AnalysisConfig, name: str) -> list[int] | None:
+    from ..analysis.binning import RANK_SELECTIONS
+
     sels = {**RANK_SELECTIONS, **cfg.rank_selections}
     if name == "all":
         return None
@@ -130,6 +137,8 @@ def _metric_figures(curves: pd.DataFrame, title: str, prefix: str, ctx: dict) ->
 
 def _group_curves(processed, names: list[str], selection) -> pd.DataFrame:
     """The group's curves (bins or selected ranks) with mean and band over its runs."""
+    import pandas as pd
+
     from ..analysis import plots
     from ..analysis.groups import band
 
@@ -144,10 +153,14 @@ def _group_curves(processed, names: list[str], selection) -> pd.DataFrame:
 
 
 def run(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     from ..analysis import lag, plots, summaries
+    from ..analysis.binning import RANK_SELECTIONS
     from ..analysis.cache import process_run
     from ..analysis.groups import band, check_group
     from ..analysis.load import check_path
+    from ..analysis.settings import load_analysis_config
 
     cfg = load_analysis_config(args.config)
     experiment = args.experiment or cfg.defaults.experiment
@@ -279,6 +292,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_summaries(thr: pd.DataFrame, runs: pd.DataFrame, s) -> None:
+    import numpy as np
+    import pandas as pd
+
     with pd.option_context("display.width", 160, "display.max_columns", 20,
                            "display.float_format", "{:.4g}".format):  # fmt: skip
         print("\nruns: memorized bits at the last evaluation, per sequence (L-1)(1 - loss/ln 2)")
@@ -304,6 +320,8 @@ def _print_summaries(thr: pd.DataFrame, runs: pd.DataFrame, s) -> None:
 
 def _count(v) -> int | str:
     """A recorded count, or "unknown" where the run does not record it."""
+    import numpy as np
+
     try:
         return int(v) if v is not None and np.isfinite(float(v)) else "unknown"
     except (TypeError, ValueError):
@@ -313,7 +331,11 @@ def _count(v) -> int | str:
 def lag_rows(lags: pd.DataFrame, gaps: pd.DataFrame, group: str | None) -> pd.DataFrame:
     """The printed lag table: one row per (run or group, rank bin), one column per level
     ("ratio (reached/ranks)", or with a group "mean +- std [min, max]") and the log-loss gap."""
+    import numpy as np
+    import pandas as pd
+
     from ..analysis import lag
+    from ..analysis.binning import bin_label
 
     levels = sorted(lags["level"].unique(), reverse=True)
     rows = []
@@ -351,6 +373,10 @@ def lag_rows(lags: pd.DataFrame, gaps: pd.DataFrame, group: str | None) -> pd.Da
 
 
 def _print_lag(lags: pd.DataFrame, gaps: pd.DataFrame, group: str | None, floor: bool) -> None:
+    import pandas as pd
+
+    from ..analysis.binning import bin_label
+
     top = lags.sort_values("rank_lo").iloc[0]
     print(
         f"\nlag: presentations the median rank of each bin needs to bring (loss - floor) to the "
