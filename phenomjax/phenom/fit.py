@@ -475,8 +475,11 @@ def _verdicts(per_bin: list[dict], lag_rows: list[dict], ref, score: ScoreConfig
         lr = [r for r in lag_rows if (r["rank_lo"], r["rank_hi"]) == key]
         if lr:
             ok = all(r["sign_agrees"] and r["z_lag"] <= score.within for r in lr)
-            lag = "agrees" if ok else ("wrong sign" if not all(r["sign_agrees"] for r in lr)
-                                       else "too far")  # fmt: skip
+            censored = not all(np.isfinite(r["ratio_fit"]) for r in lr)
+            wrong = not all(r["sign_agrees"] for r in lr)
+            lag = "agrees" if ok else (
+                "the fit bin never reaches a level the transformer reaches" if censored
+                else "wrong sign" if wrong else "too far")  # fmt: skip
         elif p["rank_lo"] == min(q["rank_lo"] for q in per_bin):
             lag = "top bin (reference)"
         else:
