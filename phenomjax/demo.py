@@ -183,18 +183,18 @@ def demo(
 
 def lag_lines(summary: dict) -> str:
     """The lag table (transformer vs fit, per bin and level) and the per-bin verdicts."""
-    head = f"  {'rank bin':<12}{'level':>6}{'transformer lag [range]':>26}{'fit':>8}{'z':>6}"
+    head = f"  {'rank bin':<16}{'level':>6}{'transformer lag [range]':>26}{'fit':>8}{'z':>6}"
     lines = [f"  noise reference: {summary['noise']}", head]
     for x in summary["lag"]:
         lines.append(
-            f"  {bin_label(x['rank_lo'], x['rank_hi']):<12}{x['level']:>6.2f}"
+            f"  {bin_label(x['rank_lo'], x['rank_hi']):<16}{x['level']:>6.2f}"
             f"{x['ratio_ref']:>12.2f} [{x['ratio_ref_lo']:.2f}, {x['ratio_ref_hi']:.2f}]"
             f"{x['ratio_fit']:>9.2f}{x['z_lag']:>6.1f}"
         )
     for v in summary["verdicts"]:
         band = "within the seed band" if v["within_band"] else "outside the seed band"
         lines.append(
-            f"  {bin_label(v['rank_lo'], v['rank_hi']):<12} z {v['z']:.1f}: {band}; lag {v['lag']}"
+            f"  {bin_label(v['rank_lo'], v['rank_hi']):<16}z {v['z']:.1f}: {band}; lag {v['lag']}"
         )
     lines.append(f"  lag reproduced: {'yes' if summary['reproduces_lag'] else 'no'}; "
                  f"sign set by: {summary['sign_knob']}")  # fmt: skip

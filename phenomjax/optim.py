@@ -30,6 +30,7 @@ class OptimConfig:
     decay: Literal["none", "cosine", "linear"] = "none"  # after warm-up, down to lr * final_lr_frac
     final_lr_frac: float = 0.0  # where cosine / linear decay ends, as a fraction of lr
     clip_norm: float = 0.0  # global-norm gradient clipping; 0 turns it off
+    decay_all: bool = False  # adamw/lion decay on every leaf (biases, gains too), not 2+-D only
 
     def validate(self) -> None:
         if self.name not in OPTIMIZERS:
@@ -111,8 +112,9 @@ def make_optimizer(
     cfg: OptimConfig, total_steps: int, mask: Any | Callable | None = None
 ) -> optax.GradientTransformation:
     """The configured optimizer with its schedule and optional clipping; `mask` (a pytree of
-    bools or a function of the params, e.g. weight_decay_mask) limits adamw/lion weight decay."""
-    tx = _base(cfg.name, cfg, schedule(cfg, total_steps), mask)
+    bools or a function of the params, e.g. weight_decay_mask) limits adamw/lion weight decay,
+    unless cfg.decay_all asks for decay on every leaf (to measure what the mask changes)."""
+    tx = _base(cfg.name, cfg, schedule(cfg, total_steps), None if cfg.decay_all else mask)
     if cfg.clip_norm > 0:
         tx = optax.chain(optax.clip_by_global_norm(cfg.clip_norm), tx)
     return tx

@@ -11,7 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from phenomjax.analysis.binning import default_edges
+from phenomjax.analysis.lag import rank_crossings
+from phenomjax.bayes import per_sequence_floor
 from phenomjax.cli import main
+from phenomjax.data import make_bits, zipf_weights
 from phenomjax.demo import demo, format_summary
 from phenomjax.errors import RunDirError
 from phenomjax.phenom.sweep import read_sweep
@@ -104,4 +108,16 @@ def test_real_demo_within_five_minutes(tmp_path, capsys):
     wall = time.perf_counter() - t
     text = capsys.readouterr().out
     assert "Bayes floor" in text and (tmp_path / "demo-figures" / "overlay.png").is_file()
+    assert "lag reproduced" in text and ("seed band" in text) and "transformer lag" in text
     assert wall < 300, f"demo took {wall:.0f} s"
+    # the demo's regime: at least 4 of its 6 rank bins end below half their initial excess loss
+    # (median rank of the bin), so the lag table compares bins that learn
+    run = RunDir(tmp_path / "demo")
+    m = run.manifest()
+    ev = run.read_evals()
+    floor = per_sequence_floor(make_bits(m["seed"], m["K"], m["L"]), zipf_weights(m["K"], 1.0))[0]
+    cr = rank_crossings(ev, [0.5], floor=floor)
+    edges = default_edges(m["K"])
+    b = np.searchsorted(edges, cr["rank"].to_numpy(), side="right") - 1
+    med = [np.median(cr["final_excess"].to_numpy()[b == k]) for k in range(len(edges) - 1)]
+    assert len(med) == 6 and sum(x < 0.5 for x in med) >= 4, med

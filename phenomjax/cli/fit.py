@@ -38,6 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--param", default=None, help="full, shared or relative (grid.param)")
     p.add_argument("--batch", type=int, default=None, help="batch size if the run lacks one")
     p.add_argument("--num-evals", type=int, default=None, help="log-spaced fit evaluations")
+    p.add_argument("--holdout", choices=("steps", "bins"), default=None,
+                   help="rank members on the first half of the evaluations (steps) or on the "
+                   "bins below rank 100 (bins) and report the error on the rest")  # fmt: skip
     p.add_argument("--no-shift", action="store_true", help="fix the presentation scale at 1")
     p.add_argument(
         "--no-progress", action="store_true", help="no progress bars (e.g. in batch jobs)"
@@ -64,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         num_evals=args.num_evals,
         score=score,
     )
-    report = fit_run(paths, out, cfg, progress=not args.no_progress)
+    report = fit_run(paths, out, cfg, progress=not args.no_progress, holdout=args.holdout)
     print(format_report(report))
     print(f"report: {out / 'report.json'}")
     return 0

@@ -44,6 +44,7 @@ from ..data import DataConfig, make_bits, zipf_weights
 from ..errors import ConfigError, DataError
 from ..optim import OPTIMIZERS
 from ..runs import RunDir, atomic_write_bytes, atomic_write_json, jsonable
+from .holdout import heldout_lag, predict, seed_intervals, seed_reference, split_evals
 from .scoring import (
     ScoreConfig,
     binned,
@@ -238,10 +239,11 @@ def _floor(meta: dict) -> np.ndarray:
 
 
 def _score_sweep(ref, out: Path, table, edges, score: ScoreConfig, floor, evals: int):
+    """(members scored, their binned tables, their bin_lag tables)."""
     ids = table["member"].astype(int).tolist()
     chunk = max(1, SCORE_ROWS // (int(edges[-1]) * (evals + 1)))
     mb, ml = member_tables(lambda m: read_sweep(out, m)[1], ids, edges, floor, score.levels, chunk)
-    return table.merge(score_members_lag(mb, ml, ref, score), on="member"), ml
+    return table.merge(score_members_lag(mb, ml, ref, score), on="member"), mb, ml
 
 
 def _knobs(members: pd.DataFrame, top_lo: int) -> list[dict]:
@@ -281,12 +283,16 @@ def fit_run(
     *,
     edges: Sequence[int] | None = None,
     progress: bool = True,
+    holdout: str | None = None,
     **legacy,
 ) -> dict:
     """Fit the phenomenological model to a run or seed group; write `out`; return the report.
 
     `config` is the fit grid (default phenomjax/configs/fit.toml); the old keywords (ws, ds,
     lrs, scales, seeds, modes, optimizer, param, batch, num_evals, score) override it.
+    `holdout` ("steps" or "bins", phenomjax.phenom.holdout) ranks the members on one part of the
+    run's curves and reports the best's error on the rest (report["holdout"]); the scores and
+    verdicts of the report are then those of the training part.
     """
     t0 = time.perf_counter()
     cfg = grid_config(config, **legacy)
@@ -300,7 +306,13 @@ def fit_run(
     names = list(group["run"].unique())
     floors = {n: _floor(m) for n, m in zip(names, metas, strict=True)}
     ev = group if len(names) > 1 else group.drop(columns="run")
-    ref = build_reference(ev, floors if len(names) > 1 else {None: floors[names[0]]}, e, score)
+    fl = floors if len(names) > 1 else {None: floors[names[0]]}
+    e_all = e
+    if holdout:
+        ev_fit, ev_out, e, e_out, split_text = split_evals(ev, holdout, e_all)
+    else:
+        ev_fit = ev
+    ref = build_reference(ev_fit, fl, e, score)
     legacy_bits = not meta.get("bits_known")
     seed = int(meta.get("seed") or 0)
     floor = floors[names[0]]
@@ -315,7 +327,7 @@ def fit_run(
     out.mkdir(parents=True, exist_ok=True)
     times: dict[str, float] = {}
 
-    scored, lags = [], []
+    scored, lags, tables = [], [], {}
     for mode in G.modes:
         t = time.perf_counter()
         base = base_config(meta, mode=mode, **opts)
@@ -332,8 +344,9 @@ def fit_run(
             folder = out / "sweeps" / f"{mode}-{i}-{entry.name}"  # fmt: skip
             table = _sweep_cached(base, folder, axes, entry.configs(), progress)
             table = table.assign(member=table["member"].astype(int), sweep=folder.name)
-            sc, ml = _score_sweep(ref, folder, table, e, score, floor, G.num_evals)
+            sc, mb, ml = _score_sweep(ref, folder, table, e, score, floor, G.num_evals)
             scored.append(sc)
+            tables[folder.name] = (mb, ml)
             lags.append(ml.assign(sweep=folder.name))
         times[f"sweep_{mode}_s"] = time.perf_counter() - t
     members = pd.concat(scored, ignore_index=True).sort_values("total", kind="stable")
@@ -358,7 +371,7 @@ def fit_run(
                 "seed": [seed + i for i in range(1, G.seeds)], "w": [m.w], "d": [m.d],
                 "param": [m.param], "optimizer": [to_dict(opt)]}  # fmt: skip
         refit = _sweep_cached(best_cfg, out / "refit", axes, [opt], progress)
-        rs, _ = _score_sweep(ref, out / "refit", refit, e, score, floor, G.num_evals)
+        rs, _, _ = _score_sweep(ref, out / "refit", refit, e, score, floor, G.num_evals)
         per_seed += rs[cols].to_dict("records")
     run_dir = out / "best"
     run = RunDir(run_dir)
@@ -382,6 +395,25 @@ def fit_run(
     reproduces = bool(lag_rows) and all(r["sign_agrees"] and r["z_lag"] <= score.within
                                          for r in lag_rows)  # fmt: skip
     any_member = _any_reproduces(members, lags, ref, score)
+    intervals = None
+    if len(names) > 1:
+        seed_refs = {}
+        for n in names:
+            one = ev_fit[ev_fit["run"] == n].drop(columns="run")
+            seed_refs[n] = seed_reference(build_reference(one, {None: floors[n]}, e, score), ref)
+        intervals = seed_intervals(members, tables.__getitem__, seed_refs, score)
+    held = None
+    if holdout:
+        ref_out = build_reference(ev_out, fl, e_out, score)
+        ref_all = build_reference(ev, fl, e_all, score)
+        best_binned = binned(best_evals, e_all)
+        full_lag = bin_lag(rank_crossings(best_evals, score.levels, floor=floor), e_all)
+        held = {"split": holdout, "description": split_text,
+                "fit_edges": e.tolist(), "heldout_edges": e_out.tolist(),
+                "shift": detail["shift"],
+                "in_sample": predict(best_binned, detail["shift"], ref, score),
+                "out_of_sample": predict(best_binned, detail["shift"], ref_out, score),
+                "lag_out_of_sample": heldout_lag(full_lag, ref_all, ref, score)}  # fmt: skip
 
     arr = {k: np.asarray([r[k] for r in per_seed], np.float64) for k in cols[1:]}
     # lag_score is NaN for every seed when the transformer has no bin to compare: no warning
@@ -420,6 +452,8 @@ def fit_run(
         "any_member_reproduces_lag": any_member,
         "sign_knob": _sign_knob(knobs),
         "knobs": knobs,
+        "intervals": intervals,
+        "holdout": held,
         "top": members.head(10)[SETTINGS + ["total", "band_score", "lag_score", "score", "shift",
                                             "diverged"] + [c for c in members if c.startswith(
                                                 "lag_") and c != "lag_score"]]
@@ -444,8 +478,11 @@ def _verdicts(per_bin: list[dict], lag_rows: list[dict], ref, score: ScoreConfig
         lr = [r for r in lag_rows if (r["rank_lo"], r["rank_hi"]) == key]
         if lr:
             ok = all(r["sign_agrees"] and r["z_lag"] <= score.within for r in lr)
-            lag = "agrees" if ok else ("wrong sign" if not all(r["sign_agrees"] for r in lr)
-                                       else "too far")  # fmt: skip
+            censored = not all(np.isfinite(r["ratio_fit"]) for r in lr)
+            wrong = not all(r["sign_agrees"] for r in lr)
+            lag = "agrees" if ok else (
+                "the fit bin never reaches a level the transformer reaches" if censored
+                else "wrong sign" if wrong else "too far")  # fmt: skip
         elif p["rank_lo"] == min(q["rank_lo"] for q in per_bin):
             lag = "top bin (reference)"
         else:
@@ -540,6 +577,7 @@ def format_report(r: dict) -> str:
         f"{a['reproducing']} of {a['members']} members",
         f"  knob that sets the sign of the lag: {r['sign_knob']}",
     ]
+    lines += _holdout_lines(r)
     w = r["wall_time_s"]
     lines.append(
         f"  wall time {w['total_s']:.1f} s ("
@@ -547,3 +585,32 @@ def format_report(r: dict) -> str:
         + f"); best run {r['best_run']}"
     )
     return "\n".join(lines)
+
+
+def _holdout_lines(r: dict) -> list[str]:
+    """The parameter intervals over seeds and the held-out table, when the report has them."""
+    lines = []
+    iv = r.get("intervals")
+    if iv and iv["per_seed"]:
+        same = "same setting" if iv["same_setting"] else "settings differ between seeds"
+        lines.append(
+            f"  best member per transformer seed ({len(iv['per_seed'])} seeds, {same}): "
+            + ", ".join(f"{k} [{iv[k][0]:.3g}, {iv[k][1]:.3g}]" for k in ("lr", "scale", "shift"))
+        )
+    h = r.get("holdout")
+    if h:
+        lines += [
+            f"  held out ({h['split']}): {h['description']}; shift fixed at {h['shift']:.2f}",
+            f"    {'rank bin':<14}{'points':>7}{'logloss':>9}{'sigma':>7}{'z':>7}",
+        ]
+        for p in h["out_of_sample"]:
+            lines.append(
+                f"    {p['rank_lo']:>6}-{p['rank_hi'] - 1:<7}{p['n_points']:>7}"
+                f"{p['log_loss_rmse']:>9.4f}{p['sigma']:>7.3f}{p['z']:>7.2f}"
+            )
+        for x in h["lag_out_of_sample"]:
+            lines.append(
+                f"    lag {x['rank_lo']}-{x['rank_hi'] - 1} at {x['level']:.2f}: transformer "
+                f"{x['ratio_ref']:.2f}, fit {x['ratio_fit']:.2f}, z {x['z_lag']:.2f} (held out)"
+            )
+    return lines
