@@ -45,6 +45,7 @@ from ..errors import ConfigError, DataError
 from ..optim import OPTIMIZERS
 from ..runs import RunDir, atomic_write_bytes, atomic_write_json, jsonable
 from .holdout import heldout_lag, predict, seed_intervals, seed_reference, split_evals
+from .modes import MODES
 from .scoring import (
     ScoreConfig,
     binned,
@@ -58,7 +59,6 @@ from .scoring import (
 from .sweep import read_sweep, sweep
 from .train import FitConfig, ModelSection, PhenomOptimConfig, TrainSection, fit_phenom
 
-MODES = ("expected", "stochastic")
 SETTINGS = ["mode", "optimizer", "b1", "b2", "weight_decay", "param", "w", "d", "lr", "scale"]
 
 

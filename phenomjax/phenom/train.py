@@ -23,7 +23,7 @@ from ..config import require_positive
 from ..data import DataConfig, key_streams, log_spaced_steps, make_bits, zipf_weights
 from ..optim import OptimConfig, make_optimizer, schedule
 from ..plan.memory import require_fits
-from ..runs import RunDir, lifecycle
+from ..runs import RunDir, lifecycle, rundir
 from . import model as phenom
 from .modes import (
     expected_presentations,
@@ -33,9 +33,6 @@ from .modes import (
     make_step,
     rounded_presentations,
 )
-
-# positions.parquet is written in "auto" mode when one evaluation has at most this many rows
-AUTO_POSITION_ROWS = 1_000_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,8 +84,7 @@ def build_model(cfg: FitConfig, **changes) -> phenom.PhenomModel:
 
 
 def wants_positions(cfg: FitConfig) -> bool:
-    pp = cfg.train.per_position
-    return cfg.data.K * (cfg.data.L - 1) <= AUTO_POSITION_ROWS if pp == "auto" else bool(pp)
+    return rundir.wants_positions(cfg.train.per_position, cfg.data.K, cfg.data.L)
 
 
 def fit_phenom(

@@ -13,6 +13,7 @@ import math
 from collections.abc import Iterable
 
 from ..errors import ConfigError
+from ..runs.rundir import wants_positions
 from . import counts
 from .counts import F32
 
@@ -47,7 +48,7 @@ def transformer_parts(cfg, n_params: int, opt_bytes: int) -> list[Part]:
     chunk = min(t.eval_chunk, K)
     rows = math.ceil(K / chunk) * chunk
     evals = t.num_evals + 1
-    per_position = _wants_positions(t.per_position, K, L, 2_000_000)
+    per_position = wants_positions(t.per_position, K, L)
     model = ("model.n_layer", "model.n_head", "model.head_dim")
     parts = [
         Part("parameters", F32 * n_params, model),
@@ -129,7 +130,7 @@ def phenom_parts(
         evals = tr.num_evals + 1
         parts.append(Part("evaluation rows (all evaluations)", 36.0 * K * evals,
                           ("data.K", "train.num_evals"), "host"))  # fmt: skip
-        if _wants_positions(tr.per_position, K, L, 1_000_000):
+        if wants_positions(tr.per_position, K, L):
             parts.append(
                 Part(
                     "per-position tables and rows",
@@ -139,10 +140,6 @@ def phenom_parts(
                 )
             )
     return parts
-
-
-def _wants_positions(setting, K: int, L: int, auto_rows: int) -> bool:
-    return K * (L - 1) <= auto_rows if setting == "auto" else bool(setting)
 
 
 # -- the refusal ---------------------------------------------------------------------------------

@@ -26,6 +26,16 @@ import pandas as pd
 from ..errors import RunDirError
 from .storage import atomic_write_bytes, atomic_write_json, atomic_write_parquet, jsonable, now
 
+# positions.parquet is written by default ("auto") when one evaluation has at most this many
+# (sequence, position) rows: about 50 MB of parquet over 15 evaluations.
+AUTO_POSITION_ROWS = 2_000_000
+
+
+def wants_positions(setting: bool | str, K: int, L: int) -> bool:
+    """Whether a run writes positions.parquet: its per_position setting, "auto" by size."""
+    return K * (L - 1) <= AUTO_POSITION_ROWS if setting == "auto" else bool(setting)
+
+
 EVAL_COLUMNS = ("step", "rank", "presentations", "loss", "accuracy")
 POSITION_COLUMNS = ("step", "rank", "position", "presentations", "loss", "accuracy")
 TRAIN_COLUMNS = ("step", "train_loss", "learning_rate")

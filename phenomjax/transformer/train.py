@@ -39,14 +39,10 @@ from ..distributed import DistributedConfig
 from ..errors import ConfigError
 from ..optim import DECAY_CONVENTION, OptimConfig, make_optimizer, schedule, weight_decay_mask
 from ..plan.memory import require_fits
-from ..runs import RunDir, lifecycle
+from ..runs import RunDir, lifecycle, rundir
 from ..runs.lifecycle import apply_optimizer, new_state
 from . import model as gpt
 from .model import GPTConfig
-
-# Per-position tables are written by default only up to this many (sequence, position) rows
-# per evaluation (about 50 MB of parquet over 15 evaluations).
-AUTO_POSITION_ROWS = 2_000_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,9 +158,7 @@ def evaluate(
 
 
 def wants_positions(cfg: TrainConfig) -> bool:
-    if cfg.train.per_position == "auto":
-        return cfg.data.K * (cfg.data.L - 1) <= AUTO_POSITION_ROWS
-    return bool(cfg.train.per_position)
+    return rundir.wants_positions(cfg.train.per_position, cfg.data.K, cfg.data.L)
 
 
 # -- the run -------------------------------------------------------------------------------------
