@@ -7,7 +7,8 @@ its own bits, init key and batch key, exactly those of `fit_phenom` with data.se
 vmap over (lr, scale) pairs (the rate lives in the optimizer state, optax.inject_hyperparams,
 built once outside vmap). w, d and the parameterization change shapes, and the optimizer (its name,
 betas / momentum and weight decay) changes the update rule, so they are outer Python loops
-("groups"), one compiled program each; so is the "forget" variant's per-step shrink (`forgets`).
+("groups"), one compiled program each; so are the variant knobs (`forgets`: the per-step shrink
+of A; `readout_scales`: the initial scale of B).
 
 A member whose loss or update turns non-finite is frozen at its last finite parameters and marked
 `diverged` (its curves after that step describe the frozen model); the sweep goes on. Only when
@@ -272,6 +273,7 @@ def sweep(
     params: Sequence[str] | None = None,
     optimizers: Sequence[OptimConfig] | None = None,
     forgets: Sequence[float] | None = None,
+    readout_scales: Sequence[float] | None = None,
     out: str | Path | None = None,
     progress: bool = True,
     devices: int = 1,
@@ -280,7 +282,8 @@ def sweep(
 
     Axes left as None take the base config's value; `optimizers` (configs whose lr is ignored:
     the rates come from `lrs`) is an outer loop like w, d and param, and so is `forgets` (the
-    model's per-step shrink; 0 is the model as stated). Returns the member table
+    model's per-step shrink; 0 is the model as stated) and `readout_scales` (B's initial scale;
+    0: the member's scale). Returns the member table
     (also written to out/sweep.parquet when `out` is given, with the curves under out/curves).
     `devices` > 1 (0 = all) splits the members over a device mesh; the numbers equal one
     device's.
@@ -292,6 +295,7 @@ def sweep(
     ws, ds, params = tuple(ws or (m.w,)), tuple(ds or (m.d,)), tuple(params or (m.param,))
     optimizers = tuple(optimizers or (base_cfg.optimizer,))
     forgets = tuple(float(x) for x in (forgets or (m.forget,)))
+    readouts = tuple(float(x) for x in (readout_scales or (m.readout_scale,)))
     for name, vals in (("lrs", lrs), ("scales", scales)):
         if not all(np.isfinite(v) and v > 0 for v in vals):
             raise ConfigError(f"sweep {name}: expected finite values > 0, got {list(vals)}")
@@ -314,17 +318,20 @@ def sweep(
                     # only when swept: otherwise base_config holds it, and the axes stay those
                     # of the stated model (which fit's sweep cache compares)
                     **({"forget": forgets} if forgets != (m.forget,) else {}),
+                    **({"readout_scale": readouts} if readouts != (m.readout_scale,) else {}),
                 },
                 "curves": "per (member, step, rank); presentations int64 = floor(t B p + 0.5) "
                 "in expected mode, counts in stochastic mode; expected_presentations float",
             },
         )
     rows: list[dict] = []
-    groups = itertools.product(optimizers, forgets, ws, ds, params)
-    for gid, (opt, forget, w, d, param) in enumerate(groups):
+    groups = itertools.product(optimizers, forgets, readouts, ws, ds, params)
+    for gid, (opt, forget, readout, w, d, param) in enumerate(groups):
         cfg = dataclasses.replace(
             base_cfg,
-            model=dataclasses.replace(m, w=w, d=d, param=param, forget=forget),
+            model=dataclasses.replace(
+                m, w=w, d=d, param=param, forget=forget, readout_scale=readout
+            ),
             optimizer=dataclasses.replace(base_cfg.optimizer, **_optim_fields(opt)),
         )
         cfg.optimizer.validate()
