@@ -242,9 +242,77 @@ def test_model_config_and_init_shapes():
         ("param", "dense"),
         ("embedding", "onehot"),
         ("init_scale", -1.0),
+        ("forget", -0.1),
+        ("forget", 1.0),
+        ("readout_scale", -1.0),
     ]:
         with pytest.raises(ConfigError, match=f"model.{field}"):
             dataclasses.replace(ph.PhenomModel(N=5), **{field: value}).validate()
+
+
+@pytest.mark.parametrize("param", ["full", "shared"])
+def test_forget_step_matches_numpy_reference(param):
+    """The "forget" variant: one SGD step maps A (or a) to (1 - f) A - lr dL/dA, with the
+    gradient of the naive float64 sum (finite differences); B and E are not shrunk."""
+    from phenomjax.phenom.modes import freeze_untrained, init_state, make_data, make_step
+
+    bits, weights = small_problem()
+    f, lr = 0.2, 0.5
+    model = ph.PhenomModel(N=5, d=3, w=2, param=param, init_scale=0.7, forget=f)
+    tx = freeze_untrained(optax.sgd(lr), ph.init_params(jax.random.key(0), model), model)
+    state = init_state(jax.random.key(0), model, tx, mode="expected", K=6)
+    p0 = {k: np.asarray(v, np.float64) for k, v in state["params"].items()}
+    data = make_data(bits, weights, jax.random.key(1))
+    new, value = make_step(tx, mode="expected", batch=4)(state, data)
+    np.testing.assert_allclose(float(value), np_loss(p0, bits, weights), rtol=1e-5)
+    fd = np_grad_fd(p0, bits, weights)
+    table = "a" if param == "shared" else "A"
+    want = {k: p0[k] - lr * fd[k] for k in p0}
+    want[table] = (1 - f) * p0[table] - lr * fd[table]
+    want["E"] = p0["E"]  # fixed embedding: neither trained nor shrunk
+    for k in p0:
+        np.testing.assert_allclose(np.asarray(new["params"][k]), want[k], atol=2e-5, err_msg=k)
+
+
+def test_forget_alone_is_exponential_decay_and_adam_form_is_adamw():
+    """With no learning (lr 0) t steps leave (1 - f)^t A; with Adam at a constant rate lr the
+    shrink equals adamw's decoupled decay lr * wd at wd = f / lr, applied to A only."""
+    from phenomjax.phenom.modes import freeze_untrained, init_state, make_data, make_step
+
+    bits, weights = small_problem(M=30, N=6)
+    data = make_data(bits, weights, jax.random.key(1))
+    f, lr, t = 0.05, 1e-2, 7
+    model = ph.PhenomModel(N=6, d=4, w=2, forget=f)
+    like = ph.init_params(jax.random.key(0), model)
+
+    def run(tx, m):
+        tx = freeze_untrained(tx, like, m)
+        state = init_state(jax.random.key(0), m, tx, mode="expected", K=30)
+        step = jax.jit(make_step(tx, mode="expected", batch=4))
+        for _ in range(t):
+            state, _ = step(state, data)
+        return state["params"]
+
+    still = run(optax.sgd(0.0), model)
+    want = (1 - f) ** t * np.asarray(like["A"], np.float64)
+    np.testing.assert_allclose(np.asarray(still["A"]), want, rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(still["B"], like["B"])
+    mine = run(optax.adam(lr), model)
+    mask = {k: k == "A" for k in like}
+    ref = run(optax.adamw(lr, weight_decay=f / lr, mask=mask), dataclasses.replace(model, forget=0))
+    for k in like:
+        np.testing.assert_allclose(mine[k], ref[k], rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+def test_readout_scale_sets_only_the_initial_B():
+    m = ph.PhenomModel(N=6, d=4, w=2, init_scale=0.1)
+    base = ph.init_params(jax.random.key(3), m)
+    unit = ph.init_params(jax.random.key(3), dataclasses.replace(m, readout_scale=2.0))
+    np.testing.assert_allclose(unit["B"], 20.0 * np.asarray(base["B"]), rtol=1e-6)
+    for k in ("A", "E"):
+        np.testing.assert_array_equal(unit[k], base[k])
+    traced = ph.init_params(jax.random.key(3), dataclasses.replace(m, readout_scale=2.0), 0.5)
+    np.testing.assert_allclose(traced["B"], unit["B"], rtol=1e-6)  # the swept scale is A's only
 
 
 def test_vmapped_member_equals_single():

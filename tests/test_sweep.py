@@ -101,6 +101,32 @@ def test_outer_loops_and_a_warmup_schedule_match_single_fits(tmp_path):
         sweep(cfg, out=tmp_path / "sw", progress=False)
 
 
+def test_variant_axes_match_single_fits_and_are_recorded(tmp_path):
+    """The variant knobs are outer loops; a member equals the single fit with those knobs,
+    and forget = 0 is the model as stated (the same numbers as a sweep without the axis)."""
+    cfg = base("stochastic")
+    table = sweep(
+        cfg, lrs=[1e-2], forgets=[0.0, 0.05], readout_scales=[0.0, 1.0], out=tmp_path / "sw",
+        progress=False,
+    )  # fmt: skip
+    table = table[table.readout_scale == 0.0]
+    assert table.forget.tolist() == [0.0, 0.05] and table.member.tolist() == [0, 2]
+    members, curves = read_sweep(tmp_path / "sw")
+    assert members.readout_scale.tolist() == [0.0, 1.0, 0.0, 1.0]
+    one = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, forget=0.05))
+    ref = single(one, tmp_path, lr=1e-2, scale=0.1, seed=0, name="ref")
+    np.testing.assert_allclose(curves[curves.member == 2].loss, ref.loss, rtol=1e-5, atol=1e-6)
+    both = dataclasses.replace(one, model=dataclasses.replace(one.model, readout_scale=1.0))
+    ref = single(both, tmp_path, lr=1e-2, scale=0.1, seed=0, name="both")
+    np.testing.assert_allclose(curves[curves.member == 3].loss, ref.loss, rtol=1e-5, atol=1e-6)
+    plain = sweep(cfg, lrs=[1e-2], out=tmp_path / "plain", progress=False)
+    _, plain_curves = read_sweep(tmp_path / "plain")
+    np.testing.assert_array_equal(curves[curves.member == 0].loss, plain_curves.loss)
+    assert plain.forget.tolist() == [0.0]
+    forgot, kept = (curves[curves.member == m].loss.to_numpy() for m in (2, 0))
+    assert not np.allclose(forgot[40:], kept[40:])  # the shrink changes the curves after step 0
+
+
 def test_diverged_members_are_frozen_and_flagged(tmp_path):
     cfg = dataclasses.replace(base(), optimizer=PhenomOptimConfig(name="sgd", lr=1e-2))
     table = sweep(cfg, lrs=[1e-1, 1e32], scales=[0.1], seeds=[0], out=None, progress=False)

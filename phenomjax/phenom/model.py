@@ -19,6 +19,16 @@ Parameterizations (inferred from the keys and shapes of `params`):
   full      {"A": (N-1, N-1, d, d), "B": (d,), "E": (N, 2^w, d)}   A[n, i] used only for i <= n
   shared    {"a": (N-1, N-1), "W": (d, d), "B", "E"}               A[n, i] = a[n, i] W
   relative  {"A": (N-1, d, d), "B", "E"}                           A[n, i] = A[n - i]
+Variant knobs (both off by default, which is the model as stated):
+- readout_scale > 0: B starts at readout_scale * N(0, 1) instead of init_scale. With a small B
+  the bilinear product B^T A keeps every logit on a plateau whose length is counted in steps, so
+  a frequent rank spends many presentations there (rank 0 gets ~9 per step at the demo's Zipf 1,
+  batch 64) and rarer ranks look faster per presentation; a unit B removes that plateau.
+- forget > 0: after every optimizer step the
+A-like tensor (A, or a when shared) shrinks by the factor 1 - forget, whatever the learning rate,
+so the logit table B^T A E fades by that factor per step. A rank seen every 1/(B p) steps loses
+about forget / (B p) of what it learned between two presentations, so rarer ranks need more
+presentations to reach the same loss (the transformer's lag); see `forgetting`.
 Window values: bit i is the least significant bit, bit i-1 the next, ...; bits before the start
 of the sequence count as 0. E[N-1] (the last bit) never feeds a prediction and stays unused.
 """
@@ -32,6 +42,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from ..errors import ConfigError
 from . import kernels as K
@@ -48,6 +59,8 @@ class PhenomModel:
     param: str = "full"  # "full" (one A per (n, i)), "shared" (a[n, i] W), "relative" (A[n - i])
     embedding: str = "random"  # "random" (fixed Gaussian/sqrt(d)), "learned", "spin" (xi = 2x - 1)
     init_scale: float = 0.1  # std of the initial A (or a, W) and B entries; sets the plateau length
+    forget: float = 0.0  # per-step shrink of A (or a) toward 0, lr-free; 0 = the stated model
+    readout_scale: float = 0.0  # std of the initial B; 0 = init_scale (the stated model)
 
     def __post_init__(self) -> None:
         if self.embedding == "spin":  # spin is defined only for single bits in one dimension
@@ -78,10 +91,17 @@ class PhenomModel:
             raise bad("init_scale", "a finite number > 0")
         if self.init_scale <= 0:
             raise bad("init_scale", "a finite number > 0")
+        r = self.readout_scale
+        if not (isinstance(r, (int, float)) and not isinstance(r, bool) and 0 <= r < math.inf):
+            raise bad("readout_scale", "a finite number >= 0 (0: init_scale)")
+        f = self.forget
+        if not (isinstance(f, (int, float)) and not isinstance(f, bool) and 0 <= f < 1):
+            raise bad("forget", "a number in [0, 1)")
 
 
 def init_params(key: jax.Array, model: PhenomModel, scale: float | None = None) -> dict:
-    """Initial parameters: A-like tensors and B ~ scale * N(0, 1), E per the embedding.
+    """Initial parameters: A-like tensors and B ~ scale * N(0, 1) (B ~ model.readout_scale *
+    N(0, 1) when that is > 0), E per the embedding.
 
     `scale` (default model.init_scale) may be a traced scalar, so sweeps can vmap over it.
     """
@@ -90,7 +110,8 @@ def init_params(key: jax.Array, model: PhenomModel, scale: float | None = None) 
     N, d, V = model.N, model.d, 2**model.w
     kA, kB, kE, kW = jax.random.split(key, 4)
     f32 = jnp.float32
-    params = {"B": s * jax.random.normal(kB, (d,), f32)}
+    sB = model.readout_scale if model.readout_scale > 0 else s
+    params = {"B": sB * jax.random.normal(kB, (d,), f32)}
     if model.param == "full":
         params["A"] = s * jax.random.normal(kA, (N - 1, N - 1, d, d), f32)
     elif model.param == "shared":
@@ -108,6 +129,19 @@ def init_params(key: jax.Array, model: PhenomModel, scale: float | None = None) 
 def trainable_mask(params: dict, model: PhenomModel) -> dict:
     """True for leaves the optimizer updates; E only when the embedding is learned."""
     return {k: (k != "E" or model.embedding == "learned") for k in params}
+
+
+def forgetting(model: PhenomModel) -> optax.GradientTransformation:
+    """Chained after the optimizer: adds -forget * A (or a) to the update, so a step maps A to
+    (1 - forget) A + update. Not scaled by the learning rate (unlike adamw's decay, whose
+    lr * wd is the same shrink for Adam at a constant rate, but which SGD lacks); B and E keep."""
+
+    def mask(params: dict) -> dict:
+        return {k: k in ("A", "a") for k in params}
+
+    if model.forget == 0:
+        return optax.identity()
+    return optax.add_decayed_weights(-float(model.forget), mask=mask)
 
 
 def window_bits(params: dict) -> int:

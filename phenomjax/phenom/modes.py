@@ -55,14 +55,16 @@ def make_data(bits: np.ndarray, weights: np.ndarray, batches_key: jax.Array) -> 
 def freeze_untrained(
     tx: optax.GradientTransformation, params: dict, model: phenom.PhenomModel
 ) -> optax.GradientTransformation:
-    """`tx` on the trainable leaves, zero updates on the rest (the fixed embedding E).
+    """`tx` on the trainable leaves, zero updates on the rest (the fixed embedding E); then the
+    model's forgetting (the "forget" variant), if any.
 
     Zeroing the gradient is not enough: adamw's weight decay would still move E.
     """
     labels = {
         k: ("train" if m else "frozen") for k, m in phenom.trainable_mask(params, model).items()
     }
-    return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
+    frozen = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
+    return optax.chain(frozen, phenom.forgetting(model)) if model.forget else frozen
 
 
 def init_state(

@@ -7,7 +7,8 @@ its own bits, init key and batch key, exactly those of `fit_phenom` with data.se
 vmap over (lr, scale) pairs (the rate lives in the optimizer state, optax.inject_hyperparams,
 built once outside vmap). w, d and the parameterization change shapes, and the optimizer (its name,
 betas / momentum and weight decay) changes the update rule, so they are outer Python loops
-("groups"), one compiled program each.
+("groups"), one compiled program each; so are the variant knobs (`forgets`: the per-step shrink
+of A; `readout_scales`: the initial scale of B).
 
 A member whose loss or update turns non-finite is frozen at its last finite parameters and marked
 `diverged` (its curves after that step describe the frozen model); the sweep goes on. Only when
@@ -211,7 +212,8 @@ def _group(
             max_chunk=tr.max_chunk,
             batch=S * H * (tr.batch if tr.mode == "stochastic" else K),
             desc=f"sweep {tr.mode} {cfg.optimizer.name} w={model.w} d={model.d} {model.param} "
-            f"({S * H} members)",
+            + (f"forget={model.forget:g} " if model.forget else "")
+            + f"({S * H} members)",
             progress=progress,
         )
     except NonFiniteLossError:
@@ -234,6 +236,8 @@ def _group(
                 "w": model.w,
                 "d": model.d,
                 "param": model.param,
+                "forget": model.forget,
+                "readout_scale": model.readout_scale,
                 "embedding": model.embedding,
                 "lr": float(lr),
                 "scale": float(scale),
@@ -269,6 +273,8 @@ def sweep(
     ds: Sequence[int] | None = None,
     params: Sequence[str] | None = None,
     optimizers: Sequence[OptimConfig] | None = None,
+    forgets: Sequence[float] | None = None,
+    readout_scales: Sequence[float] | None = None,
     out: str | Path | None = None,
     progress: bool = True,
     devices: int = 1,
@@ -276,7 +282,9 @@ def sweep(
     """Train every member of lrs x scales x seeds (one vmapped program) for each (w, d, param).
 
     Axes left as None take the base config's value; `optimizers` (configs whose lr is ignored:
-    the rates come from `lrs`) is an outer loop like w, d and param. Returns the member table
+    the rates come from `lrs`) is an outer loop like w, d and param, and so is `forgets` (the
+    model's per-step shrink; 0 is the model as stated) and `readout_scales` (B's initial scale;
+    0: the member's scale). Returns the member table
     (also written to out/sweep.parquet when `out` is given, with the curves under out/curves).
     `devices` > 1 (0 = all) splits the members over a device mesh; the numbers equal one
     device's.
@@ -287,6 +295,8 @@ def sweep(
     seeds = tuple(int(x) for x in (seeds or (base_cfg.data.seed,)))
     ws, ds, params = tuple(ws or (m.w,)), tuple(ds or (m.d,)), tuple(params or (m.param,))
     optimizers = tuple(optimizers or (base_cfg.optimizer,))
+    forgets = tuple(float(x) for x in (forgets or (m.forget,)))
+    readouts = tuple(float(x) for x in (readout_scales or (m.readout_scale,)))
     for name, vals in (("lrs", lrs), ("scales", scales)):
         if not all(np.isfinite(v) and v > 0 for v in vals):
             raise ConfigError(f"sweep {name}: expected finite values > 0, got {list(vals)}")
@@ -308,16 +318,23 @@ def sweep(
                     "d": ds,
                     "param": params,
                     "optimizer": [to_dict(o) for o in optimizers],
+                    # only when swept: otherwise base_config holds it, and the axes stay those
+                    # of the stated model (which fit's sweep cache compares)
+                    **({"forget": forgets} if forgets != (m.forget,) else {}),
+                    **({"readout_scale": readouts} if readouts != (m.readout_scale,) else {}),
                 },
                 "curves": "per (member, step, rank); presentations int64 = floor(t B p + 0.5) "
                 "in expected mode, counts in stochastic mode; expected_presentations float",
             },
         )
     rows: list[dict] = []
-    for gid, (opt, w, d, param) in enumerate(itertools.product(optimizers, ws, ds, params)):
+    groups = itertools.product(optimizers, forgets, readouts, ws, ds, params)
+    for gid, (opt, forget, readout, w, d, param) in enumerate(groups):
         cfg = dataclasses.replace(
             base_cfg,
-            model=dataclasses.replace(m, w=w, d=d, param=param),
+            model=dataclasses.replace(
+                m, w=w, d=d, param=param, forget=forget, readout_scale=readout
+            ),
             optimizer=dataclasses.replace(base_cfg.optimizer, **_optim_fields(opt)),
         )
         cfg.optimizer.validate()

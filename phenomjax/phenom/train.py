@@ -42,6 +42,8 @@ class ModelSection:
     param: Literal["full", "shared", "relative"] = "full"  # how A[n, i] is parameterized
     embedding: Literal["random", "learned", "spin"] = "random"  # fixed Gaussian, trained, or 2x-1
     init_scale: float = 0.1  # std of the initial A and B entries; sets the initial plateau
+    forget: float = 0.0  # variant: per-step shrink of A toward 0, lr-free; 0 = the model as stated
+    readout_scale: float = 0.0  # variant: std of the initial B (no plateau at 1); 0 = init_scale
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +81,14 @@ def build_model(cfg: FitConfig, **changes) -> phenom.PhenomModel:
     """The PhenomModel of cfg (N = L), with optional field changes (w, d, param for sweeps)."""
     m = dataclasses.replace(cfg.model, **changes)
     return phenom.PhenomModel(
-        N=cfg.data.L, d=m.d, w=m.w, param=m.param, embedding=m.embedding, init_scale=m.init_scale
+        N=cfg.data.L,
+        d=m.d,
+        w=m.w,
+        param=m.param,
+        embedding=m.embedding,
+        init_scale=m.init_scale,
+        forget=m.forget,
+        readout_scale=m.readout_scale,
     )
 
 
