@@ -3,6 +3,7 @@ legacy logs (fresh bits), reuse of complete sweeps, CLI errors that name the pat
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 from phenomjax.analysis.synthetic import write_legacy_log
 from phenomjax.cli import main
 from phenomjax.data import DataConfig
-from phenomjax.phenom.fit import fit_run, format_report
+from phenomjax.phenom.fit import fit_run, format_report, grid_config
 from phenomjax.phenom.scoring import ScoreConfig, score_curves
 from phenomjax.phenom.train import (
     FitConfig,
@@ -212,3 +213,27 @@ def test_cli_prints_the_table(truth_fit, capsys):
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "full w=2 d=4" in text and "report.json" in text
+
+
+def test_fit_recovers_the_variant_knobs(tmp_path):
+    """A run made by the variant (forget 0.02, readout_scale 1: docs/design.md §6) is fitted by a
+    grid that holds both the stated model (0, 0) and the variant: the fit picks the variant's
+    knobs, refits the best with them, and names them among the knobs of the sign table."""
+    cfg = FitConfig(
+        data=DataConfig(K=24, L=8, alpha=1.0, seed=3),
+        model=ModelSection(w=2, d=4, init_scale=0.1, forget=0.02, readout_scale=1.0),
+        optimizer=PhenomOptimConfig(name="adam", lr=1e-2),
+        train=TrainSection(mode="expected", steps=150, batch=16, num_evals=12),
+    )
+    run = fit_phenom(cfg, tmp_path / "truth", progress=False).path
+    grid = grid_config(None, ws=(2,), ds=(4,), lrs=(1e-2,), scales=(0.1,), modes=("expected",),
+                       seeds=1, num_evals=12)  # fmt: skip
+    grid = dataclasses.replace(
+        grid, grid=dataclasses.replace(grid.grid, forget=(0.0, 0.02), readout_scale=(0.0, 1.0))
+    )
+    rep = fit_run(run, tmp_path / "fit", grid, progress=False)
+    assert rep["grid"]["members"] == 4
+    assert (rep["best"]["forget"], rep["best"]["readout_scale"]) == (0.02, 1.0)
+    assert rep["score"] < 1e-3
+    model = RunDir(tmp_path / "fit" / "best").manifest()["config"]["model"]
+    assert (model["forget"], model["readout_scale"]) == (0.02, 1.0)

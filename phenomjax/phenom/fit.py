@@ -59,7 +59,20 @@ from .scoring import (
 from .sweep import read_sweep, sweep
 from .train import FitConfig, ModelSection, PhenomOptimConfig, TrainSection, fit_phenom
 
-SETTINGS = ["mode", "optimizer", "b1", "b2", "weight_decay", "param", "w", "d", "lr", "scale"]
+SETTINGS = [
+    "mode",
+    "optimizer",
+    "b1",
+    "b2",
+    "weight_decay",
+    "param",
+    "w",
+    "d",
+    "lr",
+    "scale",
+    "forget",
+    "readout_scale",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,6 +123,8 @@ class GridSection:
     param: tuple[str, ...] = ("full",)  # full, shared, relative
     embedding: str = "random"  # random, learned, spin
     scale: tuple[float, ...] = (0.01, 0.1)  # initial scales (vmapped)
+    forget: tuple[float, ...] = (0.0,)  # variant: per-step shrink of A (0: the model as stated)
+    readout_scale: tuple[float, ...] = (0.0,)  # variant: initial B scale (0: as stated, = scale)
     seeds: int = 3  # seeds of the best's refit (the run's seed and the next ones)
     num_evals: int = 24  # log-spaced evaluations of every member
     batch: int = 0  # 0: the run's batch
@@ -122,9 +137,15 @@ class GridSection:
             raise ConfigError(f"seeds: expected >= 1, got {self.seeds}")
         if self.num_evals < 1:
             raise ConfigError(f"num_evals: expected >= 1, got {self.num_evals}")
-        for f in ("w", "d", "param", "scale"):
+        for f in ("w", "d", "param", "scale", "forget", "readout_scale"):
             if not getattr(self, f):
                 raise ConfigError(f"{f}: expected a non-empty list")
+        if not all(0 <= x < 1 for x in self.forget):
+            raise ConfigError(f"forget: expected numbers in [0, 1), got {list(self.forget)}")
+        if not all(x >= 0 for x in self.readout_scale):
+            raise ConfigError(
+                f"readout_scale: expected numbers >= 0, got {list(self.readout_scale)}"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,6 +218,15 @@ def base_config(meta: dict, *, mode: str, batch: int | None, num_evals: int, opt
     )  # fmt: skip
 
 
+def _variant_axes(forget, readout_scale) -> dict:
+    """The variant's sweep axes (docs/design.md §6), present only when swept, so a grid of the
+    stated model keeps the axes (and the cached sweeps) it always had."""
+    forget = [float(x) for x in forget]
+    readout = [float(x) for x in readout_scale]
+    return {**({"forget": forget} if forget != [0.0] else {}),
+            **({"readout_scale": readout} if readout != [0.0] else {})}  # fmt: skip
+
+
 def _sweep_cached(cfg: FitConfig, out: Path, axes: dict, optimizers, progress: bool):
     """sweep() into `out`, or the complete sweep already there with the same config and axes."""
     want = jsonable({"base_config": to_dict(cfg), "axes": axes})
@@ -254,7 +284,18 @@ def _knobs(members: pd.DataFrame, top_lo: int) -> list[dict]:
     if col is None or live.empty:
         return []
     rows = []
-    for knob in ("optimizer", "weight_decay", "param", "w", "d", "mode", "scale", "lr"):
+    for knob in (
+        "optimizer",
+        "weight_decay",
+        "param",
+        "w",
+        "d",
+        "mode",
+        "scale",
+        "lr",
+        "forget",
+        "readout_scale",
+    ):
         for v, g in live.groupby(knob, sort=True):
             r = g[col].to_numpy(np.float64)
             fin = r[np.isfinite(r)]
@@ -340,6 +381,7 @@ def fit_run(
                 "d": [int(x) for x in G.d],
                 "param": list(G.param),
                 "optimizer": [to_dict(o) for o in entry.configs()],
+                **_variant_axes(G.forget, G.readout_scale),
             }
             folder = out / "sweeps" / f"{mode}-{i}-{entry.name}"  # fmt: skip
             table = _sweep_cached(base, folder, axes, entry.configs(), progress)
@@ -359,7 +401,9 @@ def fit_run(
     t = time.perf_counter()
     base = base_config(meta, mode=str(best["mode"]), **opts)
     m = dataclasses.replace(base.model, w=int(best["w"]), d=int(best["d"]),
-                            param=str(best["param"]), init_scale=float(best["scale"]))  # fmt: skip
+                            param=str(best["param"]), init_scale=float(best["scale"]),
+                            forget=float(best["forget"]),
+                            readout_scale=float(best["readout_scale"]))  # fmt: skip
     opt = dataclasses.replace(base.optimizer, name=str(best["optimizer"]), lr=float(best["lr"]),
                               momentum=float(best["b1"]), b2=float(best["b2"]),
                               weight_decay=float(best["weight_decay"]))  # fmt: skip
