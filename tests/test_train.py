@@ -160,7 +160,7 @@ def test_chunked_evaluation_matches_one_batch():
 )
 def test_shipped_configs_load(path):
     cfg = load_config(TrainConfig, path)
-    assert cfg.optimizer.name == "adamw" and cfg.data.K >= 1000
+    assert cfg.optimizer.name == "adamw" and cfg.data.K >= 512
 
 
 def test_paper_configs_keep_design_relations():
