@@ -76,9 +76,10 @@ def test_loss_gap_reports_the_range_compared():
     assert g.loc[0, "log_loss_gap"] == 0.0 and g.loc[0, "presentations_lo"] == 1.0
 
 
-def test_matched_loss_without_positive_presentations_is_an_empty_table():
-    ev = power_evals([0, 1], steps=np.zeros(3))  # never presented: no point on a log axis
-    m = lag.matched_loss(ev)
-    assert len(m) == 0
-    assert list(m.columns) == ["rank_lo", "rank_hi", "presentations", "log_loss", "n_ranks"]
-    assert len(lag.loss_gap(m)) == 0
+def test_matched_loss_with_no_rank_inside_the_edges_is_an_empty_table():
+    cols = ["rank_lo", "rank_hi", "presentations", "log_loss", "n_ranks"]
+    for edges in ([20, 30], None):
+        steps = np.zeros(3) if edges is None else None  # never presented: no log-axis point
+        m = lag.matched_loss(power_evals([0, 1], steps=steps), edges=edges)
+        assert len(m) == 0 and list(m.columns) == cols
+        assert len(lag.loss_gap(m)) == 0
