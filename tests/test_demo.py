@@ -41,7 +41,17 @@ def test_demo_end_to_end_on_tiny(first, capsys):
     data = pd.read_csv(out / "tiny-figures" / "overlay.csv")
     assert set(data.source) == {"empirical", "fit"}
     assert (out / "tiny-fit" / "report.json").is_file()
-    assert s["score_mean"] > 0 and s["top_floor"] > 0 and s["top_loss"] > 0
+    # the summary's numbers against independent computations from the files the demo wrote
+    ev = RunDir(out / "tiny").read_evals()
+    m = RunDir(out / "tiny").manifest()
+    last = ev[ev.step == ev.step.max()].sort_values("rank")
+    floor, _ = per_sequence_floor(make_bits(m["seed"], m["K"], m["L"]), zipf_weights(m["K"]))
+    assert s["top_loss"] == pytest.approx(last.loss.to_numpy()[:5].mean(), rel=1e-5)
+    assert s["top_floor"] == pytest.approx(floor[:5].mean(), rel=1e-5)
+    per_seq = (m["L"] - 1) * (1 - last.loss.to_numpy(np.float64) / np.log(2))
+    assert s["memorized_bits"] == pytest.approx(np.clip(per_seq, 0, None).sum(), rel=1e-4)
+    report = json.loads((out / "tiny-fit" / "report.json").read_text())
+    assert s["score_mean"] == pytest.approx(np.mean([p["score"] for p in report["per_seed"]]))
     assert s["top_bin"] == "ranks 0-4"
     assert set(s["wall_time_s"]) == {"train_s", "analyse_s", "fit_s", "compare_s", "total_s"}
 
