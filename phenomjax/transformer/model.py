@@ -24,6 +24,9 @@ from ..errors import ConfigError
 
 Params = dict[str, Any]
 VOCAB = 2  # bits
+COMPUTE_DTYPES = ("float32", "bfloat16")
+# the matmul weights and biases: cast to the compute dtype (embeddings and LayerNorms are not)
+_CAST = frozenset(f"{n}_{s}" for n in ("qkv", "proj", "fc", "fc2", "head") for s in "wb")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +39,9 @@ class GPTConfig:
     rope_base: float = 10000.0  # RoPE frequency base (positions = "rope" only)
     init_std: float = 0.02  # std of the normal init; residual projections get /sqrt(2 n_layer)
     scan_layers: bool = True  # lax.scan over the stacked blocks (False: unrolled Python loop)
+    # matmuls, attention and MLP activations in this dtype; parameters, optimizer state, the
+    # residual stream, LayerNorm statistics, the softmax and the loss stay float32
+    compute_dtype: Literal["float32", "bfloat16"] = "float32"
 
     @property
     def width(self) -> int:
@@ -51,6 +57,10 @@ class GPTConfig:
             raise ConfigError(f"init_std: expected > 0, got {self.init_std}")
         if not self.rope_base > 1:
             raise ConfigError(f"rope_base: expected > 1, got {self.rope_base}")
+        if self.compute_dtype not in COMPUTE_DTYPES:
+            raise ConfigError(
+                f"compute_dtype: expected one of {COMPUTE_DTYPES}, got {self.compute_dtype!r}"
+            )
 
 
 def init_params(key: jax.Array, cfg: GPTConfig, L: int) -> Params:
@@ -90,10 +100,12 @@ def n_params(params: Params) -> int:
 
 
 def layer_norm(x: jax.Array, g: jax.Array, b: jax.Array | None, eps: float = 1e-5) -> jax.Array:
+    """LayerNorm with its statistics in float32 (bf16's 8-bit mantissa loses the variance)."""
+    dtype, x = x.dtype, x.astype(jnp.float32)
     mu = x.mean(-1, keepdims=True)
     var = jnp.square(x - mu).mean(-1, keepdims=True)
     y = (x - mu) * jax.lax.rsqrt(var + eps) * _lead(g, x.ndim)
-    return y if b is None else y + _lead(b, x.ndim)
+    return (y if b is None else y + _lead(b, x.ndim)).astype(dtype)
 
 
 def _lead(v: jax.Array, ndim: int) -> jax.Array:
@@ -144,36 +156,63 @@ matmul.defvjp(_matmul_fwd, _matmul_bwd)
 
 
 def _linear(x: jax.Array, w: jax.Array, b: jax.Array | None) -> jax.Array:
-    y = matmul(x, w)
+    """x @ w + b in w's dtype (the compute dtype): x is cast to it first."""
+    y = matmul(x.astype(w.dtype), w)
     return y if b is None else y + _lead(b, y.ndim)
 
 
 def attention(p: Params, x_BxLxD: jax.Array, cfg: GPTConfig, rope) -> jax.Array:
-    """Causal multi-head self-attention; softmax in float32 over keys n <= m."""
+    """Causal multi-head self-attention; softmax in float32 over keys n <= m.
+
+    q, k, v and both attention products are in the compute dtype (qkv_w's); the scores are cast
+    up to float32 before scaling, masking and the softmax, the weights back down for att @ v.
+    """
     B, L, D = x_BxLxD.shape
     H, E = cfg.n_head, cfg.head_dim
     qkv = _linear(x_BxLxD, p["qkv_w"], p.get("qkv_b")).reshape(B, L, 3, H, E)
     q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-    if rope is not None:
-        q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-    scores_BxHxLxL = jnp.einsum("bmhe,bnhe->bhmn", q, k) / math.sqrt(E)
+    if rope is not None:  # the float32 tables would promote q and k: back to v's dtype
+        q, k = apply_rope(q, *rope).astype(v.dtype), apply_rope(k, *rope).astype(v.dtype)
+    scores_BxHxLxL = jnp.einsum("bmhe,bnhe->bhmn", q, k).astype(jnp.float32) / math.sqrt(E)
     causal = jnp.tril(jnp.ones((L, L), dtype=bool))[None, None]
     scores_BxHxLxL = jnp.where(causal, scores_BxHxLxL, jnp.finfo(scores_BxHxLxL.dtype).min)
-    att = jax.nn.softmax(scores_BxHxLxL, axis=-1)
+    att = jax.nn.softmax(scores_BxHxLxL, axis=-1).astype(v.dtype)
     y = jnp.einsum("bhmn,bnhe->bmhe", att, v).reshape(B, L, D)
     return _linear(y, p["proj_w"], p.get("proj_b"))
 
 
 def block(p: Params, x_BxLxD: jax.Array, cfg: GPTConfig, rope) -> jax.Array:
-    """Pre-LN block: x + attn(LN(x)), then x + MLP(LN(x)) with a 4x tanh-GELU MLP."""
-    x = x_BxLxD + attention(p, layer_norm(x_BxLxD, p["ln1_g"], p.get("ln1_b")), cfg, rope)
+    """Pre-LN block: x + attn(LN(x)), then x + MLP(LN(x)) with a 4x tanh-GELU MLP.
+
+    The branches run in the compute dtype; their outputs join the float32 residual stream.
+    """
+    dtype = x_BxLxD.dtype
+    a = attention(p, layer_norm(x_BxLxD, p["ln1_g"], p.get("ln1_b")), cfg, rope)
+    x = x_BxLxD + a.astype(dtype)
     h = jax.nn.gelu(_linear(layer_norm(x, p["ln2_g"], p.get("ln2_b")), p["fc_w"], p.get("fc_b")))
-    return x + _linear(h, p["fc2_w"], p.get("fc2_b"))
+    return x + _linear(h, p["fc2_w"], p.get("fc2_b")).astype(dtype)
+
+
+def compute_params(params: Params, cfg: GPTConfig) -> Params:
+    """The matmul weights and biases cast to cfg.compute_dtype (a view inside jit); the float32
+    parameters stay the optimizer's master copy, and autodiff casts their gradients back up."""
+    if cfg.compute_dtype == "float32":
+        return params
+    dtype = jnp.dtype(cfg.compute_dtype)
+
+    def cast(path, a):
+        return a.astype(dtype) if path[-1].key in _CAST else a
+
+    return jax.tree_util.tree_map_with_path(cast, params)
 
 
 def forward(params: Params, tokens_BxL: jax.Array, cfg: GPTConfig) -> jax.Array:
-    """Logits (B, L, 2): position m predicts token m + 1 from tokens 0..m."""
+    """Logits (B, L, 2) in float32: position m predicts token m + 1 from tokens 0..m.
+
+    With cfg.compute_dtype = "bfloat16" the matmuls run in bf16 and the head's logits are cast up.
+    """
     L = tokens_BxL.shape[1]
+    params = compute_params(params, cfg)
     x = params["wte"][tokens_BxL]
     rope = None
     if cfg.positions == "learned":
@@ -187,7 +226,7 @@ def forward(params: Params, tokens_BxL: jax.Array, cfg: GPTConfig) -> jax.Array:
         for i in range(cfg.n_layer):
             x = block(jax.tree_util.tree_map(lambda a, i=i: a[i], blocks), x, cfg, rope)
     x = layer_norm(x, params["lnf_g"], params.get("lnf_b"))
-    return _linear(x, params["head_w"], params.get("head_b"))
+    return _linear(x, params["head_w"], params.get("head_b")).astype(jnp.float32)
 
 
 logits = forward  # the name other modules may prefer

@@ -195,6 +195,7 @@ def train(
         resume=resume,
         extra=lambda state: {
             "n_params": gpt.n_params(state["params"]),
+            "compute_dtype": cfg.model.compute_dtype,  # bf16 and fp32 capacities differ
             "weight_decay": DECAY_CONVENTION,
         },
         writer=main,
