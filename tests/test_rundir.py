@@ -87,3 +87,18 @@ def test_corrupt_files_are_named(tmp_run):
     run.manifest_path.write_text("{")
     with pytest.raises(RunDirError, match="manifest.json"):
         run.manifest()
+
+
+def test_a_run_that_predates_a_config_field_resumes_at_its_default():
+    """A manifest written before a field existed lacks it: the field at its default is no
+    difference (the run ran with the default); any other value is, and is named."""
+    from phenomjax.runs.rundir import config_difference
+
+    old = {"model": {"w": 8}, "train": {"steps": 10}}
+    defaults = {"model": {"w": 6, "forget": 0.0}, "train": {"steps": 2000}}
+    assert config_difference(old, {"model": {"w": 8, "forget": 0.0}, "train": {"steps": 10}},
+                             defaults=defaults) is None  # fmt: skip
+    d = config_difference(old, {"model": {"w": 8, "forget": 0.1}, "train": {"steps": 10}},
+                          defaults=defaults)  # fmt: skip
+    assert d == "model.forget (run has None, config has 0.1)"
+    assert config_difference(old, {"model": {"w": 8, "forget": 0.0}, "train": {"steps": 10}})

@@ -160,7 +160,7 @@ def open_run(
     run = RunDir(out)
     with run_lock(run.path) if writer else contextlib.nullcontext():
         if resume and run.exists():
-            yield _reopen(run, kind, to_dict(cfg), init, writer)
+            yield _reopen(run, kind, cfg, init, writer)
             return
         state = init()
         if writer:
@@ -168,10 +168,9 @@ def open_run(
         yield OpenRun(run, state, 0, RunLog(run), complete=False, writer=writer)
 
 
-def _reopen(
-    run: RunDir, kind: str, config: Mapping[str, Any], init: Callable[[], State], writer: bool
-) -> OpenRun:
-    run.check_resumable(kind, config)
+def _reopen(run: RunDir, kind: str, cfg: Any, init: Callable[[], State], writer: bool) -> OpenRun:
+    # a run that predates a config field ran with its default: the field's default resumes it
+    run.check_resumable(kind, to_dict(cfg), defaults=to_dict(type(cfg)()))
     manifest = run.manifest()
     if not run.has_checkpoint():  # stopped before its first checkpoint: start it over
         state, step, log = init(), 0, RunLog(run)

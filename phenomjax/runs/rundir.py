@@ -55,16 +55,24 @@ _DTYPES = {
 
 
 def config_difference(
-    old: Mapping[str, Any], new: Mapping[str, Any], where: str = ""
+    old: Mapping[str, Any],
+    new: Mapping[str, Any],
+    where: str = "",
+    defaults: Mapping[str, Any] | None = None,
 ) -> str | None:
-    """The first dotted field where two config dicts differ, with both values; None if equal."""
-    old, new = jsonable(old), jsonable(new)
+    """The first dotted field where two config dicts differ, with both values; None if equal.
+
+    A field missing from `old` but at its default (`defaults`, the same shape) in `new` is
+    equal: the run predates that field, and the default is what it ran with."""
+    old, new, defaults = jsonable(old), jsonable(new), jsonable(defaults or {})
     for k in sorted(set(old) | set(new)):
         x, y = old.get(k), new.get(k)
         if isinstance(x, dict) and isinstance(y, dict):
-            d = config_difference(x, y, f"{where}{k}.")
+            d = config_difference(x, y, f"{where}{k}.", defaults.get(k))
             if d:
                 return d
+        elif k not in old and k in defaults and y == defaults[k]:
+            continue
         elif x != y:
             return f"{where}{k} (run has {x!r}, config has {y!r})"
     return None
@@ -185,12 +193,15 @@ class RunDir:
         return cls.create(path, kind=kind, config=to_dict(cfg), seed=d.seed, K=d.K, L=d.L,
                           alpha=d.alpha, batch=cfg.train.batch, extra=extra)  # fmt: skip
 
-    def check_resumable(self, kind: str, config: Mapping[str, Any]) -> None:
-        """Refuse to resume a run of another kind or config, naming the first differing field."""
+    def check_resumable(
+        self, kind: str, config: Mapping[str, Any], defaults: Mapping[str, Any] | None = None
+    ) -> None:
+        """Refuse to resume a run of another kind or config, naming the first differing field.
+        Fields the run's manifest lacks count as equal when `config` has them at `defaults`."""
         m = self.manifest()
         if m.get("kind") != kind:
             raise RunDirError(f"{self.path}: holds a {m.get('kind')} run, not a {kind} run")
-        d = config_difference(m.get("config", {}), config)
+        d = config_difference(m.get("config", {}), config, defaults=defaults)
         if d:
             raise RunDirError(f"{self.path}: cannot resume with a different config: {d}")
 
