@@ -1,14 +1,17 @@
 """Benchmark of the phenomenological model core (issue 2, item 8), everything side by side in
 one process so that the ratios survive a noisy, shared machine (medians of alternating rounds).
 
-    python scripts/bench_phenom.py            # full run (a few minutes on 2 cores)
+    python scripts/bench_phenom.py            # full run (about 3 minutes on 2 cores)
     python scripts/bench_phenom.py --quick    # smoke run: small shapes, few rounds
+    python scripts/bench_phenom.py --paper --grid-only   # the fit grid at K = 100000 too
 
 Sections: this machine's float32 GEMM rate; value_and_grad (full, random E, w = 1) against two
 (M x N) @ (N x N) products, a NumPy and a PyTorch (if installed) version of the same N x N
 formulation; then, with the fitter's step functions (phenomjax.fit_modes), a 1000-step fit in one
 scan vs a Python loop of jitted steps, stochastic-mode steps/s with presentation counts and
-evaluation snapshots, and a 16-member vmapped sweep vs 16 sequential runs of one program.
+evaluation snapshots, and a 16-member vmapped sweep vs 16 sequential runs of one program; last,
+the default grid of `phenomjax fit` (w = 1, 4, 8, d = 8, expected and stochastic) as sweep steps
+of its 8 (lr, scale) members: member-steps/s and the distance to each shape's two-GEMM bound.
 """
 
 from __future__ import annotations
@@ -440,11 +443,11 @@ def main() -> None:
     ap.add_argument("--grid-only", action="store_true", help="only the fit-grid section")
     args = ap.parse_args()
     quick = args.quick
-    rounds = args.rounds or (3 if quick else 9)
+    rounds = args.rounds or (3 if quick else 5)
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPUs")
     grid = [(1000, 32, 64)] + ([(100000, 100, 128)] if args.paper else [])
     if args.grid_only:
-        fit_grid(grid, (1, 4, 8), 8, 2 if quick else 3, 0.2 if quick else 0.5)
+        fit_grid(grid, (1, 4, 8), 8, 2 if quick else 3, 0.2 if quick else 0.3)
         return
     shapes = [(1000, 32, 8), (10000, 64, 16)] + ([] if quick else [(100000, 100, 8)])
     core_section(shapes, rounds)
@@ -455,10 +458,10 @@ def main() -> None:
     except ImportError as e:
         print(f"\n(fit sections skipped: {e})")
         return
-    scan_vs_loop([(1000, 32, 8)] if quick else [(1000, 32, 8), (10000, 64, 16)], 1000)
+    scan_vs_loop([(1000, 32, 8)] if quick else [(1000, 32, 8), (10000, 64, 16)], 300)
     stochastic_rate(1000, 32, 8, 64, 2000 if quick else 10000, 15)
-    sweep_vs_sequential(1000, 32, 8, 200 if quick else 1000, 16)
-    fit_grid(grid, (1, 4, 8), 8, 2 if quick else 3, 0.2 if quick else 0.5)
+    sweep_vs_sequential(1000, 32, 8, 200 if quick else 500, 16)
+    fit_grid(grid, (1, 4, 8), 8, 2 if quick else 3, 0.2 if quick else 0.3)
 
 
 if __name__ == "__main__":
