@@ -1,14 +1,17 @@
 """Benchmark of the phenomenological model core (issue 2, item 8), everything side by side in
 one process so that the ratios survive a noisy, shared machine (medians of alternating rounds).
 
-    python scripts/bench_phenom.py            # full run (a few minutes on 2 cores)
+    python scripts/bench_phenom.py            # full run (about 3 minutes on 2 cores)
     python scripts/bench_phenom.py --quick    # smoke run: small shapes, few rounds
+    python scripts/bench_phenom.py --paper --grid-only   # the fit grid at K = 100000 too
 
 Sections: this machine's float32 GEMM rate; value_and_grad (full, random E, w = 1) against two
 (M x N) @ (N x N) products, a NumPy and a PyTorch (if installed) version of the same N x N
 formulation; then, with the fitter's step functions (phenomjax.phenom.modes), a 1000-step fit in one
 scan vs a Python loop of jitted steps, stochastic-mode steps/s with presentation counts and
-evaluation snapshots, and a 16-member vmapped sweep vs 16 sequential runs of one program.
+evaluation snapshots, and a 16-member vmapped sweep vs 16 sequential runs of one program; last,
+the default grid of `phenomjax fit` (w = 1, 4, 8, d = 8, expected and stochastic) as sweep steps
+of its 8 (lr, scale) members: member-steps/s and the distance to each shape's two-GEMM bound.
 """
 
 from __future__ import annotations
@@ -303,15 +306,160 @@ def sweep_vs_sequential(K: int, L: int, d: int, steps: int, members: int) -> Non
     )
 
 
+# ---------- the default fit grid: vmapped sweep steps against their two-GEMM bound ----------
+
+
+def sweep_parts(K: int, L: int, mode: str, batch: int, w: int, d: int, max_chunk: int) -> dict:
+    """One (w, d) group of `fit_run`'s sweep (one seed, the default lr x scale members) built as
+    phenomjax.phenom.sweep builds it (vmap over seeds around vmap over members; the data batched
+    over seeds), and the same members with no seed axis ("flat": one vmap, the data shared)."""
+    DEFAULT_LRS, DEFAULT_SCALES = _default_grid_axes()
+
+    from phenomjax.data import DataConfig
+    from phenomjax.optim import set_learning_rate
+    from phenomjax.phenom.modes import (
+        FitData,
+        freeze_untrained,
+        init_state,
+        make_advance,
+        make_data,
+        make_step,
+    )
+    from phenomjax.phenom.sweep import _guarded, sweep_optimizer
+    from phenomjax.phenom.train import FitConfig, ModelSection, TrainSection, build_model
+
+    cfg = FitConfig(
+        data=DataConfig(K=K, L=L),
+        model=ModelSection(w=w, d=d),
+        train=TrainSection(mode=mode, batch=batch, max_chunk=max_chunk),
+    )
+    model = build_model(cfg)
+    keys = key_streams(0)
+    flat_data = make_data(make_bits(0, K, L), zipf_weights(K), keys["batches"])
+    like = ph.init_params(keys["init"], model)
+    tx = freeze_untrained(sweep_optimizer(cfg), like, model)
+    hyper = [(lr, s) for lr in DEFAULT_LRS for s in DEFAULT_SCALES]
+    lrs = jnp.asarray([h[0] for h in hyper], jnp.float32)
+    scales = jnp.asarray([h[1] for h in hyper], jnp.float32)
+
+    def init_member(lr, scale):
+        st = init_state(keys["init"], model, tx, mode=mode, K=K, scale=scale)
+        st["opt_state"] = set_learning_rate(st["opt_state"], lr)
+        st["live"] = jnp.array(True)
+        st["diverged_step"] = jnp.array(-1, jnp.int32)
+        st["train_loss"] = jnp.array(jnp.nan, jnp.float32)
+        return st
+
+    flat_state = jax.jit(jax.vmap(init_member))(lrs, scales)
+    step = _guarded(make_step(tx, mode=mode, batch=batch))
+    data_axes = FitData(bits=0, weights=None, cdf=None, batches_key=0)
+    vstep = jax.vmap(jax.vmap(step, (0, None)), (0, data_axes))
+    return {
+        "sweep": (
+            make_advance(vstep, max_chunk, loss_of=jnp.nanmin),
+            jax.tree.map(lambda a: a[None], flat_state),  # the seed axis (one seed)
+            flat_data._replace(bits=flat_data.bits[None], batches_key=keys["batches"][None]),
+        ),
+        "flat": (
+            make_advance(jax.vmap(step, (0, None)), max_chunk, loss_of=jnp.nanmin),
+            flat_state,
+            flat_data,
+        ),
+        "members": len(hyper),
+        "F": ph.tables(like)[0].shape[0],  # rows of the logit table: L-1 (w = 1) or (L-1) d
+    }
+
+
+def two_gemms(M: int, F: int, P: int):
+    """The two GEMMs of one member's value_and_grad at full size, z = X @ T and dT = X^T @ G,
+    with jnp.dot: (fn, args). A lower bound on the member's step (the kernel also does the
+    loss, the tables and the update)."""
+    rng = np.random.default_rng(0)
+    X = jnp.asarray(rng.random((M, F), np.float32))
+    T = jnp.asarray(rng.random((F, P), np.float32))
+    G = jnp.asarray(rng.random((M, P), np.float32))
+    return jax.jit(lambda X, T, G: (jnp.dot(X, T), jnp.dot(X.T, G))), (X, T, G)
+
+
+def _default_grid_axes() -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Adam's learning rates and the initial scales of the shipped fit grid (configs/fit.toml)."""
+    from phenomjax.phenom.fit import default_grid
+
+    g = default_grid()
+    adam = next(o for o in g.optimizers if o.name == "adam")
+    return tuple(adam.lr), tuple(g.grid.scale)
+
+
+def fit_grid(scales, ws, d: int, rounds: int, target_s: float) -> None:
+    DEFAULT_LRS, DEFAULT_SCALES = _default_grid_axes()
+
+    H = len(DEFAULT_LRS) * len(DEFAULT_SCALES)
+    print(
+        f"\n== default fit grid (`phenomjax fit`): one vmapped step of its {H} (lr, scale) "
+        f"members per (w, d={d}) group,\n   as phenomjax.phenom.sweep runs it (one seed) and flat "
+        f"(no "
+        f"seed axis), against the two-GEMM bound ({H} x one member's two GEMMs)"
+    )
+    print(
+        f"{'K,L,B':>14} {'mode':>10} {'w':>2} {'F':>4} {'comp s':>6} {'sweep ms':>9} "
+        f"{'member-steps/s':>14} {'x bound':>7} {'flat ms':>8} {'x bound':>7} {'bound ms':>8} "
+        f"{'bound GF/s':>10}"
+    )
+    for K, L, B in scales:
+        for mode in ("expected", "stochastic"):
+            for w in ws:
+                grid_one(K, L, B, mode, w, d, rounds, target_s)
+    print(
+        "sweep ms = one step of all members; member-steps/s = members / (sweep step s);\n"
+        "x bound = step time / (members x two GEMMs of one member: z = X @ T, dT = X^T @ G with "
+        "X (M, F),\n  M = K (expected) or B (stochastic), F = L-1 (w = 1: the bits) or (L-1) d "
+        "(w > 1: gathered embeddings), T (F, L-1)).\n  w = 1 can beat it: the members share "
+        "their features (the bits), so their logits are one wide GEMM."
+    )
+
+
+def grid_one(K, L, B, mode, w, d, rounds, target_s) -> None:
+    chunk = 1000
+    parts = sweep_parts(K, L, mode, B, w, d, chunk)
+    H, F, M = parts["members"], parts["F"], (K if mode == "expected" else B)
+    fns, comp = {}, 0.0
+    for name in ("sweep", "flat"):
+        advance, state, data = parts[name]
+        t0 = time.perf_counter()
+        jax.block_until_ready(advance(state, jnp.int32(1), data))
+        comp += time.perf_counter() - t0 if name == "sweep" else 0.0
+        per = timed(advance, state, jnp.int32(2), data) / 2
+        n = int(min(chunk, max(1, target_s / max(per, 1e-6))))
+        fns[name] = (lambda a=advance, s=state, dt=data, n=n: a(s, jnp.int32(n), dt)), n
+    gemm, args = two_gemms(M, F, L - 1)
+    t = race({k: f for k, (f, _) in fns.items()} | {"bound": lambda: gemm(*args)}, rounds)
+    sweep_s, flat_s = t["sweep"] / fns["sweep"][1], t["flat"] / fns["flat"][1]
+    bound_s = H * t["bound"]
+    gflops = H * 4 * M * F * (L - 1) / bound_s / 1e9
+    print(
+        f"{f'{K},{L},{B}':>14} {mode:>10} {w:2d} {F:4d} {comp:6.2f} {1e3 * sweep_s:9.3f} "
+        f"{H / sweep_s:14,.0f} {sweep_s / bound_s:7.2f} {1e3 * flat_s:8.3f} "
+        f"{flat_s / bound_s:7.2f} {1e3 * bound_s:8.3f} {gflops:10.1f}"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small shapes and few rounds")
     ap.add_argument("--rounds", type=int, default=None, help="timing rounds per measurement")
     ap.add_argument("--skip-fit", action="store_true", help="only the value_and_grad section")
+    ap.add_argument(
+        "--paper", action="store_true", help="also the fit grid at K=100000, L=100 (minutes)"
+    )
+    ap.add_argument("--grid-only", action="store_true", help="only the fit-grid section")
     args = ap.parse_args()
     quick = args.quick
-    rounds = args.rounds or (3 if quick else 9)
+    rounds = args.rounds or (3 if quick else 5)
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPUs")
+    grid = [(1000, 32, 64)] + ([(100000, 100, 128)] if args.paper else [])
+    if args.grid_only:
+        fit_grid(grid, (1, 4, 8), 8, 2 if quick else 3, 0.2 if quick else 0.3)
+        return
     shapes = [(1000, 32, 8), (10000, 64, 16)] + ([] if quick else [(100000, 100, 8)])
     core_section(shapes, rounds)
     if args.skip_fit:
@@ -321,9 +469,10 @@ def main() -> None:
     except ImportError as e:
         print(f"\n(fit sections skipped: {e})")
         return
-    scan_vs_loop([(1000, 32, 8)] if quick else [(1000, 32, 8), (10000, 64, 16)], 1000)
+    scan_vs_loop([(1000, 32, 8)] if quick else [(1000, 32, 8), (10000, 64, 16)], 300)
     stochastic_rate(1000, 32, 8, 64, 2000 if quick else 10000, 15)
-    sweep_vs_sequential(1000, 32, 8, 200 if quick else 1000, 16)
+    sweep_vs_sequential(1000, 32, 8, 200 if quick else 500, 16)
+    fit_grid(grid, (1, 4, 8), 8, 2 if quick else 3, 0.2 if quick else 0.3)
 
 
 if __name__ == "__main__":

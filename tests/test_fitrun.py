@@ -237,3 +237,20 @@ def test_fit_recovers_the_variant_knobs(tmp_path):
     assert rep["score"] < 1e-3
     model = RunDir(tmp_path / "fit" / "best").manifest()["config"]["model"]
     assert (model["forget"], model["readout_scale"]) == (0.02, 1.0)
+
+
+def test_fit_of_an_unfinished_run_warns_and_says_so(truth_fit, tmp_path):
+    """A run still `running` is fitted up to its last evaluation, with a warning naming it and
+    its status in the report and the printed table (issue 12 item 7)."""
+    import shutil
+
+    run, _, _ = truth_fit
+    cut = tmp_path / "cut"
+    shutil.copytree(run, cut)
+    m = json.loads((cut / "manifest.json").read_text())
+    (cut / "manifest.json").write_text(json.dumps({**m, "status": "running"}))
+    with pytest.warns(UserWarning, match=r"unfinished runs .*cut \(running\)"):
+        rep = fit_run(cut, tmp_path / "fit", modes=("expected",), seeds=1, num_evals=12,
+                      progress=False, ws=(2,), ds=(4,), lrs=(1e-2,), scales=(0.1,))  # fmt: skip
+    assert rep["run_status"] == "running"
+    assert "run status: running (fitted up to its last evaluation)" in format_report(rep)

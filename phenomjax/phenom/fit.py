@@ -27,6 +27,7 @@ import itertools
 import json
 import shutil
 import time
+import warnings
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -343,6 +344,13 @@ def fit_run(
     metas = group.attrs["runs"]
     meta = dict(metas[0])
     meta["final_step"] = int(group["step"].max())
+    unfinished = [f"{p} ({m.get('status')})" for p, m in zip(paths, metas, strict=True)
+                  if m.get("status") not in (None, "complete")]  # fmt: skip
+    if unfinished:  # legacy logs record no status (None)
+        warnings.warn(
+            f"fitting unfinished runs up to their last evaluation: {', '.join(unfinished)}",
+            stacklevel=2,
+        )
     e = default_edges(int(meta["K"])) if edges is None else np.asarray(edges, np.int64)
     names = list(group["run"].unique())
     floors = {n: _floor(m) for n, m in zip(names, metas, strict=True)}
@@ -579,6 +587,11 @@ def format_report(r: dict) -> str:
         f"({r['run_kind']}, K={r['K']}, L={r['L']}, batch {r['batch']}, {r['steps']} steps; "
         f"{r['grid']['members']} members)",
         f"  data: {r['bits']}",
+        *(
+            [f"  run status: {r['run_status']} (fitted up to its last evaluation)"]
+            if r.get("run_status") not in (None, "complete")
+            else []
+        ),  # fmt: skip
         f"  noise reference: {r['noise']}",
         "  top members (total = band and lag in seed-band units; score = pooled RMSE):",
         f"    {'mode':<11}{'opt':<9}{'wd':>5}{'param':>9}{'w':>3}{'d':>4}{'lr':>9}{'scale':>7}"
