@@ -9,7 +9,14 @@ import pytest
 from phenomjax.config import load_config
 from phenomjax.errors import ConfigError
 from phenomjax.phenom.fit import FitGridConfig, default_grid, grid_config
-from phenomjax.phenom.scoring import ScoreConfig, build_reference, lag_agreement
+from phenomjax.phenom.scoring import (
+    ScoreConfig,
+    build_reference,
+    lag_agreement,
+    member_tables,
+    score_members_lag,
+    total_score,
+)
 
 EDGES = np.array([0, 2, 4])
 
@@ -68,3 +75,32 @@ def test_reference_band_and_lag_against_numpy():
     assert rows and not any(r["sign_agrees"] for r in rows)  # a reversed lag: wrong sign
     z = [abs(np.log(1 / np.sqrt(8)) - r.log_ratio) / r.log_ratio_sd for r in lag.itertuples()]
     assert score == pytest.approx(np.sqrt(np.mean(np.square(z))), rel=1e-9)
+
+
+def test_members_are_ranked_by_band_and_lag():
+    """score_members_lag on synthetic members (fast; the sweep path without training): a member
+    whose curves are a seed's own scores within the band with the reference's lag; one whose
+    rare bin learns faster (a reversed lag) has a larger lag score and total, and the pooled
+    RMSE alone would not separate them as much. Members are read through member_tables, as the
+    fitter reads a sweep."""
+    steps = np.concatenate(([0], np.geomspace(1, 5000, 40).round()))
+    rate = np.array([1.0, 0.8, 0.2, 0.1])
+    runs = [decay(f"s{i}", [50, 60, 50 * f, 60 * f], steps, rate) for i, f in enumerate((2, 3))]
+    ev = pd.concat(runs, ignore_index=True)
+    floors = {f"s{i}": np.full(4, 0.1) for i in range(2)}
+    cfg = ScoreConfig(noise_floor=0.02, lag_floor=0.05, shift=False)
+    ref = build_reference(ev, floors, EDGES, cfg)
+    same = decay("m", [50, 60, 50 * 2.5, 60 * 2.5], steps, rate).assign(member=0)
+    reversed_ = decay("m", [50, 60, 50 / 2.5, 60 / 2.5], steps, rate).assign(member=1)
+    rows = pd.concat([same, reversed_], ignore_index=True).drop(columns="run")
+    binned_m, lag_m = member_tables(lambda ids: rows[rows.member.isin(ids)], [0, 1], EDGES,
+                                    np.full(4, 0.1), cfg.levels)  # fmt: skip
+    got = score_members_lag(binned_m, lag_m, ref, cfg).set_index("member")
+    assert got.loc[0, "lag_score"] < 1.0 < got.loc[1, "lag_score"]
+    assert got.loc[0, "total"] < got.loc[1, "total"]
+    # the lag columns are the bin ratios at the middle level: ~2.5 for the seed-like member,
+    # ~1/2.5 for the reversed one (analytic crossings of the exponential decays)
+    assert got.loc[0, "lag_2"] == pytest.approx(2.5, rel=0.1)
+    assert got.loc[1, "lag_2"] == pytest.approx(1 / 2.5, rel=0.1)
+    assert got.loc[0, "total"] == pytest.approx(total_score(got.loc[0, "band_score"],
+                                                            got.loc[0, "lag_score"]))  # fmt: skip
