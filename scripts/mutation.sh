@@ -35,7 +35,7 @@ tests/test_mutation_kills_bayes.py"; k="" ;;
     binning) src=phenomjax/analysis/binning.py
       tests="tests/test_analysis_binning.py tests/test_mutation_kills_binning.py"; k="" ;;
     scoring) src=phenomjax/phenom/scoring.py
-      tests="tests/test_fitrun.py tests/test_fit_grid.py tests/test_mutation_kills_scoring.py"
+      tests="tests/test_fitrun.py tests/test_fit_grid.py"
       # the fast scoring tests; the identifiability fixture trains and sweeps (minutes)
       k="score or min_overlap or shift or reference or lag or kill" ;;
     legacy) src=phenomjax/analysis/legacy.py
