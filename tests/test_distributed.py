@@ -48,6 +48,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _two_processes(job: str, out) -> None:
+    """`job` on two processes joined over 127.0.0.1 (gloo), two local devices each."""
+    port = _free_port()
+    procs = [
+        _run(job, out, host_devices=2, devices=0, wait=False,
+             extra=["--process-id", str(i), "--num-processes", "2", "--port", str(port)])
+        for i in range(2)
+    ]  # fmt: skip
+    for p in procs:
+        _check(p)
+
+
 @pytest.fixture(scope="module")
 def single(tmp_path_factory):
     out = tmp_path_factory.mktemp("single") / "sweep.json"
@@ -66,20 +78,7 @@ def test_sweep_on_four_devices_matches_one(single, tmp_path):
 
 def test_sweep_on_two_processes_matches_one(single, tmp_path):
     out = tmp_path / "two.json"
-    port = _free_port()
-    procs = [
-        _run(
-            "sweep",
-            out,
-            host_devices=2,
-            devices=0,
-            wait=False,
-            extra=["--process-id", str(i), "--num-processes", "2", "--port", str(port)],
-        )
-        for i in range(2)
-    ]
-    for p in procs:
-        _check(p)
+    _two_processes("sweep", out)
     got = json.loads(out.read_text())
     assert got["process_count"] == 2 and got["device_count"] == 4
     np.testing.assert_allclose(got["final_loss"], single["final_loss"], rtol=1e-5, atol=1e-6)
@@ -101,20 +100,7 @@ def test_train_on_two_processes_matches_one(tmp_path):
     the tiny transformer data-parallel over all four and give one process's numbers."""
     ref, got = tmp_path / "one.json", tmp_path / "two.json"
     _run("train", ref, host_devices=1, devices=1)
-    port = _free_port()
-    procs = [
-        _run(
-            "train",
-            got,
-            host_devices=2,
-            devices=0,
-            wait=False,
-            extra=["--process-id", str(i), "--num-processes", "2", "--port", str(port)],
-        )
-        for i in range(2)
-    ]
-    for p in procs:
-        _check(p)
+    _two_processes("train", got)
     a, b = json.loads(ref.read_text()), json.loads(got.read_text())
     assert b["process_count"] == 2 and b["device_count"] == 4
     assert a["presentations"] == b["presentations"]  # the same batches, split over hosts
