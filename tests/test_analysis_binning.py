@@ -14,8 +14,9 @@ from phenomjax import bin_by_rank
 from phenomjax.analysis import RANK_SELECTIONS, default_edges, select_ranks
 
 
-def reference(table: pd.DataFrame, edges) -> list[tuple]:
-    """The historical loop: one boolean filter per (step, bin); NaNs left out of the means."""
+def loop_reference(table: pd.DataFrame, edges, cols) -> pd.DataFrame:
+    """The historical loop: one boolean filter per (step, bin), plain NumPy means of `cols`;
+    NaNs left out of the means."""
     rows = []
     for step in np.unique(table["step"]):
         t = table[table["step"] == step]
@@ -24,13 +25,22 @@ def reference(table: pd.DataFrame, edges) -> list[tuple]:
             m = (r >= lo) & (r < hi)
             if not m.any():
                 continue
-            out = [int(step), int(lo), int(hi), r[m].mean()]
-            for c in ("presentations", "loss", "accuracy"):
+            row = {"step": step, "rank_lo": lo, "rank_hi": hi, "n_sequences": int(m.sum())}
+            for c in cols:
                 v = t[c].to_numpy(np.float64)[m]
-                v = v[np.isfinite(v)]
-                out.append(v.mean() if len(v) else np.nan)
-            rows.append((*out, int(m.sum())))
-    return rows
+                row[c] = np.nanmean(v) if np.isfinite(v).any() else np.nan
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def reference(table: pd.DataFrame, edges) -> list[tuple]:
+    """loop_reference as rows (step, lo, hi, mean rank, presentations, loss, accuracy, n)."""
+    cols = ["rank", "presentations", "loss", "accuracy"]
+    want = loop_reference(table, edges, cols)
+    if want.empty:
+        return []
+    order = ["step", "rank_lo", "rank_hi", *cols, "n_sequences"]
+    return [tuple(r) for r in want[order].itertuples(index=False)]
 
 
 @st.composite

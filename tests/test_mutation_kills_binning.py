@@ -8,26 +8,9 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_analysis_binning import loop_reference
 
 from phenomjax.analysis.binning import HISTORICAL_EDGES, bin_by_rank, binned, default_edges
-
-
-def loop_reference(table: pd.DataFrame, edges, cols) -> pd.DataFrame:
-    """One boolean filter per (step, bin), plain NumPy means; NaNs left out."""
-    rows = []
-    for step in np.unique(table["step"]):
-        t = table[table["step"] == step]
-        r = t["rank"].to_numpy()
-        for lo, hi in zip(edges[:-1], edges[1:], strict=True):
-            m = (r >= lo) & (r < hi)
-            if not m.any():
-                continue
-            row = {"step": step, "rank_lo": lo, "rank_hi": hi, "n_sequences": int(m.sum())}
-            for c in cols:
-                v = t[c].to_numpy(np.float64)[m]
-                row[c] = np.nanmean(v) if np.isfinite(v).any() else np.nan
-            rows.append(row)
-    return pd.DataFrame(rows)
 
 
 @st.composite
