@@ -311,8 +311,9 @@ def sweep_vs_sequential(K: int, L: int, d: int, steps: int, members: int) -> Non
 
 def sweep_parts(K: int, L: int, mode: str, batch: int, w: int, d: int, max_chunk: int) -> dict:
     """One (w, d) group of `fit_run`'s sweep (one seed, the default lr x scale members) built as
-    phenomjax.phenom.sweep builds it (vmap over seeds around vmap over members; the data batched
-    over seeds), and the same members with no seed axis ("flat": one vmap, the data shared)."""
+    phenomjax.phenom.sweep builds it for one seed ("sweep": one vmap over members, the data
+    shared), and the same members under a size-1 seed axis ("seed axis": vmap over seeds around
+    vmap over members, the data batched over seeds, as multi-seed sweeps run)."""
     DEFAULT_LRS, DEFAULT_SCALES = _default_grid_axes()
 
     from phenomjax.data import DataConfig
@@ -356,14 +357,14 @@ def sweep_parts(K: int, L: int, mode: str, batch: int, w: int, d: int, max_chunk
     vstep = jax.vmap(jax.vmap(step, (0, None)), (0, data_axes))
     return {
         "sweep": (
-            make_advance(vstep, max_chunk, loss_of=jnp.nanmin),
-            jax.tree.map(lambda a: a[None], flat_state),  # the seed axis (one seed)
-            flat_data._replace(bits=flat_data.bits[None], batches_key=keys["batches"][None]),
-        ),
-        "flat": (
             make_advance(jax.vmap(step, (0, None)), max_chunk, loss_of=jnp.nanmin),
             flat_state,
             flat_data,
+        ),
+        "seed axis": (
+            make_advance(vstep, max_chunk, loss_of=jnp.nanmin),
+            jax.tree.map(lambda a: a[None], flat_state),  # a size-1 seed axis
+            flat_data._replace(bits=flat_data.bits[None], batches_key=keys["batches"][None]),
         ),
         "members": len(hyper),
         "F": ph.tables(like)[0].shape[0],  # rows of the logit table: L-1 (w = 1) or (L-1) d
@@ -396,14 +397,14 @@ def fit_grid(scales, ws, d: int, rounds: int, target_s: float) -> None:
     H = len(DEFAULT_LRS) * len(DEFAULT_SCALES)
     print(
         f"\n== default fit grid (`phenomjax fit`): one vmapped step of its {H} (lr, scale) "
-        f"members per (w, d={d}) group,\n   as phenomjax.phenom.sweep runs it (one seed) and flat "
-        f"(no "
-        f"seed axis), against the two-GEMM bound ({H} x one member's two GEMMs)"
+        f"members per (w, d={d}) group,\n   as phenomjax.phenom.sweep runs it (one seed, no seed "
+        f"axis) and under a size-1 seed axis, against the two-GEMM bound ({H} x one member's two "
+        f"GEMMs)"
     )
     print(
         f"{'K,L,B':>14} {'mode':>10} {'w':>2} {'F':>4} {'comp s':>6} {'sweep ms':>9} "
-        f"{'member-steps/s':>14} {'x bound':>7} {'flat ms':>8} {'x bound':>7} {'bound ms':>8} "
-        f"{'bound GF/s':>10}"
+        f"{'member-steps/s':>14} {'x bound':>7} {'seed-axis ms':>12} {'x bound':>7} "
+        f"{'bound ms':>8} {'bound GF/s':>10}"
     )
     for K, L, B in scales:
         for mode in ("expected", "stochastic"):
@@ -423,7 +424,7 @@ def grid_one(K, L, B, mode, w, d, rounds, target_s) -> None:
     parts = sweep_parts(K, L, mode, B, w, d, chunk)
     H, F, M = parts["members"], parts["F"], (K if mode == "expected" else B)
     fns, comp = {}, 0.0
-    for name in ("sweep", "flat"):
+    for name in ("sweep", "seed axis"):
         advance, state, data = parts[name]
         t0 = time.perf_counter()
         jax.block_until_ready(advance(state, jnp.int32(1), data))
@@ -433,13 +434,13 @@ def grid_one(K, L, B, mode, w, d, rounds, target_s) -> None:
         fns[name] = (lambda a=advance, s=state, dt=data, n=n: a(s, jnp.int32(n), dt)), n
     gemm, args = two_gemms(M, F, L - 1)
     t = race({k: f for k, (f, _) in fns.items()} | {"bound": lambda: gemm(*args)}, rounds)
-    sweep_s, flat_s = t["sweep"] / fns["sweep"][1], t["flat"] / fns["flat"][1]
+    sweep_s, axis_s = t["sweep"] / fns["sweep"][1], t["seed axis"] / fns["seed axis"][1]
     bound_s = H * t["bound"]
     gflops = H * 4 * M * F * (L - 1) / bound_s / 1e9
     print(
         f"{f'{K},{L},{B}':>14} {mode:>10} {w:2d} {F:4d} {comp:6.2f} {1e3 * sweep_s:9.3f} "
-        f"{H / sweep_s:14,.0f} {sweep_s / bound_s:7.2f} {1e3 * flat_s:8.3f} "
-        f"{flat_s / bound_s:7.2f} {1e3 * bound_s:8.3f} {gflops:10.1f}"
+        f"{H / sweep_s:14,.0f} {sweep_s / bound_s:7.2f} {1e3 * axis_s:12.3f} "
+        f"{axis_s / bound_s:7.2f} {1e3 * bound_s:8.3f} {gflops:10.1f}"
     )
 
 

@@ -3,12 +3,12 @@
     phenomjax sweep experiments/phenom.toml --lr 3e-3,1e-2 --scale 0.03,0.1 --seeds 0,1 --w 4,6
 
 Learning rates, initial scales and seeds are one jitted program: vmap over seeds (each seed has
-its own bits, init key and batch key, exactly those of `fit_phenom` with data.seed = seed) around
-vmap over (lr, scale) pairs (the rate lives in the optimizer state, optax.inject_hyperparams,
-built once outside vmap). w, d and the parameterization change shapes, and the optimizer (its name,
-betas / momentum and weight decay) changes the update rule, so they are outer Python loops
-("groups"), one compiled program each; so are the variant knobs (`forgets`: the per-step shrink
-of A; `readout_scales`: the initial scale of B).
+its own bits, init key and batch key, exactly those of `fit_phenom` with data.seed = seed; no seed
+axis when there is one seed) around vmap over (lr, scale) pairs (the rate lives in the optimizer
+state, optax.inject_hyperparams, built once outside vmap). w, d and the parameterization change
+shapes, and the optimizer (its name, betas / momentum and weight decay) changes the update rule,
+so they are outer Python loops ("groups"), one compiled program each; so are the variant knobs
+(`forgets`: the per-step shrink of A; `readout_scales`: the initial scale of B).
 
 A member whose loss or update turns non-finite is frozen at its last finite parameters and marked
 `diverged` (its curves after that step describe the frozen model); the sweep goes on. Only when
@@ -97,17 +97,16 @@ def _guarded(step):
     return guarded
 
 
-def _shard_members(state, data: FitData, S: int, H: int, devices: int):
+def _shard_members(state, data: FitData, S: int, H: int, devices: int, flat: bool = False):
     """Split the members over a "sweep" mesh (docs/design.md §7): the (lr, scale) axis when the
-    devices
-    divide it, else the seed axis. Each member keeps its own keys, so its numbers do not depend
-    on where it runs (jax #40232); XLA partitions the vmapped step with no collective but the
-    progress line's minimum."""
+    devices divide it, else the seed axis. Each member keeps its own keys, so its numbers do not
+    depend on where it runs (jax #40232); XLA partitions the vmapped step with no collective but
+    the progress line's minimum. flat: one seed, no seed axis (the members lead)."""
     mesh = make_mesh(devices, "sweep")
     if mesh is None:
         return state, data
     if H % mesh.size == 0:
-        spec, data_spec = P(None, "sweep"), P()
+        spec, data_spec = (P("sweep") if flat else P(None, "sweep")), P()
     elif S % mesh.size == 0:
         spec, data_spec = P("sweep"), P("sweep")
     else:
@@ -131,9 +130,15 @@ def _group(
     """Run one (w, d, param) group of len(seeds) x len(lrs) x len(scales) members."""
     K, L, tr = cfg.data.K, cfg.data.L, cfg.train
     weights = zipf_weights(K, cfg.data.alpha)
+    # One seed: no seed axis at all. vmapping a size-1 axis over the data turns every batch
+    # gather into a batched gather, 1.5-4x slower per member-step ("flat" in bench_phenom.py).
+    flat = len(seeds) == 1
     streams = [key_streams(s) for s in seeds]
-    data = make_data(np.stack([make_bits(s, K, L) for s in seeds]), weights, None)
-    data = data._replace(batches_key=jnp.stack([k["batches"] for k in streams]))
+    if flat:
+        data = make_data(make_bits(seeds[0], K, L), weights, streams[0]["batches"])
+    else:
+        data = make_data(np.stack([make_bits(s, K, L) for s in seeds]), weights, None)
+        data = data._replace(batches_key=jnp.stack([k["batches"] for k in streams]))
     init_keys = jnp.stack([k["init"] for k in streams])
     hyper = list(itertools.product(lrs, scales))
     lr_H = jnp.asarray([h[0] for h in hyper], jnp.float32)
@@ -150,22 +155,25 @@ def _group(
         st["train_loss"] = jnp.array(jnp.nan, jnp.float32)
         return st
 
-    state = jax.jit(jax.vmap(jax.vmap(init_member, (None, 0, 0)), (0, None, None)))(
-        init_keys, lr_H, scale_H
-    )
-    state, data = _shard_members(state, data, len(seeds), len(hyper), devices)
-    data_axes = FitData(bits=0, weights=None, cdf=None, batches_key=0)
+    init_members = jax.vmap(init_member, (None, 0, 0))
     member_step = _guarded(make_step(tx, mode=tr.mode, batch=tr.batch))
-    vstep = jax.vmap(jax.vmap(member_step, (0, None)), (0, data_axes))
-    advance = make_advance(vstep, tr.max_chunk, loss_of=jnp.nanmin)  # progress: best member
+    members_step = jax.vmap(member_step, (0, None))
 
     def metrics_one(params, bits):
         return phenom.sequence_metrics(params, bits, chunk=min(tr.eval_chunk, K))
 
-    # lax.map over seeds bounds evaluation memory to one seed's members at a time (jax #1923)
-    metrics = jax.jit(
-        lambda p, b: jax.lax.map(lambda pb: jax.vmap(metrics_one, (0, None))(*pb), (p, b))
-    )
+    members_metrics = jax.vmap(metrics_one, (0, None))
+    if flat:
+        state = jax.jit(init_members)(init_keys[0], lr_H, scale_H)
+        vstep, metrics = members_step, jax.jit(members_metrics)
+    else:
+        state = jax.jit(jax.vmap(init_members, (0, None, None)))(init_keys, lr_H, scale_H)
+        data_axes = FitData(bits=0, weights=None, cdf=None, batches_key=0)
+        vstep = jax.vmap(members_step, (0, data_axes))
+        # lax.map over seeds bounds evaluation memory to one seed's members at a time (jax #1923)
+        metrics = jax.jit(lambda p, b: jax.lax.map(lambda pb: members_metrics(*pb), (p, b)))
+    state, data = _shard_members(state, data, len(seeds), len(hyper), devices, flat)
+    advance = make_advance(vstep, tr.max_chunk, loss_of=jnp.nanmin)  # progress: best member
     S, H = len(seeds), len(hyper)
     ids = first + np.arange(S * H)
     last: dict = {}
