@@ -95,7 +95,11 @@ def transformer_forward_flops(L: int, D: int, H: int, n_layer: int) -> tuple[flo
 
 
 def transformer_activation_bytes(rows: int, L: int, D: int, H: int, n_layer: int) -> float:
-    """float32 activations of `rows` sequences kept by the forward pass for the backward pass."""
+    """float32 activations of `rows` sequences kept by the forward pass for the backward pass.
+
+    Whatever model.compute_dtype says: XLA on the CPU keeps bf16 intermediates in float32 (its
+    temporary buffers measure the same for both, tests/test_plan.py), and on an accelerator
+    that keeps them in bf16 the count is an upper bound, so a refusal is never too lenient."""
     return float(F32 * n_layer * (ACT_TOKEN * rows * L * D + ACT_SCORE * rows * H * L * L))
 
 
