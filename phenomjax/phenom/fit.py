@@ -48,6 +48,7 @@ from ..runs import RunDir, atomic_write_bytes, atomic_write_json, jsonable
 from .holdout import heldout_lag, predict, seed_intervals, seed_reference, split_evals
 from .modes import MODES
 from .scoring import (
+    Reference,
     ScoreConfig,
     binned,
     build_reference,
@@ -318,6 +319,301 @@ def _sign_knob(knobs: list[dict]) -> str:
     return "; ".join(found) if found else "none: no swept knob flips the sign of the lag"
 
 
+# the per-seed columns of the best's scores (the run's seed first, then the refit's)
+PER_SEED = ["seed", "score", "band_score", "lag_score", "total", "shift"]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Runs:
+    """A run or seed group as read for fitting: what the sweeps, the refit, the held-out
+    prediction and the report all need, read once."""
+
+    paths: list[Path]
+    meta: dict  # the first run's, with final_step the group's last evaluation step
+    names: list  # the group's run names (one name for a single run)
+    floors: dict  # run name -> per-rank Bayes floor of its bits
+    ev: pd.DataFrame  # every evaluation (a group's keeps its "run" column)
+    fl: dict  # the floors as build_reference takes them (key None for a single run)
+    ev_fit: pd.DataFrame  # the evaluations the members are ranked on (all, without a holdout)
+    edges: np.ndarray  # the rank edges the members are ranked on
+    edges_all: np.ndarray  # every rank edge (the same as edges without a holdout)
+    ref: Reference  # the reference built on ev_fit
+    split: tuple | None  # with a holdout: (how, held-out evaluations, their edges, description)
+
+    @property
+    def seed(self) -> int:
+        """The first run's seed: the grid's sweeps use it, the refit the next ones (legacy: 0)."""
+        return int(self.meta.get("seed") or 0)
+
+    @property
+    def floor(self) -> np.ndarray:
+        """The first run's per-rank floor, the one the members' lag crossings are taken over."""
+        return self.floors[self.names[0]]
+
+
+def _read_runs(paths: list[Path], edges, holdout: str | None, score: ScoreConfig) -> _Runs:
+    """Load the runs, warn about unfinished ones, and build the reference the members are
+    ranked against: on the training part only when `holdout` splits the curves."""
+    group = load_group(paths)
+    metas = group.attrs["runs"]
+    meta = dict(metas[0])
+    meta["final_step"] = int(group["step"].max())
+    unfinished = [f"{p} ({m.get('status')})" for p, m in zip(paths, metas, strict=True)
+                  if m.get("status") not in (None, "complete")]  # fmt: skip
+    if unfinished:  # legacy logs record no status (None)
+        warnings.warn(
+            f"fitting unfinished runs up to their last evaluation: {', '.join(unfinished)}",
+            stacklevel=3,  # fit_run's caller
+        )
+    e_all = default_edges(int(meta["K"])) if edges is None else np.asarray(edges, np.int64)
+    names = list(group["run"].unique())
+    floors = {n: _floor(m) for n, m in zip(names, metas, strict=True)}
+    ev = group if len(names) > 1 else group.drop(columns="run")
+    fl = floors if len(names) > 1 else {None: floors[names[0]]}
+    ev_fit, e, split = ev, e_all, None
+    if holdout:
+        ev_fit, ev_out, e, e_out, split_text = split_evals(ev, holdout, e_all)
+        split = (holdout, ev_out, e_out, split_text)
+    ref = build_reference(ev_fit, fl, e, score)
+    return _Runs(paths, meta, names, floors, ev, fl, ev_fit, e, e_all, ref, split)
+
+
+def _mode_config(runs: _Runs, G: GridSection, mode: str) -> FitConfig:
+    """The run's FitConfig in `mode` with the grid's batch, evaluations and embedding: the
+    base of every sweep and of the best."""
+    return base_config(
+        runs.meta,
+        mode=mode,
+        batch=G.batch or None,
+        num_evals=G.num_evals,
+        optimizer="adam",
+        param="full",
+        embedding=G.embedding,
+        seed=runs.seed,
+    )
+
+
+def _sweep_grid(runs: _Runs, cfg: FitGridConfig, out: Path, progress: bool):
+    """Sweep and score every mode x optimizer entry, one sweep folder each: (the members sorted
+    by total, per folder their (binned, lag) tables, the lag tables, the sweep time per mode)."""
+    G = cfg.grid
+    scored, lags, tables, times = [], [], {}, {}
+    for mode in G.modes:
+        t = time.perf_counter()
+        base = _mode_config(runs, G, mode)
+        for i, entry in enumerate(cfg.optimizers):
+            axes = {
+                "lr": [float(x) for x in entry.lr],
+                "scale": [float(x) for x in G.scale],
+                "seed": [runs.seed],
+                "w": [int(x) for x in G.w],
+                "d": [int(x) for x in G.d],
+                "param": list(G.param),
+                "optimizer": [to_dict(o) for o in entry.configs()],
+                **_variant_axes(G.forget, G.readout_scale),
+            }
+            folder = out / "sweeps" / f"{mode}-{i}-{entry.name}"  # fmt: skip
+            table = _sweep_cached(base, folder, axes, entry.configs(), progress)
+            table = table.assign(member=table["member"].astype(int), sweep=folder.name)
+            sc, mb, ml = _score_sweep(
+                runs.ref, folder, table, runs.edges, cfg.score, runs.floor, G.num_evals
+            )
+            scored.append(sc)
+            tables[folder.name] = (mb, ml)
+            lags.append(ml.assign(sweep=folder.name))
+        times[f"sweep_{mode}_s"] = time.perf_counter() - t
+    members = pd.concat(scored, ignore_index=True).sort_values("total", kind="stable")
+    return members, tables, lags, times
+
+
+def _best_member(members: pd.DataFrame, path: Path) -> pd.Series:
+    """The best-ranked member that did not diverge and has a finite total."""
+    live = members[~members["diverged"] & np.isfinite(members["total"])]
+    if live.empty:
+        raise DataError(f"{path}: every sweep member diverged or matched no point; "
+                        "lower the learning rates")  # fmt: skip
+    return live.iloc[0]
+
+
+def _best_config(runs: _Runs, G: GridSection, best: pd.Series) -> FitConfig:
+    """The best member's settings as one phenom run's FitConfig (refit and `best` train it)."""
+    base = _mode_config(runs, G, str(best["mode"]))
+    m = dataclasses.replace(base.model, w=int(best["w"]), d=int(best["d"]),
+                            param=str(best["param"]), init_scale=float(best["scale"]),
+                            forget=float(best["forget"]),
+                            readout_scale=float(best["readout_scale"]))  # fmt: skip
+    opt = dataclasses.replace(base.optimizer, name=str(best["optimizer"]), lr=float(best["lr"]),
+                              momentum=float(best["b1"]), b2=float(best["b2"]),
+                              weight_decay=float(best["weight_decay"]))  # fmt: skip
+    return dataclasses.replace(base, model=m, optimizer=opt)
+
+
+def _refit_seeds(
+    runs: _Runs, cfg: FitGridConfig, best: pd.Series, best_cfg: FitConfig, out: Path, progress: bool
+) -> list[dict]:
+    """The best's scores per seed: the run's seed (its grid row), then seed + 1, ... up to the
+    grid's seeds, refitted as one sweep in `out`: the spread the report gives over seeds."""
+    per_seed = [{k: best[k] for k in PER_SEED}]
+    if cfg.grid.seeds > 1:
+        m, opt = best_cfg.model, best_cfg.optimizer
+        axes = {"lr": [opt.lr], "scale": [m.init_scale],
+                "seed": [runs.seed + i for i in range(1, cfg.grid.seeds)], "w": [m.w], "d": [m.d],
+                "param": [m.param], "optimizer": [to_dict(opt)]}  # fmt: skip
+        refit = _sweep_cached(best_cfg, out, axes, [opt], progress)
+        rs, _, _ = _score_sweep(
+            runs.ref, out, refit, runs.edges, cfg.score, runs.floor, cfg.grid.num_evals
+        )
+        per_seed += rs[PER_SEED].to_dict("records")
+    return per_seed
+
+
+def _ensure_best_run(best_cfg: FitConfig, run_dir: Path, progress: bool) -> bool:
+    """Train the best as a phenom run in `run_dir` unless a complete one with the same config is
+    there; True when reused (then a stored report of the same fit is kept as it is)."""
+    run = RunDir(run_dir)
+    same = (
+        run.exists()
+        and run.manifest().get("status") == "complete"
+        and run.manifest().get("config") == jsonable(to_dict(best_cfg))
+    )
+    if not same:
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        fit_phenom(best_cfg, run_dir, progress=progress)
+    return same
+
+
+def _seed_intervals(runs: _Runs, members, tables: dict, score: ScoreConfig) -> dict | None:
+    """For a seed group, the best member against each transformer seed alone (None for one run:
+    no seeds to take an interval over)."""
+    if len(runs.names) < 2:
+        return None
+    seed_refs = {}
+    for n in runs.names:
+        one = runs.ev_fit[runs.ev_fit["run"] == n].drop(columns="run")
+        one_ref = build_reference(one, {None: runs.floors[n]}, runs.edges, score)
+        seed_refs[n] = seed_reference(one_ref, runs.ref)
+    return seed_intervals(members, tables.__getitem__, seed_refs, score)
+
+
+def _heldout(runs: _Runs, best_evals: pd.DataFrame, shift: float, score: ScoreConfig):
+    """The best's error on the held-out part at the shift fitted on the training part (None
+    without a holdout): the out-of-sample check of the fit."""
+    if runs.split is None:
+        return None
+    how, ev_out, e_out, split_text = runs.split
+    ref_out = build_reference(ev_out, runs.fl, e_out, score)
+    ref_all = build_reference(runs.ev, runs.fl, runs.edges_all, score)
+    best_binned = binned(best_evals, runs.edges_all)
+    full_lag = bin_lag(rank_crossings(best_evals, score.levels, floor=runs.floor), runs.edges_all)
+    return {"split": how, "description": split_text,
+            "fit_edges": runs.edges.tolist(), "heldout_edges": e_out.tolist(),
+            "shift": shift,
+            "in_sample": predict(best_binned, shift, runs.ref, score),
+            "out_of_sample": predict(best_binned, shift, ref_out, score),
+            "lag_out_of_sample": heldout_lag(full_lag, ref_all, runs.ref, score)}  # fmt: skip
+
+
+def _lag_summary(runs: _Runs, members, lags, per_bin, lag_rows, score: ScoreConfig) -> dict:
+    """The report's answers on the lag: per bin, whether the best reproduces it, whether any
+    member does (the evidence when the best does not), and which knob sets its sign."""
+    verdicts = _verdicts(per_bin, lag_rows, runs.ref, score)
+    knobs = _knobs(members, int(runs.edges[0]))
+    reproduces = bool(lag_rows) and all(r["sign_agrees"] and r["z_lag"] <= score.within
+                                         for r in lag_rows)  # fmt: skip
+    any_member = _any_reproduces(members, lags, runs.ref, score)
+    return {
+        "verdicts": verdicts,
+        "reproduces_lag": reproduces,
+        "any_member_reproduces_lag": any_member,
+        "sign_knob": _sign_knob(knobs),
+        "knobs": knobs,
+    }
+
+
+def _seed_stats(per_seed: list[dict]) -> dict:
+    """<score>_mean and <score>_std over the refit's seeds (the spread the best is judged by)."""
+    arr = {k: np.asarray([r[k] for r in per_seed], np.float64) for k in PER_SEED[1:]}
+    # lag_score is NaN for every seed when the transformer has no bin to compare: no warning
+    arr = {k: v if np.isfinite(v).any() else np.zeros(0) for k, v in arr.items()}
+    return {
+        **{f"{k}_mean": float(np.nanmean(v)) if len(v) else float("nan") for k, v in arr.items()},
+        **{
+            f"{k}_std": float(np.nanstd(v, ddof=1)) if np.isfinite(v).sum() > 1 else 0.0
+            for k, v in arr.items()
+        },
+    }
+
+
+def _best_section(
+    best: pd.Series, per_seed: list[dict], detail: dict, lag_score: float, lag_rows: list[dict]
+) -> dict:
+    """The report's part on the best member: its settings, its scores at the run's seed and
+    over seeds, per rank bin (`detail`, of the best run) and per lag."""
+    return {
+        "best": {k: (best[k] if isinstance(best[k], str) else float(best[k])) for k in SETTINGS},
+        "score": float(best["score"]),
+        "band_score": detail["band_score"],
+        "lag_score": lag_score,
+        "total": total_score(detail["band_score"], lag_score),
+        **_seed_stats(per_seed),
+        "per_seed": per_seed,
+        "shift": detail["shift"],
+        "shift_at_bound": bool(detail["shift_at_bound"]),
+        "accuracy_rmse": detail["accuracy_rmse"],
+        "score_unshifted": detail["score_unshifted"],
+        "per_bin": detail["per_bin"],
+        "lag": lag_rows,
+    }
+
+
+def _report(
+    runs: _Runs,
+    cfg: FitGridConfig,
+    members: pd.DataFrame,
+    best_cfg: FitConfig,
+    body: dict,
+    run_dir: Path,
+    times: dict,
+) -> dict:
+    """The JSON report: the run and its bits, the grid and the scoring, then `body` (the best,
+    the lag verdicts, intervals, held-out part), the top members, the best run, the timings."""
+    meta, paths, seed = runs.meta, runs.paths, runs.seed
+    legacy_bits = not meta.get("bits_known")
+    bits = (
+        f"fresh bits make_bits({seed}, K, L): a legacy log does not store its bits, so the fit "
+        "sees other sequences with the same K, L, alpha (floors and scores are statistical)"
+        if legacy_bits
+        else f"the run's own bits, make_bits({seed}, K={meta['K']}, L={meta['L']})"
+    )
+    report = {
+        "run": str(paths[0]) if len(paths) == 1 else [str(p) for p in paths],
+        "runs": [str(p) for p in paths],
+        "run_kind": meta["kind"],
+        "run_label": meta.get("label"),
+        "run_status": meta.get("status"),  # a run still "running" is fitted up to its last eval
+        "K": int(meta["K"]), "L": int(meta["L"]), "alpha": float(meta["alpha"]),
+        "batch": best_cfg.train.batch, "steps": best_cfg.train.steps,
+        "bits": bits, "fresh_bits": legacy_bits, "seed": seed,
+        "noise": runs.ref.noise, "n_runs": runs.ref.n_runs,
+        "grid": {**to_dict(cfg), "members": len(members)},
+        "scoring": {**dataclasses.asdict(cfg.score), "edges": runs.edges.tolist(),
+                    "metric": "members ranked by total = root mean of band_score^2 and "
+                    "lag_score^2 (phenomjax.phenom.scoring); score is the pooled RMSE of "
+                    "log(loss) (secondary); shift = presentation-scale factor s, minimising "
+                    "band_score over a log-spaced grid"},
+        **body,
+        "top": members.head(10)[SETTINGS + ["total", "band_score", "lag_score", "score", "shift",
+                                            "diverged"] + [c for c in members if c.startswith(
+                                                "lag_") and c != "lag_score"]]
+        .to_dict("records"),
+        "best_run": str(run_dir),
+        "best_config": to_dict(best_cfg),
+        "wall_time_s": times,
+    }  # fmt: skip
+    return jsonable(report)
+
+
 def fit_run(
     run_path: str | Path | Sequence[str | Path],
     out: str | Path,
@@ -338,183 +634,31 @@ def fit_run(
     """
     t0 = time.perf_counter()
     cfg = grid_config(config, **legacy)
-    G, score = cfg.grid, cfg.score
+    score = cfg.score
     paths, out = run_paths(run_path), Path(out)
-    group = load_group(paths)
-    metas = group.attrs["runs"]
-    meta = dict(metas[0])
-    meta["final_step"] = int(group["step"].max())
-    unfinished = [f"{p} ({m.get('status')})" for p, m in zip(paths, metas, strict=True)
-                  if m.get("status") not in (None, "complete")]  # fmt: skip
-    if unfinished:  # legacy logs record no status (None)
-        warnings.warn(
-            f"fitting unfinished runs up to their last evaluation: {', '.join(unfinished)}",
-            stacklevel=2,
-        )
-    e = default_edges(int(meta["K"])) if edges is None else np.asarray(edges, np.int64)
-    names = list(group["run"].unique())
-    floors = {n: _floor(m) for n, m in zip(names, metas, strict=True)}
-    ev = group if len(names) > 1 else group.drop(columns="run")
-    fl = floors if len(names) > 1 else {None: floors[names[0]]}
-    e_all = e
-    if holdout:
-        ev_fit, ev_out, e, e_out, split_text = split_evals(ev, holdout, e_all)
-    else:
-        ev_fit = ev
-    ref = build_reference(ev_fit, fl, e, score)
-    legacy_bits = not meta.get("bits_known")
-    seed = int(meta.get("seed") or 0)
-    floor = floors[names[0]]
-    bits = (
-        f"fresh bits make_bits({seed}, K, L): a legacy log does not store its bits, so the fit "
-        "sees other sequences with the same K, L, alpha (floors and scores are statistical)"
-        if legacy_bits
-        else f"the run's own bits, make_bits({seed}, K={meta['K']}, L={meta['L']})"
-    )
-    opts = dict(batch=G.batch or None, num_evals=G.num_evals, optimizer="adam", param="full",
-                embedding=G.embedding, seed=seed)  # fmt: skip
+    runs = _read_runs(paths, edges, holdout, score)
     out.mkdir(parents=True, exist_ok=True)
-    times: dict[str, float] = {}
-
-    scored, lags, tables = [], [], {}
-    for mode in G.modes:
-        t = time.perf_counter()
-        base = base_config(meta, mode=mode, **opts)
-        for i, entry in enumerate(cfg.optimizers):
-            axes = {
-                "lr": [float(x) for x in entry.lr],
-                "scale": [float(x) for x in G.scale],
-                "seed": [seed],
-                "w": [int(x) for x in G.w],
-                "d": [int(x) for x in G.d],
-                "param": list(G.param),
-                "optimizer": [to_dict(o) for o in entry.configs()],
-                **_variant_axes(G.forget, G.readout_scale),
-            }
-            folder = out / "sweeps" / f"{mode}-{i}-{entry.name}"  # fmt: skip
-            table = _sweep_cached(base, folder, axes, entry.configs(), progress)
-            table = table.assign(member=table["member"].astype(int), sweep=folder.name)
-            sc, mb, ml = _score_sweep(ref, folder, table, e, score, floor, G.num_evals)
-            scored.append(sc)
-            tables[folder.name] = (mb, ml)
-            lags.append(ml.assign(sweep=folder.name))
-        times[f"sweep_{mode}_s"] = time.perf_counter() - t
-    members = pd.concat(scored, ignore_index=True).sort_values("total", kind="stable")
-    live = members[~members["diverged"] & np.isfinite(members["total"])]
-    if live.empty:
-        raise DataError(f"{paths[0]}: every sweep member diverged or matched no point; "
-                        "lower the learning rates")  # fmt: skip
-    best = live.iloc[0]
+    members, tables, lags, times = _sweep_grid(runs, cfg, out, progress)
+    best = _best_member(members, paths[0])
 
     t = time.perf_counter()
-    base = base_config(meta, mode=str(best["mode"]), **opts)
-    m = dataclasses.replace(base.model, w=int(best["w"]), d=int(best["d"]),
-                            param=str(best["param"]), init_scale=float(best["scale"]),
-                            forget=float(best["forget"]),
-                            readout_scale=float(best["readout_scale"]))  # fmt: skip
-    opt = dataclasses.replace(base.optimizer, name=str(best["optimizer"]), lr=float(best["lr"]),
-                              momentum=float(best["b1"]), b2=float(best["b2"]),
-                              weight_decay=float(best["weight_decay"]))  # fmt: skip
-    best_cfg = dataclasses.replace(base, model=m, optimizer=opt)
-    cols = ["seed", "score", "band_score", "lag_score", "total", "shift"]
-    per_seed = [{k: best[k] for k in cols}]
-    if G.seeds > 1:
-        axes = {"lr": [opt.lr], "scale": [m.init_scale],
-                "seed": [seed + i for i in range(1, G.seeds)], "w": [m.w], "d": [m.d],
-                "param": [m.param], "optimizer": [to_dict(opt)]}  # fmt: skip
-        refit = _sweep_cached(best_cfg, out / "refit", axes, [opt], progress)
-        rs, _, _ = _score_sweep(ref, out / "refit", refit, e, score, floor, G.num_evals)
-        per_seed += rs[cols].to_dict("records")
+    best_cfg = _best_config(runs, cfg.grid, best)
+    per_seed = _refit_seeds(runs, cfg, best, best_cfg, out / "refit", progress)
     run_dir = out / "best"
-    run = RunDir(run_dir)
-    same = (
-        run.exists()
-        and run.manifest().get("status") == "complete"
-        and run.manifest().get("config") == jsonable(to_dict(best_cfg))
-    )
-    if not same:
-        if run_dir.exists():
-            shutil.rmtree(run_dir)
-        fit_phenom(best_cfg, run_dir, progress=progress)
+    same = _ensure_best_run(best_cfg, run_dir, progress)
     best_evals = RunDir(run_dir).read_evals()
-    detail = score_curves(ref.curves, binned(best_evals, e), score, ref.sigma)
-    best_lag = bin_lag(rank_crossings(best_evals, score.levels, floor=floor), e)
-    lag_score, lag_rows = lag_agreement(best_lag, ref, score)
+    detail = score_curves(runs.ref.curves, binned(best_evals, runs.edges), score, runs.ref.sigma)
+    best_lag = bin_lag(rank_crossings(best_evals, score.levels, floor=runs.floor), runs.edges)
+    lag_score, lag_rows = lag_agreement(best_lag, runs.ref, score)
     times["refit_s"] = time.perf_counter() - t
     times["total_s"] = time.perf_counter() - t0
-    verdicts = _verdicts(detail["per_bin"], lag_rows, ref, score)
-    knobs = _knobs(members, int(e[0]))
-    reproduces = bool(lag_rows) and all(r["sign_agrees"] and r["z_lag"] <= score.within
-                                         for r in lag_rows)  # fmt: skip
-    any_member = _any_reproduces(members, lags, ref, score)
-    intervals = None
-    if len(names) > 1:
-        seed_refs = {}
-        for n in names:
-            one = ev_fit[ev_fit["run"] == n].drop(columns="run")
-            seed_refs[n] = seed_reference(build_reference(one, {None: floors[n]}, e, score), ref)
-        intervals = seed_intervals(members, tables.__getitem__, seed_refs, score)
-    held = None
-    if holdout:
-        ref_out = build_reference(ev_out, fl, e_out, score)
-        ref_all = build_reference(ev, fl, e_all, score)
-        best_binned = binned(best_evals, e_all)
-        full_lag = bin_lag(rank_crossings(best_evals, score.levels, floor=floor), e_all)
-        held = {"split": holdout, "description": split_text,
-                "fit_edges": e.tolist(), "heldout_edges": e_out.tolist(),
-                "shift": detail["shift"],
-                "in_sample": predict(best_binned, detail["shift"], ref, score),
-                "out_of_sample": predict(best_binned, detail["shift"], ref_out, score),
-                "lag_out_of_sample": heldout_lag(full_lag, ref_all, ref, score)}  # fmt: skip
-
-    arr = {k: np.asarray([r[k] for r in per_seed], np.float64) for k in cols[1:]}
-    # lag_score is NaN for every seed when the transformer has no bin to compare: no warning
-    arr = {k: v if np.isfinite(v).any() else np.zeros(0) for k, v in arr.items()}
-    report = {
-        "run": str(paths[0]) if len(paths) == 1 else [str(p) for p in paths],
-        "runs": [str(p) for p in paths],
-        "run_kind": meta["kind"],
-        "run_label": meta.get("label"),
-        "run_status": meta.get("status"),  # a run still "running" is fitted up to its last eval
-        "K": int(meta["K"]), "L": int(meta["L"]), "alpha": float(meta["alpha"]),
-        "batch": best_cfg.train.batch, "steps": best_cfg.train.steps,
-        "bits": bits, "fresh_bits": legacy_bits, "seed": seed,
-        "noise": ref.noise, "n_runs": ref.n_runs,
-        "grid": {**to_dict(cfg), "members": len(members)},
-        "scoring": {**dataclasses.asdict(score), "edges": e.tolist(),
-                    "metric": "members ranked by total = root mean of band_score^2 and "
-                    "lag_score^2 (phenomjax.phenom.scoring); score is the pooled RMSE of "
-                    "log(loss) (secondary); shift = presentation-scale factor s, minimising "
-                    "band_score over a log-spaced grid"},
-        "best": {k: (best[k] if isinstance(best[k], str) else float(best[k])) for k in SETTINGS},
-        "score": float(best["score"]), "band_score": detail["band_score"],
-        "lag_score": lag_score, "total": total_score(detail["band_score"], lag_score),
-        **{f"{k}_mean": float(np.nanmean(v)) if len(v) else float("nan") for k, v in arr.items()},
-        **{f"{k}_std": float(np.nanstd(v, ddof=1)) if np.isfinite(v).sum() > 1 else 0.0
-           for k, v in arr.items()},
-        "per_seed": per_seed,
-        "shift": detail["shift"],
-        "shift_at_bound": bool(detail["shift_at_bound"]),
-        "accuracy_rmse": detail["accuracy_rmse"],
-        "score_unshifted": detail["score_unshifted"],
-        "per_bin": detail["per_bin"],
-        "lag": lag_rows,
-        "verdicts": verdicts,
-        "reproduces_lag": reproduces,
-        "any_member_reproduces_lag": any_member,
-        "sign_knob": _sign_knob(knobs),
-        "knobs": knobs,
-        "intervals": intervals,
-        "holdout": held,
-        "top": members.head(10)[SETTINGS + ["total", "band_score", "lag_score", "score", "shift",
-                                            "diverged"] + [c for c in members if c.startswith(
-                                                "lag_") and c != "lag_score"]]
-        .to_dict("records"),
-        "best_run": str(run_dir),
-        "best_config": to_dict(best_cfg),
-        "wall_time_s": times,
-    }  # fmt: skip
-    report = jsonable(report)
+    body = {
+        **_best_section(best, per_seed, detail, lag_score, lag_rows),
+        **_lag_summary(runs, members, lags, detail["per_bin"], lag_rows, score),
+        "intervals": _seed_intervals(runs, members, tables, score),
+        "holdout": _heldout(runs, best_evals, detail["shift"], score),
+    }
+    report = _report(runs, cfg, members, best_cfg, body, run_dir, times)
     stored = _stored_report(out / "report.json")
     if same and stored is not None and _fitted(stored) == _fitted(report):
         return stored  # all reused: keep the report (and timings) of the call that computed it
