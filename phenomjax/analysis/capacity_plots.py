@@ -96,7 +96,8 @@ def capacity_figure(
     name: str = "capacity_params",
 ) -> list[Path]:
     """Capacity against parameters (log-log), the fitted slope through the origin with its
-    interval, and the 3.6 bits/parameter reference."""
+    interval, and the 3.6 bits/parameter reference; hollow markers: the run at a size's max did
+    not converge within its budget, so its capacity is a lower bound."""
     plot = plot or PlotSettings()
     use_backend(False)
     import matplotlib.pyplot as plt
@@ -105,18 +106,19 @@ def capacity_figure(
     styles = {"transformer": ("o", "C0"), "phenom": ("s", "C3")}
     for model, g in sizes.groupby("model", sort=True):
         marker, c = styles.get(model, ("^", "C2"))
-        sat = g["saturated"].to_numpy(bool)
+        conv = g["converged"].to_numpy(bool)  # the run at the max: else only a lower bound
         x, y = g["params"].to_numpy(float), g["capacity"].to_numpy(float)
-        ax.scatter(x[sat], y[sat], marker=marker, color=c, zorder=3, label=f"{model} (saturated)")
-        if (~sat).any():
+        if conv.any():
+            ax.scatter(x[conv], y[conv], marker=marker, color=c, zorder=3, label=f"{model}")
+        if (~conv).any():
             ax.scatter(
-                x[~sat],
-                y[~sat],
+                x[~conv],
+                y[~conv],
                 marker=marker,
                 facecolors="none",
                 edgecolors=c,
                 zorder=3,
-                label=f"{model} (not saturated: a lower bound)",
+                label=f"{model} (not converged: a lower bound)",
             )
     x = sizes["params"].to_numpy(float)
     xs = np.geomspace(x.min() / 1.5, x.max() * 1.5, 50) if len(x) else np.geomspace(1e3, 1e5, 50)
@@ -130,7 +132,8 @@ def capacity_figure(
             b["slope"] * xs,
             color="C0",
             lw=1.5,
-            label=f"fit: {b['slope']:.2f} bits/param{iv} ({fit['used']})",
+            label=f"{fit.get('model', 'transformer')} fit: {b['slope']:.2f} bits/param{iv} "
+            f"({fit['used']})",
         )
         if np.isfinite(lo):
             ax.fill_between(xs, lo * xs, hi * xs, color="C0", alpha=0.15, lw=0)

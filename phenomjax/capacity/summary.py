@@ -3,7 +3,9 @@ parameter with an interval, and presentations to memorize against size.
 
 - capacity of a size = its largest memorized bits over K (uniform runs); the size is
   `saturated` when at its largest K it memorized less than half of what the data allows (the
-  Bayes ceiling), so the model, not the data, was the limit there;
+  Bayes ceiling), so the data was not the limit there: the model was, or, for a run that did not
+  converge (`converged` of the run at the max), its step budget, and the capacity is then a
+  lower bound;
 - bits per parameter = the least-squares slope of capacity against parameters through the
   origin over the saturated sizes (all sizes when fewer than two are), with a t-interval; the
   log-log exponent beside it says whether capacity is proportional to parameters at all;
