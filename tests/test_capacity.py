@@ -268,6 +268,17 @@ def test_ladder_writes_the_table_and_figures(ladder):
     for name in df["run"]:  # every run is an ordinary run directory with its verdict
         m = RunDir(out / "runs" / name).manifest()
         assert m["status"] == "complete" and isinstance(m["converged"], bool)
+    # the gain over the last doubling of steps, recomputed by hand from one run's evaluations
+    row = df[df["model"] == "transformer"].iloc[0]
+    ev = RunDir(out / "runs" / row["run"]).read_evals()
+    steps = np.sort(ev["step"].unique())
+    half = steps[np.argmin(np.abs(steps - steps[-1] / 2))]
+
+    def bits(step):
+        loss = ev[ev["step"] == step].groupby("rank")["loss"].mean().to_numpy()
+        return np.clip((row["L"] - 1) * (1 - loss / np.log(2)), 0, None).sum()
+
+    assert row["gain_last_doubling"] == pytest.approx(bits(steps[-1]) / bits(half) - 1, rel=1e-6)
 
 
 def test_ladder_reuses_finished_runs(ladder):

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..analysis.load import load_run
@@ -145,13 +146,17 @@ def mark_converged(run: RunDir, rule: PlateauSection) -> dict[str, Any]:
 def run_row(job: Job, run: RunDir, rule: PlateauSection) -> dict[str, Any]:
     """One capacity.csv row: the run's size, data, memorized bits at its last evaluation
     (`phenomjax.analysis.memorized_bits`: clipped per sequence, unclipped, the Bayes ceiling),
-    bits per parameter (all parameters; the phenomenological model's trainable ones) and
-    whether it converged."""
+    bits per parameter (all parameters; the phenomenological model's trainable ones), whether
+    it converged, and how much its memorized bits grew over the last doubling of steps."""
     m = mark_converged(run, rule)
     table = load_run(run.path)
     d = job.data
     mb = memorized_bits(table, d.L, m.get("n_params"))
     last = table[table["step"] == table["step"].max()]
+    # how far from converged: the gain since the evaluation nearest half the final step
+    steps_seen = np.unique(table["step"].to_numpy())
+    half = steps_seen[np.argmin(np.abs(steps_seen - steps_seen[-1] / 2))]
+    before = memorized_bits(table[table["step"] == half], d.L)["memorized_bits"]
     steps = job.cfg.train.steps
     return {
         "model": job.model,
@@ -168,6 +173,8 @@ def run_row(job: Job, run: RunDir, rule: PlateauSection) -> dict[str, Any]:
         "bits_per_param": mb["bits_per_param"],
         "converged": bool(m["converged"]),
         "converged_step": m["converged_step"],
+        # memorized bits gained over the last doubling of steps (0.2: a fifth more); NaN at 0
+        "gain_last_doubling": mb["memorized_bits"] / before - 1 if before > 0 else float("nan"),
         "steps": mb["step"],
         "budget": steps,
         "final_loss": float(last["loss"].mean()),

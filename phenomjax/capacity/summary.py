@@ -48,8 +48,8 @@ def size_key(table: pd.DataFrame) -> pd.Series:
 
 def capacity_by_size(table: pd.DataFrame, alpha: float = 0.0) -> pd.DataFrame:
     """One row per (model, size) over the complete runs at `alpha`: params, capacity (max memorized
-    bits over K), K_at_max, bits_per_param, converged (of the run at the max), n_converged,
-    n_runs, saturated (see the module docstring)."""
+    bits over K), K_at_max, bits_per_param, converged and gain_last_doubling (of the run at the
+    max), n_converged, n_runs, saturated (see the module docstring)."""
     ok = np.isclose(table["alpha"], alpha)
     if "status" in table.columns:  # a run that failed on a non-finite loss measures nothing
         ok &= table["status"] == "complete"
@@ -67,6 +67,7 @@ def capacity_by_size(table: pd.DataFrame, alpha: float = 0.0) -> pd.DataFrame:
                 "K_at_max": int(best["K"]),
                 "bits_per_param": float(best["memorized_bits"]) / float(best["params"]),
                 "converged": bool(best["converged"]),
+                "gain_last_doubling": float(best.get("gain_last_doubling", np.nan)),
                 "n_converged": int(g["converged"].sum()),
                 "n_runs": len(g),
                 "saturated": bool(top["memorized_bits"] < 0.5 * top["bits_ceiling"]),

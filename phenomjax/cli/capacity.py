@@ -37,7 +37,11 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
 
     def on_run(i, n, job, what, row):
-        conv = f"converged at step {row['converged_step']}" if row["converged"] else "not converged"
+        conv = (
+            f"converged at step {row['converged_step']}"
+            if row["converged"]
+            else f"not converged ({row['gain_last_doubling']:+.0%} over its last doubling of steps)"
+        )
         print(
             f"[{i + 1}/{n}] {job.name}: {what}; {row['params']} params, K={row['K']}, "
             f"{row['memorized_bits']:.0f} of {row['dataset_bits']} bits "
