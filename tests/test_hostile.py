@@ -618,6 +618,9 @@ def test_crafted_dtype_pickles_never_crash(tmp_path):
     assert rebuilt[0]["type"] == "UnsafePickleError" and "state" in rebuilt[0]["msg"], rebuilt
 
 
+# preexec_fn makes subprocess fork; the child only calls setrlimit before exec, so JAX's warning
+# about forking a multithreaded process does not apply
+@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")
 def test_crafted_pickle_through_the_cli_is_one_line(tmp_path):
     """`phenomjax analyze` on the pickle that crashed it (rc 139): exit 2 and one line."""
     rec = _plain_record()

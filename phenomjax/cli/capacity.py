@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         if b:
             print(
                 f"{model}: {b['slope']:.3f} bits/param {_interval(b)} "
-                f"(95% t-interval, {fit['n_sizes']} {fit['used']}); log-log exponent "
+                f"(95% t-interval; {fit['used']}: {fit['n_sizes']}); log-log exponent "
                 f"{ll['exponent']:.2f} {_interval(ll)}; Morris et al. 2025: 3.6"
             )
     if len(result.presentations_fit):
