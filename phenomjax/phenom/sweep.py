@@ -131,7 +131,7 @@ def _group(
     K, L, tr = cfg.data.K, cfg.data.L, cfg.train
     weights = zipf_weights(K, cfg.data.alpha)
     # One seed: no seed axis at all. vmapping a size-1 axis over the data turns every batch
-    # gather into a batched gather, 1.5-4x slower per member-step ("flat" in bench_phenom.py).
+    # gather into a batched gather, 1.9-3.2x slower per step (bench_phenom.py --grid-only).
     flat = len(seeds) == 1
     streams = [key_streams(s) for s in seeds]
     if flat:
