@@ -145,3 +145,24 @@ def test_ensure_sweep_reuses_recomputes_and_replaces(tmp_path):
         ensure_sweep(out, other, sweep=sweep(other), replace=False, **kw)
     assert ensure_sweep(out, other, sweep=sweep(other), **kw)[1] == "replaced"
     assert len(calls) == 3
+
+
+def test_safe_name_stays_in_its_folder():
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from phenomjax.runs import safe_name
+
+    assert safe_name("../../x") == "x" and safe_name("a/b c") == "a_b_c"
+    with pytest.raises(ReuseError.__mro__[1], match="expected a name"):
+        safe_name("../", what="--names")
+
+    @given(st.text(min_size=1))
+    def prop(text):
+        try:
+            name = safe_name(text)
+        except ReuseError.__mro__[1]:
+            return
+        assert "/" not in name and name not in (".", "..") and name.isprintable()
+
+    prop()

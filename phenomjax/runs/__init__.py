@@ -12,6 +12,7 @@ from .storage import (
     atomic_write_json,
     atomic_write_parquet,
     jsonable,
+    safe_name,
 )
 
 __all__ = [
@@ -25,4 +26,5 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_parquet",
     "jsonable",
+    "safe_name",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -84,6 +85,16 @@ def _storage_error(path: Path, e: OSError) -> StorageError:
         )
     reason = " ".join(str(e.strerror or e).split())  # one line, whatever the OS said
     return StorageError(f"{folder}: cannot write {path.name} ({reason})")
+
+
+def safe_name(text: str, *, what: str = "name") -> str:
+    """`text` as one file name: letters, digits and . _ - kept, any other run of characters
+    (a /, .., spaces, control characters) one "_", so a name from a user or a file never
+    leaves its folder. An empty result is an error naming `what`."""
+    out = re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("._")
+    if not out:
+        raise RunDirError(f"{what} {text!r}: expected a name with a letter or digit")
+    return out[:120]
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
