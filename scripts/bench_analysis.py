@@ -160,7 +160,8 @@ def main() -> None:
     ap.add_argument("--no-in-process", action="store_true", help="whole-process rows only")
     ap.add_argument("--K", type=int, default=100000)
     args = ap.parse_args()
-    from phenomjax.analysis.synthetic import write_legacy_log
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the log's writer
+    from fixtures.legacy_logs import write_legacy_log
 
     if not args.path.is_file():
         t, _ = timed(write_legacy_log, args.path, K=args.K, L=100, epochs=500, test_every=10,

@@ -7,11 +7,11 @@ import os
 
 import numpy as np
 import pytest
-from test_analysis_fixtures import make_run_dir
+from fixtures.legacy_logs import write_legacy_log
+from fixtures.run_dirs import make_run_dir
 
 from phenomjax import load_run, per_sequence_floor
 from phenomjax.analysis import load_pickle, process_run
-from phenomjax.analysis.synthetic import write_legacy_log
 from phenomjax.data import make_bits, zipf_weights
 from phenomjax.errors import DataError
 

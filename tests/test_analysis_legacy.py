@@ -11,10 +11,10 @@ import warnings
 
 import numpy as np
 import pytest
+from fixtures.legacy_logs import legacy_record, write_legacy_log
 
 from phenomjax import load_run
 from phenomjax.analysis import load_pickle, run_info
-from phenomjax.analysis.synthetic import legacy_record, write_legacy_log
 from phenomjax.errors import DataError, UnsafePickleError
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from fixtures.legacy_logs import write_legacy_log
 
 from phenomjax.analysis.binning import default_edges
 from phenomjax.analysis.overlay import overlay_data, overlay_figure, side_by_side
-from phenomjax.analysis.synthetic import write_legacy_log
 from phenomjax.bayes import per_sequence_floor
 from phenomjax.cli import main
 from phenomjax.config import load_config

@@ -9,10 +9,10 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from fixtures.legacy_logs import write_legacy_log
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from phenomjax.analysis.synthetic import write_legacy_log
 from phenomjax.cli import main
 from phenomjax.data import DataConfig
 from phenomjax.phenom.fit import fit_run, format_report, grid_config

@@ -710,7 +710,7 @@ def test_out_of_memory_is_one_line_naming_the_file(tmp_path):
 
 def test_manifest_fields_are_checked(tmp_path):
     """A hand-edited manifest ("K": "lots") is a one-line error naming the file and field."""
-    from test_analysis_fixtures import make_run_dir
+    from fixtures.run_dirs import make_run_dir
 
     cases = {"K": "lots", "L": 1, "alpha": -1, "seed": "abc", "batch": 2.5}
     for field, value in cases.items():

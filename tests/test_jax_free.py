@@ -18,12 +18,12 @@ import jax
 import numpy as np
 import pandas as pd
 import pytest
+from fixtures.legacy_logs import write_legacy_log
+from fixtures.run_dirs import make_run_dir
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_analysis_fixtures import make_run_dir
 
 from phenomjax.analysis import binning
-from phenomjax.analysis.synthetic import write_legacy_log
 from phenomjax.data import key_streams, make_bits
 
 REPO = Path(__file__).resolve().parents[1]

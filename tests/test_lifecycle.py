@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_analysis_fixtures import make_run_dir
+from fixtures.run_dirs import make_run_dir
 
 from phenomjax import cli
 from phenomjax.data import DataConfig

@@ -3,7 +3,7 @@ tables, rank bins, a content-keyed parquet cache, figures and summaries, and the
 
     >>> from phenomjax.analysis import load_run, bin_by_rank  # doctest: +SKIP
     >>> binned = bin_by_rank(load_run("runs/small"))  # doctest: +SKIP
-    >>> group_lag(lag_table(load_group(["runs/s0", "runs/s1"])))  # doctest: +SKIP
+    >>> group_lag(lag_table(load_group(["runs/seeds"])))  # a group folder  # doctest: +SKIP
 
 Names load from their module on first use, so a command imports only what it runs (the
 `analyze --help` of the CLI imports no pandas); nothing here imports JAX.
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .binning import RANK_SELECTIONS, bin_by_rank, default_edges, select_ranks
     from .cache import Processed, process_run
-    from .groups import load_group
+    from .groups import expand_runs, lag_summary, load_group, seed_band
     from .lag import bin_lag, group_lag, lag_table, loss_gap, matched_loss, rank_crossings
     from .legacy import load_pickle
     from .load import load_run, read_tables, run_info
@@ -30,7 +30,10 @@ _LAZY = {
     "select_ranks": "binning",
     "Processed": "cache",
     "process_run": "cache",
+    "expand_runs": "groups",
+    "lag_summary": "groups",
     "load_group": "groups",
+    "seed_band": "groups",
     "bin_lag": "lag",
     "group_lag": "lag",
     "lag_table": "lag",
@@ -45,8 +48,8 @@ _LAZY = {
     "load_analysis_config": "settings",
     "memorized_bits": "summaries",
 }
-_SUBMODULES = ("binning", "cache", "groups", "lag", "legacy", "load", "overlay", "plots",
-               "settings", "summaries", "synthetic")  # fmt: skip
+_SUBMODULES = ("binning", "cache", "figfiles", "figstyle", "groups", "lag", "lag_plots", "legacy",
+               "load", "overlay", "pipeline", "plots", "settings", "summaries", "text")  # fmt: skip
 
 __all__ = [
     "RANK_SELECTIONS",
@@ -55,7 +58,9 @@ __all__ = [
     "bin_by_rank",
     "bin_lag",
     "default_edges",
+    "expand_runs",
     "group_lag",
+    "lag_summary",
     "lag_table",
     "load_analysis_config",
     "load_group",
@@ -68,6 +73,7 @@ __all__ = [
     "rank_crossings",
     "read_tables",
     "run_info",
+    "seed_band",
     "select_ranks",
 ]
 

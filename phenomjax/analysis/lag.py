@@ -17,8 +17,8 @@ they lag. The measure, per rank and then per bin:
 
 `matched_loss` reads the loss at equal presentations the same way (per rank, interpolated in
 log presentations on a fixed log grid shared by every run, then averaged over the bin), and
-`loss_gap` the per-bin log-loss difference to the top bin. `seed_band` summarizes either over a
-group of runs that differ only in seed (mean, sample std, min, max per bin).
+`loss_gap` the per-bin log-loss difference to the top bin. `group_lag` and `group_gap` summarize
+either over a group of runs that differ only in seed (groups.seed_band).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import pandas as pd
 
 from ..errors import DataError
 from .binning import default_edges
+from .groups import seed_band
 
 DEFAULT_LEVELS = (0.75, 0.5, 0.25)
 PER_DECADE = 8  # points per decade of the shared presentations grid of matched_loss
@@ -330,34 +331,15 @@ def loss_gap(matched: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def seed_band(table: pd.DataFrame, values: Sequence[str], by: Sequence[str]) -> pd.DataFrame:
-    """Over the runs of a group (a `run` column): per `by` key, for each value column its mean,
-    sample std (NaN with one run), min, max, and n_runs with a finite value."""
-    if "run" not in table.columns:
-        raise DataError("seed_band: table lacks column 'run'; expected one row per run and key")
-    rows = []
-    for key, g in table.groupby(list(by), sort=True):
-        row = dict(zip(by, key if isinstance(key, tuple) else (key,), strict=True))
-        for v in values:
-            x = g[v].to_numpy(np.float64)
-            x = x[np.isfinite(x)]
-            row[f"{v}_mean"] = float(x.mean()) if len(x) else float("nan")
-            row[f"{v}_std"] = float(x.std(ddof=1)) if len(x) > 1 else float("nan")
-            row[f"{v}_min"] = float(x.min()) if len(x) else float("nan")
-            row[f"{v}_max"] = float(x.max()) if len(x) else float("nan")
-            row[f"{v}_n"] = len(x)
-        row["n_runs"] = g["run"].nunique()
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
 def group_lag(lag: pd.DataFrame) -> pd.DataFrame:
-    """Seed band of a per-run `bin_lag` table: lag ratio, median presentations, n_reached and
-    n_ranks (per level and rank bin)."""
+    """Seed band (groups.seed_band) of a per-run `bin_lag` table, per level and rank bin: the
+    lag ratio in log space (lag_ratio_mean is the geometric mean over seeds, as
+    groups.lag_summary), median presentations, n_reached and n_ranks."""
     return seed_band(
         lag,
         ["lag_ratio", "median_presentations", "n_reached", "n_ranks"],
         ["level", "rank_lo", "rank_hi"],
+        log=["lag_ratio"],
     )
 
 

@@ -90,17 +90,21 @@ class LegacySettings:
 
 @dataclasses.dataclass(frozen=True)
 class SummarySettings:
-    loss_threshold: float = 0.1  # nats: presentations needed to bring a bin's loss below this
-    accuracy_threshold: float = 0.9  # fraction: presentations needed to reach this accuracy
+    reach_level: float = 0.5  # presentations to bring a bin's excess loss (loss - floor) to this
+    #                           share of its first value (accuracy: its deficit to the ceiling)
+    loss_threshold: float = 0.0  # nats: also presentations to reach this loss; 0: not shown
+    accuracy_threshold: float = 0.0  # fraction: also presentations to this accuracy; 0: not shown
     lag_levels: tuple[float, ...] = (0.75, 0.5, 0.25)  # normalized excess loss levels of the lag
     matched_per_decade: int = 8  # grid points per decade where bins' losses are compared
 
     def validate(self) -> None:
-        if self.loss_threshold <= 0:
-            raise ConfigError(f"loss_threshold: expected > 0, got {self.loss_threshold}")
-        if not 0 < self.accuracy_threshold <= 1:
+        if not 0 < self.reach_level < 1:
+            raise ConfigError(f"reach_level: expected a share in (0, 1), got {self.reach_level}")
+        if self.loss_threshold < 0:
+            raise ConfigError(f"loss_threshold: expected >= 0 (0: none), got {self.loss_threshold}")
+        if not 0 <= self.accuracy_threshold <= 1:
             raise ConfigError(
-                f"accuracy_threshold: expected in (0, 1], got {self.accuracy_threshold}"
+                f"accuracy_threshold: expected in [0, 1] (0: none), got {self.accuracy_threshold}"
             )
         if not self.lag_levels or not all(0 < v < 1 for v in self.lag_levels):
             raise ConfigError(f"lag_levels: expected values in (0, 1), got {list(self.lag_levels)}")
@@ -151,10 +155,12 @@ class AnalysisConfig:
                 f"experiment {experiment!r}: nothing at {skipped} (skipped)", stacklevel=2
             )
         if not found:
-            pats = list(self._expand(experiment, ()))
+            pats = "".join(f"\n  {p}" for p in self._expand(experiment, ()))
             raise ConfigError(
-                f"{self.source}: experiment {experiment!r}: no run found at {pats}; "
-                "point it at legacy pickles or run directories with --config or --run"
+                f"{self.source}: experiment {experiment!r}: no run found at{pats}\n"
+                "`phenomjax experiments --cpu` trains the four CPU-scale experiments into "
+                "runs/<name>_cpu\n(without --cpu the paper-scale ones into runs/<name>); or point "
+                "the experiment at legacy pickles\nor run directories (--config FILE or --run PATH)"
             )
         return found
 

@@ -1,7 +1,9 @@
 """Summaries of docs/design.md §5 and §9: thresholds per rank bin, memorized bits.
 
-- presentations (and steps) a rank bin needs to reach a loss / accuracy threshold: the first
-  evaluation past the threshold, interpolated against the one before it on log axes;
+- presentations (and steps) a rank bin needs to reach a level relative to its floor (the
+  lag's normalized excess loss; for accuracy the deficit to the ceiling), or optionally an
+  absolute loss / accuracy threshold: the first evaluation past it, interpolated against the
+  one before it on log axes;
 - memorized bits at the last evaluation, per sequence (L - 1) - (summed loss in nats) / ln 2,
   clipped at zero per sequence only; the unclipped total; the ceiling the Bayes floor allows by
   the same formula; bits per parameter where the run records n_params.
@@ -86,27 +88,64 @@ def _crossing(x: np.ndarray, y: np.ndarray, below: bool, thr: float, logy: bool)
     return float(np.exp(np.log(x[i - 1]) + frac * (np.log(x[i]) - np.log(x[i - 1]))))
 
 
+def _relative(y: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """(y - ref) / (y at the first finite evaluation - ref): 1 at the start, 0 at the reference
+    (the floor for loss; for accuracy, with signs flipped, the ceiling); NaN where the start is
+    not above the reference, so the share has no meaning."""
+    finite = np.flatnonzero(np.isfinite(y))
+    if len(finite) == 0:
+        return np.full(len(y), np.nan)
+    i0 = finite[0]
+    denom = y[i0] - ref[i0]
+    with np.errstate(all="ignore"):
+        e = (y - ref) / denom if denom > 0 else np.full(len(y), np.nan)
+    e[:i0] = np.nan
+    return e
+
+
 def thresholds(
-    binned: pd.DataFrame, loss_threshold: float, accuracy_threshold: float
+    binned: pd.DataFrame,
+    level: float = 0.5,
+    loss_threshold: float | None = None,
+    accuracy_threshold: float | None = None,
 ) -> pd.DataFrame:
-    """Per (run, rank bin): presentations and steps to reach the loss / accuracy thresholds."""
+    """Per (run, rank bin) of a binned table: presentations and steps its curve needs to reach
+
+    - `level` relative to the floor (the lag's normalized levels, docs/design.md §5): the
+      excess loss (loss - floor) down to `level` of its first value (presentations_to_loss_level,
+      steps_to_loss_level), and the accuracy deficit (ceiling - accuracy) down to `level` of
+      its first value (presentations_to_accuracy_level, ...); without a floor column the floor
+      is 0 and the ceiling 1;
+    - optionally absolute thresholds, loss <= loss_threshold nats and accuracy >=
+      accuracy_threshold (presentations_to_loss, steps_to_loss, presentations_to_accuracy,
+      steps_to_accuracy), columns present only when asked for.
+
+    Each is the first evaluation past it, interpolated against the one before on log axes; NaN
+    where the curve never gets there. Also final_loss, final_accuracy and n_sequences.
+    """
+    if not 0 < level < 1:
+        raise DataError(f"level: expected a share in (0, 1), got {level}")
     keys = [k for k in ("run", "rank_lo", "rank_hi") if k in binned.columns]
     rows = []
     for key, g in binned.sort_values("step").groupby(keys, sort=True):
-        pres = g["presentations"].to_numpy(np.float64)
-        step = g["step"].to_numpy(np.float64)
+        x = {"presentations": g["presentations"].to_numpy(np.float64),
+             "steps": g["step"].to_numpy(np.float64)}  # fmt: skip
         loss, acc = g["loss"].to_numpy(np.float64), g["accuracy"].to_numpy(np.float64)
-        rows.append(
-            {
-                **dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True)),
-                "presentations_to_loss": _crossing(pres, loss, True, loss_threshold, True),
-                "steps_to_loss": _crossing(step, loss, True, loss_threshold, True),
-                "presentations_to_accuracy": _crossing(pres, acc, False, accuracy_threshold, False),
-                "steps_to_accuracy": _crossing(step, acc, False, accuracy_threshold, False),
-                "final_loss": float(loss[-1]),
-                "final_accuracy": float(acc[-1]),
-            }
-        )
+        floor = g["floor"].to_numpy(np.float64) if "floor" in g else np.zeros(len(g))
+        ceiling = g["ceiling"].to_numpy(np.float64) if "ceiling" in g else np.ones(len(g))
+        e_loss, e_acc = _relative(loss, floor), _relative(-acc, -ceiling)
+        row = dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True))
+        for what, v in x.items():
+            row[f"{what}_to_loss_level"] = _crossing(v, e_loss, True, level, False)
+            row[f"{what}_to_accuracy_level"] = _crossing(v, e_acc, True, level, False)
+            if loss_threshold:
+                row[f"{what}_to_loss"] = _crossing(v, loss, True, loss_threshold, True)
+            if accuracy_threshold:
+                row[f"{what}_to_accuracy"] = _crossing(v, acc, False, accuracy_threshold, False)
+        row.update(final_loss=float(loss[-1]), final_accuracy=float(acc[-1]))
+        if "n_sequences" in g:
+            row["n_sequences"] = int(g["n_sequences"].min())
+        rows.append(row)
     return pd.DataFrame(rows)
 
 

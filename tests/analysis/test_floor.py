@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from test_analysis_fixtures import make_run_dir
+from fixtures.run_dirs import make_run_dir
 
 from phenomjax import load_run
 from phenomjax.analysis.load import add_floor

@@ -27,6 +27,7 @@ def curves(on_presentations: bool) -> pd.DataFrame:
 
 def test_thresholds_interpolate_on_log_axes():
     t = thresholds(curves(True), loss_threshold=0.01, accuracy_threshold=0.99)
+    assert np.isfinite(t["presentations_to_loss_level"]).all()  # no floor column: floor 0
     # loss = 1/(1+n) crosses 0.01 at n = 99: the 0-5 bin (rate 100) is there at its first eval;
     # the 10-100 bin (rate 1) between n = 10 and n = 100, interpolated on log-log axes
     row = t[t.rank_lo == 0].iloc[0]
@@ -39,6 +40,88 @@ def test_thresholds_interpolate_on_log_axes():
     assert np.isclose(row["steps_to_loss"], want)  # rate 1: steps = presentations
     never = thresholds(curves(True), loss_threshold=1e-9, accuracy_threshold=1.0)
     assert never["presentations_to_loss"].isna().all()
+    with pytest.raises(DataError, match=r"level: expected a share in \(0, 1\)"):
+        thresholds(curves(True), 1.0)
+
+
+def ref_level(x: np.ndarray, y: np.ndarray, ref: np.ndarray, level: float) -> float:
+    """Loop reference: the first evaluation where (y - ref) / (y0 - ref) <= level, with y0 the
+    first finite y, interpolated linearly in that share against log x from the one before."""
+    first = next((i for i in range(len(y)) if np.isfinite(y[i])), None)
+    if first is None or not y[first] - ref[first] > 0:
+        return float("nan")
+    e = [(y[i] - ref[i]) / (y[first] - ref[first]) for i in range(len(y))]
+    for i in range(first + 1, len(y)):
+        if e[i] <= level:
+            if x[i - 1] <= 0 or not np.isfinite(e[i - 1]):
+                return float(x[i])
+            frac = 0.0 if e[i] == e[i - 1] else min(max((level - e[i - 1]) / (e[i] - e[i - 1]),
+                                                        0.0), 1.0)  # fmt: skip
+            return float(np.exp(np.log(x[i - 1]) + frac * (np.log(x[i]) - np.log(x[i - 1]))))
+    return float("nan")
+
+
+@st.composite
+def binned_curves(draw):
+    """Noisy decaying curves of a few bins with floors and ceilings; some NaN evaluations."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**31)))
+    n_steps = draw(st.integers(2, 12))
+    rows = []
+    for b in range(draw(st.integers(1, 4))):
+        pres = np.sort(rng.uniform(0, 2000, n_steps)) * (b + 1)
+        pres[0] = 0.0
+        floor, ceiling = rng.uniform(0.05, 0.4), rng.uniform(0.7, 1.0)
+        loss = floor + (0.7 - floor) * np.exp(-pres / rng.uniform(10, 3000)) + rng.normal(
+            0, 0.02, n_steps)  # fmt: skip
+        acc = ceiling - (ceiling - 0.5) * np.exp(-pres / rng.uniform(10, 3000))
+        loss[rng.random(n_steps) < 0.1] = np.nan
+        rows.append(pd.DataFrame({"run": "r", "step": np.arange(n_steps) * 10, "rank_lo": 10 * b,
+                                  "rank_hi": 10 * b + 10, "presentations": pres, "loss": loss,
+                                  "accuracy": acc, "floor": floor, "ceiling": ceiling,
+                                  "n_sequences": 10}))  # fmt: skip
+    return pd.concat(rows, ignore_index=True), draw(st.floats(0.05, 0.95))
+
+
+@settings(max_examples=60, deadline=None)
+@given(binned_curves())
+def test_levels_relative_to_the_floor_match_a_loop_reference(case):
+    table, level = case
+    t = thresholds(table, level).set_index("rank_lo")
+    for lo, g in table.groupby("rank_lo"):
+        x, st_ = g["presentations"].to_numpy(), g["step"].to_numpy(np.float64)
+        loss, acc = g["loss"].to_numpy(), g["accuracy"].to_numpy()
+        fl, ce = g["floor"].to_numpy(), g["ceiling"].to_numpy()
+        np.testing.assert_allclose(t.loc[lo, "presentations_to_loss_level"],
+                                   ref_level(x, loss, fl, level), equal_nan=True)  # fmt: skip
+        np.testing.assert_allclose(t.loc[lo, "steps_to_loss_level"],
+                                   ref_level(st_, loss, fl, level), equal_nan=True)  # fmt: skip
+        np.testing.assert_allclose(t.loc[lo, "presentations_to_accuracy_level"],
+                                   ref_level(x, -acc, -ce, level), equal_nan=True)  # fmt: skip
+    assert "presentations_to_loss" not in t.columns  # absolute thresholds only when asked
+
+
+def test_a_demo_like_run_reaches_its_relative_levels_where_an_absolute_one_is_below_its_floor(
+    tmp_path,
+):
+    """The default summary reads loss against the floor: on a run whose every floor is above
+    the old 0.1-nat default, the absolute column is NaN in every bin, the relative one finite
+    wherever the bin's excess loss falls to the level."""
+    from fixtures.run_dirs import make_run_dir
+
+    from phenomjax import bin_by_rank, load_run
+    from phenomjax.analysis.settings import SummarySettings
+
+    run = make_run_dir(tmp_path / "r", K=64, L=10, steps=(0, 2, 8, 32, 128, 512))
+    b = bin_by_rank(load_run(run.path))
+    assert (b.groupby("rank_lo")["floor"].min() > 0.1).all()
+    s = SummarySettings()
+    t = thresholds(b, s.reach_level, loss_threshold=0.1).set_index("rank_lo")
+    assert t["presentations_to_loss"].isna().all()
+    for lo, g in b.sort_values("step").groupby("rank_lo"):
+        e = (g["loss"] - g["floor"]) / (g["loss"].iloc[0] - g["floor"].iloc[0])
+        assert np.isfinite(t.loc[lo, "presentations_to_loss_level"]) == bool(
+            (e <= s.reach_level).any())  # fmt: skip
+    assert np.isfinite(t["presentations_to_loss_level"]).sum() >= 2
 
 
 def _table(loss: np.ndarray, floor: np.ndarray | None = None, step: int = 9) -> pd.DataFrame:

@@ -1,5 +1,5 @@
 """The lag measure (analysis/lag.py) against analytic crossings, a loop reference and its
-properties; seed groups (analysis/groups.py) and the lag figure."""
+properties, and its summaries over the seeds of a group."""
 
 from __future__ import annotations
 
@@ -8,12 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given, settings
-from test_analysis_fixtures import make_run_dir
 
-from phenomjax.analysis import bin_by_rank, lag, plots
-from phenomjax.analysis.groups import band, check_group, load_group
-from phenomjax.analysis.settings import PlotSettings
-from phenomjax.cli import main
+from phenomjax.analysis import lag
 from phenomjax.errors import DataError
 
 LEVELS = (0.75, 0.5, 0.25)
@@ -179,28 +175,6 @@ def test_matched_loss_and_gap_on_power_laws():
     assert g.loc[0, "log_loss_gap"] == 0.0
 
 
-def test_seed_band_against_numpy():
-    rng = np.random.default_rng(2)
-    runs = []
-    for r in range(3):
-        steps = np.arange(0, 300, 5)
-        runs.append(decay_evals(rng.uniform(0.5, 20, 12), rng.uniform(5, 200, 12), steps)
-                    .assign(run=f"s{r}"))  # fmt: skip
-    per_run = lag.lag_table(pd.concat(runs, ignore_index=True))
-    g = lag.group_lag(per_run)
-    for (level, lo), x in per_run.groupby(["level", "rank_lo"]):
-        v = x["lag_ratio"].to_numpy()
-        v = v[np.isfinite(v)]
-        row = g[(g.level == level) & (g.rank_lo == lo)].iloc[0]
-        assert row["n_runs"] == 3 and row["lag_ratio_n"] == len(v)
-        if len(v):
-            assert np.isclose(row["lag_ratio_mean"], v.mean())
-            assert np.isclose(row["lag_ratio_min"], v.min())
-            assert np.isclose(row["lag_ratio_max"], v.max())
-        if len(v) > 1:
-            assert np.isclose(row["lag_ratio_std"], v.std(ddof=1))
-
-
 def test_bad_input_is_one_line():
     ev = decay_evals([1.0], [5.0], np.arange(5))
     with pytest.raises(DataError, match="lacks column 'loss'"):
@@ -210,48 +184,72 @@ def test_bad_input_is_one_line():
     with pytest.raises(DataError, match="per-position"):
         lag.rank_crossings(ev.assign(position=1))
     with pytest.raises(DataError, match="lacks column 'run'"):
-        lag.seed_band(ev, ["loss"], ["rank"])
+        lag.group_lag(lag.lag_table(ev))
 
 
-def test_load_group_band_and_cli(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    for seed in (3, 4):
-        make_run_dir(tmp_path / f"runs/s{seed}", K=16, L=8, seed=seed, steps=(0, 4, 16, 64, 256))
-    make_run_dir(tmp_path / "runs/other", K=16, L=8, seed=5, lr=0.5)
-    t = load_group(["runs/s3", "runs/s4"])
-    assert set(t["run"]) == {"s3", "s4"} and set(t["seed"]) == {3, 4}
-    assert len(t) == 2 * 5 * 16
-    with pytest.raises(DataError, match="optimizer.lr: 0.01 vs 0.5"):
-        load_group(["runs/s3", "runs/other"])
-    with pytest.raises(DataError, match="K 8 differs"):
-        check_group([{"K": 16, "name": "a"}, {"K": 8, "name": "b"}])
-    per_run = lag.lag_table(t)
-    assert set(per_run["run"]) == {"s3", "s4"}
-    # the band of the group's curves, drawn with its min-max fill
-    curves = pd.concat([plots.curves_from_bins(
-        bin_by_rank(g)).assign(run=r)
-        for r, g in t.groupby("run")], ignore_index=True)  # fmt: skip
-    b = band(curves)
-    x = curves[(curves.step == 64) & (curves.rank_lo == 0)]["loss"]
-    row = b[(b.step == 64) & (b.rank_lo == 0)].iloc[0]
-    assert np.isclose(row["loss"], x.mean()) and np.isclose(row["loss_lo"], x.min())
-    assert np.isclose(row["loss_hi"], x.max()) and row["n_runs"] == 2
-    d = plots.metric_figure(b, "loss", plot=PlotSettings(), title="t", keep=True)
-    assert len(d.figure.axes[0].collections) >= 1  # the fill_between bands
-    fig = plots.lag_figure(per_run, plot=PlotSettings(), out_dir=tmp_path / "f", name="lag")
-    assert [p.suffix for p in fig.paths] == [".png", ".pdf"]
-    assert {"lag_ratio_mean", "lag_ratio_min", "lag_ratio_max"} <= set(fig.data.columns)
-    argv = ["analyze", "--run", "runs/s3", "--run", "runs/s4", "--group", "pair",
-            "--rank-selection", "all", "--no-show-plots", "--export-summary", "s.csv"]  # fmt: skip
-    assert main(argv) == 0
-    out = capsys.readouterr().out
-    assert "seed group 'pair'" in out and "lag 0.75" in out and "log-loss gap" in out
-    assert "collapse" not in out and "memorized_bits_unclipped" in out
-    figs = tmp_path / "cache/zipf_figs"
-    assert (figs / "pair_lag_ratio.pdf").is_file()
-    assert (figs / "pair_pair_all_loss_vs_presentations_line.png").is_file()
-    summary = pd.read_csv("s.csv")
-    assert {"lag_ratio_0.75", "median_presentations_0.25", "log_loss_gap"} <= set(summary)
-    assert main(["analyze", "--run", "runs/s3", "--run", "runs/other", "--group", "x",
-                 "--no-show-plots", "--no-save-plots"]) == 2  # fmt: skip
-    assert "a seed group differs only in seed" in capsys.readouterr().err
+# -- paths a mutation run found unchecked: the band of the gaps, bins taken from the run's K,
+# and explicit edges that leave some ranks out
+
+
+def power_evals(ranks, steps=None, rate=None):
+    """loss = 0.7 (1 + n)^-0.3 per rank, n = rate_r * step presentations."""
+    steps = np.arange(0, 200, 10) if steps is None else steps
+    rows = []
+    for i, r in enumerate(ranks):
+        n = (rate[i] if rate is not None else 1.0 + r) * steps
+        rows.append(pd.DataFrame({"step": steps, "rank": r, "presentations": n,
+                                  "loss": 0.7 * (1.0 + n) ** -0.3, "accuracy": 0.5}))  # fmt: skip
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_group_gap_is_the_seed_band_of_the_gaps():
+    gap = pd.DataFrame({"run": ["a", "b", "a", "b"], "rank_lo": [0, 0, 5, 5],
+                        "rank_hi": [5, 5, 10, 10],
+                        "log_loss_gap": [0.0, 0.0, 0.2, 0.4]})  # fmt: skip
+    g = lag.group_gap(gap).set_index("rank_lo")
+    assert g.loc[5, "log_loss_gap_mean"] == pytest.approx(0.3)
+    assert g.loc[5, "log_loss_gap_std"] == pytest.approx(np.std([0.2, 0.4], ddof=1))
+    assert g.loc[5, "rank_hi"] == 10 and g.loc[0, "log_loss_gap_hi"] == 0.0
+
+
+def test_matched_loss_bins_come_from_the_run_k():
+    ev = power_evals(range(12))
+    ev.attrs = {"run": {"K": 50}}
+    m = lag.matched_loss(ev)
+    assert sorted(set(zip(m.rank_lo, m.rank_hi, strict=True))) == [(0, 5), (5, 10), (10, 50)]
+    ev.attrs = {}
+    m = lag.matched_loss(ev)
+    assert sorted(set(zip(m.rank_lo, m.rank_hi, strict=True))) == [(0, 5), (5, 10), (10, 12)]
+
+
+def test_matched_loss_leaves_out_ranks_outside_the_edges():
+    ev = power_evals(range(12))
+    m = lag.matched_loss(ev, edges=[2, 4, 8])
+    assert sorted(set(zip(m.rank_lo, m.rank_hi, strict=True))) == [(2, 4), (4, 8)]
+    # the mean of bin [2, 4) is over ranks 2 and 3 only (NumPy: each rank read on the grid)
+    first = m[m.rank_lo == 2]
+    _, y = lag.rank_loss_at(ev, first["presentations"].to_numpy())
+    cover = np.isfinite(y[2:4])  # each rank covers its own range of presentations
+    np.testing.assert_array_equal(first["n_ranks"], cover.sum(axis=0))
+    want = np.where(cover, y[2:4], 0.0).sum(axis=0) / cover.sum(axis=0)
+    np.testing.assert_allclose(first["log_loss"], want, rtol=1e-12)
+
+
+def test_loss_gap_reports_the_range_compared():
+    m = pd.DataFrame({"rank_lo": [0, 0, 0, 5, 5], "rank_hi": [5, 5, 5, 10, 10],
+                      "presentations": [1.0, 10.0, 100.0, 10.0, 100.0],
+                      "log_loss": [0.0, -1.0, -2.0, -0.5, -1.0]})  # fmt: skip
+    g = lag.loss_gap(m).set_index("rank_lo")
+    assert g.loc[5, "log_loss_gap"] == pytest.approx(np.mean([0.5, 1.0]))
+    assert g.loc[5, "n_points"] == 2
+    assert g.loc[5, "presentations_lo"] == 10.0 and g.loc[5, "presentations_hi"] == 100.0
+    assert g.loc[0, "log_loss_gap"] == 0.0 and g.loc[0, "presentations_lo"] == 1.0
+
+
+def test_matched_loss_with_no_rank_inside_the_edges_is_an_empty_table():
+    cols = ["rank_lo", "rank_hi", "presentations", "log_loss", "n_ranks"]
+    for edges in ([20, 30], None):
+        steps = np.zeros(3) if edges is None else None  # never presented: no log-axis point
+        m = lag.matched_loss(power_evals([0, 1], steps=steps), edges=edges)
+        assert len(m) == 0 and list(m.columns) == cols
+        assert len(lag.loss_gap(m)) == 0
