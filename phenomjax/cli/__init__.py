@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("phenomjax.cli.train", "train a GPT-style transformer on Zipf-sampled bit sequences"),
     "fit-phenom": ("phenomjax.cli.fit_phenom", "train the phenomenological model from a config"),
     "sweep": ("phenomjax.cli.sweep", "vmapped sweep of the phenomenological model's knobs"),
+    "experiments": ("phenomjax.cli.experiments", "train the four experiments where analyze looks"),
     "analyze": ("phenomjax.cli.analyze", "tables, caches and figures (the historical CLI)"),
     "fit": ("phenomjax.cli.fit", "fit the phenomenological model to a run's curves"),
     "compare": ("phenomjax.cli.compare", "overlay fitted curves on the empirical ones"),
