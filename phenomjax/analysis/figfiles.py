@@ -12,9 +12,11 @@ import dataclasses
 import os
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pandas as pd
 
 from ..errors import RunDirError
+from ..runs.reuse import claim
 from ..runs.storage import atomic_write, safe_name
 from .settings import PlotSettings
 
@@ -51,13 +53,14 @@ def save_figure(
     data: pd.DataFrame | None = None,
 ) -> list[Path]:
     """Write `fig` as out_dir/name.<fmt> for each of plot.formats, and `data` (the tidy rows
-    it drew) as out_dir/name.csv, each atomically; close the figure unless `keep`. Returns the
-    paths written (none when out_dir is None)."""
-    import matplotlib.pyplot as plt
-
+    it drew) as out_dir/name.csv, each atomically; close the figure unless `keep`. A folder it
+    creates gets the ownership marker (runs/reuse.claim). Returns the paths written (none when
+    out_dir is None)."""
     paths = []
     try:
         if out_dir is not None:
+            if not os.path.lexists(out_dir):  # a folder it makes is marked as its own
+                claim(out_dir, "figures")
             for fmt in plot.formats:
                 p = figure_path(out_dir, name, fmt)
                 atomic_write(p, lambda t, f=fmt: fig.savefig(t, format=f, bbox_inches="tight",

@@ -14,7 +14,16 @@ import os
 import sys
 from collections.abc import Sequence
 
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
+import seaborn as sns
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import ListedColormap, LogNorm
+from matplotlib.legend import Legend
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter, LogFormatterMathtext, LogLocator, NullFormatter
 
 from .settings import PlotSettings
 
@@ -54,18 +63,19 @@ def has_display() -> bool:
 
 def use_backend(show: bool) -> bool:
     """Select Agg unless showing was asked for and a display exists; returns 'will show'."""
-    import matplotlib
-
     interactive = show and has_display() and os.environ.get("MPLBACKEND", "").lower() != "agg"
     if not interactive:
         matplotlib.use("Agg", force=True)
     return interactive
 
 
+def show() -> None:
+    """Open the figures kept open (after `use_backend(True)` found a display)."""
+    plt.show()
+
+
 def palette(name: str, n: int) -> list:
     """n colours of a seaborn or matplotlib palette."""
-    import seaborn as sns
-
     return list(sns.color_palette(name, max(n, 1)))
 
 
@@ -87,8 +97,6 @@ def thin_orders(orders: Sequence[int], most: int) -> list[int]:
 def rank_colormap(orders: Sequence[int], plot: PlotSettings):
     """(colormap, norm) of plot.palette over log(rank + 1): neighbouring ranks get neighbouring
     colours, so a colour bar reads them."""
-    from matplotlib.colors import ListedColormap, LogNorm
-
     lo, hi = min(orders) + 1, max(orders) + 1
     return ListedColormap(palette(plot.palette, 256)), LogNorm(lo, max(hi, lo + 1))
 
@@ -159,8 +167,6 @@ def format_log_axis(ax, which: str) -> None:
     ten, or where the axis spans under two decades plain counts ("2,000") at 1-2-5 ticks. Loss:
     plain decimals ("0.6", "0.01") on major ticks, and on minor ticks only where the axis spans
     under a decade."""
-    from matplotlib.ticker import FuncFormatter, LogFormatterMathtext, LogLocator, NullFormatter
-
     if which == "x":
         lo, hi = ax.get_xlim()
         if lo > 0 and hi / lo < 100:
@@ -225,9 +231,6 @@ def style_handles(
     """Style-only legend entries (black or grey, whatever the curves' colours): the dotted
     reference lines, the merged ones, the seed band, and the dashed bins of too few sequences
     (sparse: the threshold, 0 when no bin is that small)."""
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
-
     out = []
     if refs:
         out.append((Line2D([], [], color="k", **FLOOR_STYLE), reference_label(metric, fresh_bits)))
@@ -252,8 +255,6 @@ def place_legends(ax, plot: PlotSettings, curves: bool, styles: list) -> None:
     """The style entries below the axes, one row each (the axes' own legend); the curves'
     legend outside the axes on the right (or at plot.legend_loc when it is not "best"), in
     plot.legend_ncol columns."""
-    from matplotlib.legend import Legend
-
     handles, labels = ax.get_legend_handles_labels()
     if styles:
         ax.legend([h for h, _ in styles], [t for _, t in styles], loc="upper center",
@@ -285,8 +286,6 @@ def nice_ranks(lo: int, hi: int) -> list[int]:
 
 def rank_colorbar(fig, ax, orders: list[int], plot: PlotSettings) -> None:
     """Many rank curves: colour encodes the rank, on a log(rank + 1) scale, ticks at ranks."""
-    from matplotlib.cm import ScalarMappable
-
     cmap, norm = rank_colormap(orders, plot)
     cb = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="rank")
     ticks = nice_ranks(min(orders), max(orders))

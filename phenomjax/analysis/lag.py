@@ -75,6 +75,19 @@ def _per_run(table: pd.DataFrame, fn, **kw) -> pd.DataFrame:
     return df[["run", *[c for c in df.columns if c != "run"]]]
 
 
+def _rank_floor(ranks: np.ndarray, a: dict, floor: np.ndarray | None) -> tuple[np.ndarray, bool]:
+    """(each rank's floor, whether it is known): the one given, the table's, or 0."""
+    if floor is not None:
+        fl = np.asarray(floor, dtype=np.float64)
+        if fl.ndim != 1 or len(fl) <= ranks.max():
+            raise DataError(f"floor: expected one value per rank (> {ranks.max()}), got {fl.shape}")
+        return fl[ranks], True
+    if "floor" in a:
+        with np.errstate(all="ignore"):
+            return np.nanmean(a["floor"], axis=1), True  # constant per rank per sequence
+    return np.zeros(len(ranks)), False
+
+
 def rank_crossings(
     evals: pd.DataFrame,
     levels: Sequence[float] = DEFAULT_LEVELS,
@@ -102,17 +115,7 @@ def rank_crossings(
     ranks, _, a = _grid(evals, cols)
     n, loss = a["presentations"], a["loss"]
     R, S = loss.shape
-    known = True
-    if floor is not None:
-        fl = np.asarray(floor, dtype=np.float64)
-        if fl.ndim != 1 or len(fl) <= ranks.max():
-            raise DataError(f"floor: expected one value per rank (> {ranks.max()}), got {fl.shape}")
-        fl = fl[ranks]
-    elif "floor" in a:
-        with np.errstate(all="ignore"):
-            fl = np.nanmean(a["floor"], axis=1)  # constant per rank in a per-sequence table
-    else:
-        fl, known = np.zeros(R), False
+    fl, known = _rank_floor(ranks, a, floor)
     finite = np.isfinite(loss)
     first = np.argmax(finite, axis=1)  # the reference evaluation of each rank
     rows = np.arange(R)

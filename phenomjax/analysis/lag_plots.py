@@ -11,8 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter
 
 from .binning import bin_label
 from .figfiles import Drawn, save_figure
@@ -67,8 +70,6 @@ def _draw_level(ax, band: pd.DataFrame, level: float, exps: list, colors: dict) 
 
 def _legend(fig, ax, used: dict) -> None:
     """One legend below the panels: the experiments' lines, then what the markers mean."""
-    from matplotlib.lines import Line2D
-
     handles, labels = ax.get_legend_handles_labels()
     if used["hollow"]:
         handles.append(Line2D([], [], ls="", marker="o", mfc="white", mec="k"))
@@ -94,9 +95,6 @@ def lag_figure(
     docstring). `lag` is a per-run lag.bin_lag table (run, level, rank_lo, rank_hi, lag_ratio)
     with an optional `experiment` column (default: each run is its own). A bin none of whose
     runs has a ratio (half or more of its ranks never reach the level) has no point."""
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter
-
     band = lag_band(lag)
     bins = band[["rank_lo", "rank_hi"]].drop_duplicates().sort_values("rank_lo")
     pos = {(lo, hi): i for i, (lo, hi) in enumerate(bins.itertuples(index=False))}

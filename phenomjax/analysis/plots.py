@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
@@ -189,8 +190,6 @@ def metric_figure(
     sequential palette over log rank with a colour bar "rank"; more than MAX_LEGEND rank bins a
     log-spaced subset (the title says which). Floors (ceilings) are dotted in the curve's colour,
     one grey line where several coincide; the legend below says so in black."""
-    import matplotlib.pyplot as plt
-
     first = curves.drop_duplicates("curve").sort_values("order")
     bins = "rank_lo" in curves.columns and "rank" not in curves.columns  # else one per rank
     order, note = choose_curves(first["curve"].tolist(), first["order"].tolist(), bins)
@@ -221,8 +220,6 @@ def comparative_figure(
     keep: bool = False,
 ) -> Drawn:
     """One rank bin across runs: loss (log-log) and accuracy panels, one curve per run."""
-    import matplotlib.pyplot as plt
-
     sub = binned[(binned["rank_lo"] == lo) & (binned["rank_hi"] == hi)].copy()
     runs = [r for r in labels if r in set(sub["run"])]
     sub["curve"] = sub["run"].map(labels)
@@ -270,8 +267,6 @@ def heatmap_figure(
     is known, beside it the floor and the excess loss (loss - floor) on the same colour scale,
     so a prefix the mixture itself cannot resolve (high floor, no excess) is told from one the
     model has not learned (high excess)."""
-    import matplotlib.pyplot as plt
-
     last = pos_binned[pos_binned["step"] == pos_binned["step"].max()]
     cols = [metric] + (["floor", "excess_loss"] if metric == "loss" and "floor" in last else [])
     pivots = {c: last.pivot_table(index=["rank_lo", "rank_hi"], columns="position", values=c)

@@ -103,7 +103,5 @@ def run(args: argparse.Namespace) -> int:
     if a.figures:
         print(f"figures: {len(a.figures)} files under {req.figures}, e.g. {a.figures[0]}")
     if interactive:
-        import matplotlib.pyplot as plt
-
-        plt.show()
+        figstyle.show()
     return 0

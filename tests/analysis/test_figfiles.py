@@ -14,6 +14,7 @@ from phenomjax.analysis import plots
 from phenomjax.analysis.figfiles import figure_path, save_figure
 from phenomjax.analysis.settings import PlotSettings
 from phenomjax.errors import PhenomjaxError, RunDirError
+from phenomjax.runs.reuse import owned
 from phenomjax.runs.storage import StorageError
 
 plots.use_backend(False)
@@ -32,7 +33,9 @@ def test_figure_and_its_csv_are_written_beside_each_other(tmp_path):
     assert [p.name for p in paths] == ["small_loss.png", "small_loss.pdf", "small_loss.csv"]
     assert paths[0].read_bytes()[:4] == b"\x89PNG" and paths[1].read_bytes()[:4] == b"%PDF"
     pd.testing.assert_frame_equal(pd.read_csv(paths[2]), data)
-    assert sorted(os.listdir(tmp_path / "figs")) == sorted(p.name for p in paths)  # no temp left
+    # no temporary file left; the folder it made is marked as phenomjax's own
+    assert sorted(os.listdir(tmp_path / "figs")) == sorted([".phenomjax", *(p.name for p in paths)])
+    assert owned(tmp_path / "figs")
 
 
 def test_a_full_disk_leaves_the_old_figure_intact(tmp_path):
@@ -51,7 +54,7 @@ def test_a_full_disk_leaves_the_old_figure_intact(tmp_path):
         save_figure(fig, out, "f", PLOT, keep=False, data=pd.DataFrame({"a": [2]}))
     assert isinstance(e.value, PhenomjaxError) and "\n" not in str(e.value)
     assert {p: p.read_bytes() for p in old} == before
-    assert sorted(os.listdir(out)) == ["f.csv", "f.pdf", "f.png"]  # no temporary file left
+    assert sorted(os.listdir(out)) == [".phenomjax", "f.csv", "f.pdf", "f.png"]  # no temp file
 
 
 def test_names_from_users_and_files_stay_inside_the_folder(tmp_path):
