@@ -79,7 +79,7 @@ class Defaults:
 
 @dataclasses.dataclass(frozen=True)
 class Paths:
-    figures: str = "cache/zipf_figs"  # figures folder (comparative ones in a subfolder)
+    figures: str = "cache/zipf_figs"  # figures folder, every figure of a command in it
     processed: str = "cache/processed_data"  # processed-table cache folder
 
 
