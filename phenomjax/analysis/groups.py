@@ -26,7 +26,7 @@ from ..errors import DataError
 from ..runs.rundir import config_difference
 from .load import read_tables
 
-SEED_FOLDER = re.compile(r"^seed-(\d+)$")
+SEED_FOLDER = re.compile(r"seed-(\d+)")
 
 
 def seed_runs(path: str | os.PathLike) -> list[Path]:
@@ -37,7 +37,7 @@ def seed_runs(path: str | os.PathLike) -> list[Path]:
         return []
     found = []
     for sub in p.iterdir():
-        m = SEED_FOLDER.match(sub.name)
+        m = SEED_FOLDER.fullmatch(sub.name)
         if m and sub.is_dir() and (sub / "manifest.json").is_file():
             found.append((int(m.group(1)), sub))
     return [s for _, s in sorted(found)]

@@ -177,3 +177,36 @@ def test_band_of_curves_is_mean_and_min_max_over_runs(tmp_path):
     assert row["accuracy_std"] == pytest.approx(x["accuracy"].std(ddof=1))
     d = plots.metric_figure(b, "loss", plot=PlotSettings(), title="t", keep=True)
     assert len(d.figure.axes[0].collections) >= 1  # the fill_between bands
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["seed-{}", "seed{}", "seed-{}x", "s-{}", "seed-0{}"]),
+                          st.integers(0, 10**6), st.booleans()), max_size=8),
+       st.booleans())  # fmt: skip
+def test_seed_runs_are_exactly_the_seed_folders_with_a_manifest(entries, is_run):
+    import re
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        root = Path(d) / "g"
+        root.mkdir()
+        if is_run:
+            (root / "manifest.json").write_text("{}")
+        for pattern, n, manifest in entries:
+            sub = root / pattern.format(n)
+            sub.mkdir(exist_ok=True)
+            if manifest:
+                (sub / "manifest.json").write_text("{}")
+        # the reference: a full match of seed-<digits> holding a manifest, by seed then name
+        want = sorted(
+            (int(p.name[5:]), p.name)
+            for p in root.iterdir()
+            if re.fullmatch(r"seed-\d+", p.name) and (p / "manifest.json").is_file()
+        )
+        got = seed_runs(root)
+        if is_run:
+            assert got == []  # a run is itself, never a group
+        else:
+            assert [p.name for p in got] == [name for _, name in want]
+            assert expand_runs([root]) == (got or [root])
