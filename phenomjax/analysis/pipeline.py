@@ -247,12 +247,12 @@ def analyze(
     req = dataclasses.replace(req, experiment=experiment)
     selection(cfg, req.selection_name)  # a bad name fails before any work
     inputs = _inputs(req)  # every input exists before anything is printed
+    if req.figures is not None:  # an output folder of someone else's is refused before any work
+        claim(req.figures, "figures")
     groups = [name for name, _, group in inputs if group]
     emit(f"experiment {experiment}: {sum(len(p) for _, p, _ in inputs)} run(s)"
          + (f", seed group(s) {', '.join(groups)}" if groups else ""))  # fmt: skip
     members = _members(cfg, req, inputs, emit)
-    if req.figures is not None:
-        claim(req.figures, "figures")
     result = Analysis(experiment, members, **_tables(members, cfg, experiment))
     if req.comparative:
         result.figures += _comparative(members, req, cfg)
