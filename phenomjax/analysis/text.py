@@ -43,8 +43,8 @@ def format_thresholds(thr: pd.DataFrame, s: SummarySettings, floor_known: bool) 
     ref = "floor" if floor_known else "0 (no Bayes floor for these runs)"
     lines = [
         f"presentations to bring a bin's excess loss (loss - {ref}) to {s.reach_level:g} of its "
-        "first value (loss level), and its accuracy deficit to the ceiling likewise (accuracy "
-        "level)"
+        "first value (loss level),",
+        "and its accuracy deficit to the ceiling likewise (accuracy level)",
     ]
     cols = ["run", "rank_lo", "rank_hi", "presentations_to_loss_level",
             "presentations_to_accuracy_level"]  # fmt: skip
