@@ -45,8 +45,8 @@ _LAZY = {
     "load_analysis_config": "settings",
     "memorized_bits": "summaries",
 }
-_SUBMODULES = ("binning", "cache", "groups", "lag", "legacy", "load", "overlay", "plots",
-               "settings", "summaries", "synthetic")  # fmt: skip
+_SUBMODULES = ("binning", "cache", "groups", "lag", "legacy", "load", "plots", "settings",
+               "summaries", "synthetic")  # fmt: skip
 
 __all__ = [
     "RANK_SELECTIONS",
