@@ -51,6 +51,7 @@ from ..errors import DataError
 from ..runs import RunDir, atomic_write, safe_name
 from .inputs import run_paths
 from .report import FitReport
+from .scoring import seed_band
 
 REF_GAP = 0.05  # floors (ceilings) of shown bins within 5 % of each other are drawn once
 FONT = 8  # pt: legends and titles stay readable at the figure's printed size
@@ -145,14 +146,15 @@ def _empirical(run_path: Path, edges: np.ndarray) -> tuple[pd.DataFrame, dict]:
     if len(paths) == 1:
         return b.drop(columns="run").assign(**{c: np.nan for c in BAND}), first
     keys = ["rank_lo", "rank_hi", "step"]
-    g = b.assign(log_loss=np.log(b["loss"])).groupby(keys, sort=True)
-    cols = [c for c in ("presentations", "accuracy", "floor", "ceiling") if c in b.columns]
-    out = g[cols].mean()
-    out["loss"] = np.exp(g["log_loss"].mean())
+    cols = [c for c in ("presentations", "log_loss", "loss", "accuracy", "floor", "ceiling")
+            if c in b.columns or c == "log_loss"]  # fmt: skip
+    band = seed_band(b.assign(log_loss=np.log(b["loss"])), cols, keys)
+    out = band[keys].assign(**{c: band[f"{c}_mean"] for c in cols if c not in ("loss",)})
+    out["loss"] = np.exp(out.pop("log_loss"))  # the geometric mean, as the fit was scored
     for m in ("loss", "accuracy"):
-        out[f"{m}_lo"], out[f"{m}_hi"] = g[m].min(), g[m].max()
-    out["n_seeds"] = g["run"].nunique().astype(float)
-    return out.reset_index(), {**first, "name": run_path.name, "n_seeds": len(paths)}
+        out[f"{m}_lo"], out[f"{m}_hi"] = band[f"{m}_lo"], band[f"{m}_hi"]
+    out["n_seeds"] = band["loss_n"].astype(float)
+    return out, {**first, "name": run_path.name, "n_seeds": len(paths)}
 
 
 def overlay_data(run_path: str | Path, fit_path: str | Path) -> tuple[pd.DataFrame, str, str]:
