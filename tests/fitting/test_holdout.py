@@ -15,6 +15,7 @@ from phenomjax.errors import ConfigError, DataError
 from phenomjax.fitting import fit_run, format_report
 from phenomjax.fitting.grid import FitGridConfig, GridSection, OptimizerEntry
 from phenomjax.fitting.holdout import predict, split_evals
+from phenomjax.fitting.overlay import overlay_data
 from phenomjax.fitting.scoring import Reference, ScoreConfig
 from phenomjax.phenom.train import (
     FitConfig,
@@ -117,8 +118,11 @@ def test_a_model_made_run_is_predicted_out_of_sample(tmp_path, capsys):
 def test_rare_bins_predicted_and_seed_intervals(tmp_path):
     """A seed group (2 model-made runs, K = 128): fitted on bins 0-99, the rarer bin is
     predicted within the seed band; every seed alone picks the generating lr and scale."""
-    runs = [_truth(tmp_path, 128, s) for s in (3, 4)]
-    rep = fit_run(runs, tmp_path / "fit", GRID, holdout="bins", progress=False)
+    for s in (3, 4):
+        _truth(tmp_path, 128, s)
+    group = tmp_path / "truth-128"  # a group folder of seed-<s> runs, as `train --seeds` writes
+    rep = fit_run(group, tmp_path / "fit", GRID, holdout="bins", progress=False)
+    assert rep.run.inputs == (str(group),) and len(rep.run.runs) == 2
     h = rep.holdout
     assert [(p.rank_lo, p.rank_hi) for p in h.out_of_sample] == [(100, 128)]
     assert all(p.z < 2.0 for p in h.out_of_sample)
@@ -127,3 +131,8 @@ def test_rare_bins_predicted_and_seed_intervals(tmp_path):
     assert len(iv.per_seed) == 2 and iv.same_setting
     assert iv.lr == (TRUTH["lr"], TRUTH["lr"]) and iv.scale == (0.1, 0.1)
     assert iv.shift[0] <= 1.0 <= iv.shift[1] or iv.shift[0] == pytest.approx(1.0, rel=0.05)
+    # compare GROUP FIT: the group's mean and band with the fit; one of its seeds is accepted
+    data, label, _ = overlay_data(group, tmp_path / "fit")
+    emp = data[data.source == "empirical"]
+    assert (emp.n_seeds == 2).all() and (emp.loss_lo <= emp.loss_hi).all() and "2 seeds" in label
+    assert overlay_data(group / "seed-4", tmp_path / "fit")[0].loss_lo.isna().all()
