@@ -43,7 +43,6 @@ from .fitting.report import (
     format_report,
     lag_lines,
     reproduction_lines,
-    verdict_lines,
 )
 from .runs import RunDir
 from .runs.reuse import claim, ensure_run, remove_owned
@@ -178,8 +177,7 @@ def format_summary(s: DemoSummary) -> str:
         f"  memorized bits: {bits}",
         f"  noise reference: {r.run.noise}",
         *lag_lines(r, "  "),
-        *verdict_lines(r, "  "),
-        *reproduction_lines(r),
+        *reproduction_lines(r),  # the per-bin table is in the fit's report, printed above
         f"  wall time: {t['total_s']:.1f} s (train {t['train_s']:.1f}, analyse "
         f"{t['analyse_s']:.1f}, fit {t['fit_s']:.1f}, compare {t['compare_s']:.1f})",
     ])  # fmt: skip
