@@ -384,7 +384,7 @@ def two_gemms(M: int, F: int, P: int):
 
 def _default_grid_axes() -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Adam's learning rates and the initial scales of the shipped fit grid (configs/fit.toml)."""
-    from phenomjax.phenom.fit import default_grid
+    from phenomjax.fitting.grid import default_grid
 
     g = default_grid()
     adam = next(o for o in g.optimizers if o.name == "adam")

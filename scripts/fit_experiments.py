@@ -5,8 +5,9 @@
     python scripts/fit_experiments.py --runs /data/runs --names small,large_lr
 
 Experiments whose run directory is missing or not complete are skipped (and said so). Prints one
-row per experiment (best settings, log-loss RMSE mean +- std over seeds, presentation scale,
-accuracy RMSE, wall time) and writes the side-by-side figure of all fitted ones.
+row per experiment (best settings, total, log-loss RMSE, presentation scale, accuracy RMSE,
+whether the lag is reproduced (repro), wall time) and writes the side-by-side figure of all
+fitted ones.
 """
 
 from __future__ import annotations
@@ -15,12 +16,19 @@ import argparse
 import sys
 from pathlib import Path
 
-from phenomjax.analysis.overlay import side_by_side
-from phenomjax.demo import DEMO_GRID
-from phenomjax.phenom.fit import fit_run, format_report
+from phenomjax.fitting import default_grid, fit_run, format_report, side_by_side
 from phenomjax.runs import RunDir
+from phenomjax.runs.reuse import claim
 
 EXPERIMENTS = ("small", "medium", "large_rope", "large_lr")
+
+
+def _row(name: str, rep) -> str:
+    m, s = rep.best.member, rep.best.score
+    return (f"{name:<11}{m.mode:<11}{m.optimizer:<9}{m.w:>3}{m.d:>4}{m.lr:>9.2g}{m.scale:>7.2g}"
+            f"{s.total:>7.2f}{s.rmse:>9.4f}{s.shift:>7.2f}{s.accuracy_rmse:>8.4f}"
+            f"{'yes' if rep.reproduction.reproduced else 'no':>6}"
+            f"{rep.timings.total_s:>8.0f}")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     root = Path(args.runs)
-    grid = dict(DEMO_GRID) if args.grid == "demo" else {}
+    grid = default_grid("fit_demo" if args.grid == "demo" else "fit")
     pairs, names, rows = [], [], []
     for name in args.names.split(","):
         run = RunDir(root / f"{name}_cpu")
@@ -42,23 +50,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: {run.path} is {state}; skipped", flush=True)
             continue
         out = root / f"{name}_cpu-fit"
-        rep = fit_run(run.path, out, progress=not args.no_progress, **grid)
+        rep = fit_run(run.path, out, grid, progress=not args.no_progress)
         print(format_report(rep), flush=True)
         pairs.append((run.path, out))
         names.append(name)
-        b = rep["best"]
-        rows.append(
-            f"{name:<11}{b['mode']:<11}{b['w']:>3g}{b['d']:>4g}{b['lr']:>9.2g}{b['scale']:>7.2g}"
-            f"{rep['score_mean']:>9.4f} +- {rep['score_std']:.4f}{rep['shift']:>7.2f}"
-            f"{rep['accuracy_rmse']:>8.4f}{rep['wall_time_s']['total_s']:>8.0f}"
-        )
+        rows.append(_row(name, rep))
     if not rows:
         print("no complete experiment run found; train them first (experiments/*_cpu.toml)")
         return 1
-    print(f"\n{'experiment':<11}{'mode':<11}{'w':>3}{'d':>4}{'lr':>9}{'scale':>7}"
-          f"{'log-loss RMSE':>22}{'shift':>7}{'acc':>8}{'wall s':>8}")  # fmt: skip
+    print(f"\n{'experiment':<11}{'mode':<11}{'opt':<9}{'w':>3}{'d':>4}{'lr':>9}{'scale':>7}"
+          f"{'total':>7}{'rmse':>9}{'shift':>7}{'acc':>8}{'repro':>6}{'wall s':>8}")  # fmt: skip
     print("\n".join(rows))
-    figs = Path(args.figures) if args.figures else root / "experiments-figures"
+    figs = claim(Path(args.figures) if args.figures else root / "experiments-figures",
+                 "the experiments' side-by-side figure")  # fmt: skip
     sb = side_by_side(pairs, figs, names=names)
     print("side by side: " + ", ".join(str(x) for x in sb.paths))
     return 0

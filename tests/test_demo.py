@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
@@ -18,11 +19,18 @@ from phenomjax.cli import main
 from phenomjax.data import make_bits, zipf_weights
 from phenomjax.demo import demo, format_summary
 from phenomjax.errors import RunDirError
+from phenomjax.fitting import FitReport
+from phenomjax.fitting.grid import FitGridConfig, GridSection, OptimizerEntry
 from phenomjax.phenom.sweep import read_sweep
 from phenomjax.runs import RunDir
 
-TINY_GRID = {"ws": (1,), "ds": (2,), "lrs": (1e-2, 3e-2), "scales": (0.1,), "seeds": 3,
-             "modes": ("expected", "stochastic"), "num_evals": 8}  # fmt: skip
+TINY_GRID = FitGridConfig(
+    grid=GridSection(mode=("expected", "stochastic"), w=(1,), d=(2,), scale=(0.1,),
+                     refit_seeds=3, num_evals=8),
+    optimizers=(OptimizerEntry(lr=(1e-2, 3e-2)),),
+)  # fmt: skip
+FIGURES = ("demo_loss.png", "demo_accuracy.png", "demo_heatmap.png", "demo_overlay.png",
+           "demo_overlay.pdf", "demo_overlay.csv")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -33,12 +41,10 @@ def first(tmp_path_factory):
 
 def test_demo_end_to_end_on_tiny(first, capsys):
     out, s = first
-    assert s["how"] == "trained"
-    for name in ("tiny-loss.png", "tiny-accuracy.png", "tiny-heatmap.png", "overlay.png",
-                 "overlay.pdf", "overlay.csv"):  # fmt: skip
-        name = name.replace("tiny-", "demo-")
+    assert s.how == "trained"
+    for name in FIGURES:
         assert (out / "tiny-figures" / name).stat().st_size > 1000, name
-    data = pd.read_csv(out / "tiny-figures" / "overlay.csv")
+    data = pd.read_csv(out / "tiny-figures" / "demo_overlay.csv")
     assert set(data.source) == {"empirical", "fit"}
     assert (out / "tiny-fit" / "report.json").is_file()
     # the summary's numbers against independent computations from the files the demo wrote
@@ -46,14 +52,17 @@ def test_demo_end_to_end_on_tiny(first, capsys):
     m = RunDir(out / "tiny").manifest()
     last = ev[ev.step == ev.step.max()].sort_values("rank")
     floor, _ = per_sequence_floor(make_bits(m["seed"], m["K"], m["L"]), zipf_weights(m["K"]))
-    assert s["top_loss"] == pytest.approx(last.loss.to_numpy()[:5].mean(), rel=1e-5)
-    assert s["top_floor"] == pytest.approx(floor[:5].mean(), rel=1e-5)
+    assert s.top_loss == pytest.approx(last.loss.to_numpy()[:5].mean(), rel=1e-5)
+    assert s.top_floor == pytest.approx(floor[:5].mean(), rel=1e-5)
     per_seq = (m["L"] - 1) * (1 - last.loss.to_numpy(np.float64) / np.log(2))
-    assert s["memorized_bits"] == pytest.approx(np.clip(per_seq, 0, None).sum(), rel=1e-4)
-    report = json.loads((out / "tiny-fit" / "report.json").read_text())
-    assert s["score_mean"] == pytest.approx(np.mean([p["score"] for p in report["per_seed"]]))
-    assert s["top_bin"] == "ranks 0-4"
-    assert set(s["wall_time_s"]) == {"train_s", "analyse_s", "fit_s", "compare_s", "total_s"}
+    assert s.memorized_bits == pytest.approx(np.clip(per_seq, 0, None).sum(), rel=1e-4)
+    report = FitReport.load(out / "tiny-fit" / "report.json")
+    assert report.same_fit(s.report) and len(report.best.per_seed) == 3
+    assert s.top_bin == "ranks 0-4" and s.overlay == out / "tiny-figures" / "demo_overlay.png"
+    assert set(s.wall_time_s) == {"train_s", "analyse_s", "fit_s", "compare_s", "total_s"}
+    text = format_summary(s)
+    rmse = f"log-loss RMSE {report.best.score.rmse:.4f}"
+    assert rmse in text and "spread over a bin's ranks (one run)" in text  # the one RMSE
 
 
 def test_stochastic_fit_sees_the_transformers_batches(first):
@@ -74,12 +83,12 @@ def test_demo_second_run_reuses_everything(first, capsys):
     report = (out / "tiny-fit" / "report.json").read_bytes()
     again = demo(out, config="tiny", grid=TINY_GRID, progress=False)
     assert (out / "tiny-fit" / "report.json").read_bytes() == report  # reuse rewrites nothing
-    assert again["how"] == "reused" and again["cached_analysis"]
+    assert again.how == "reused" and again.cached_analysis and again.report.outcome == "reused"
     assert (out / "tiny" / "evals.parquet").stat().st_mtime_ns == stamp
     assert (
         out / "tiny-fit" / "sweeps" / "expected-0-adam" / "sweep.parquet"
     ).stat().st_mtime_ns == sweeps
-    assert again["score_mean"] == s["score_mean"]
+    assert again.report.same_fit(s.report)  # NaN lag scores: compared as text
     assert capsys.readouterr().out == ""  # the library reports through emit, never prints
     assert "[demo] summary" in format_summary(again)
 
@@ -88,9 +97,10 @@ def test_demo_fresh_recomputes(first):
     out, _ = first
     before = pd.read_parquet(out / "tiny" / "evals.parquet")
     stamp = (out / "tiny" / "evals.parquet").stat().st_mtime_ns
-    cheap = {**TINY_GRID, "modes": ("expected",), "seeds": 1}
-    again = demo(out, config="tiny", grid=cheap, progress=False, fresh=True)
-    assert again["how"] == "trained" and not again["cached_analysis"]
+    g = dataclasses.replace(TINY_GRID.grid, mode=("expected",), refit_seeds=1)
+    again = demo(out, config="tiny", grid=dataclasses.replace(TINY_GRID, grid=g), progress=False,
+                 fresh=True)  # fmt: skip
+    assert again.how == "trained" and not again.cached_analysis
     assert (out / "tiny" / "evals.parquet").stat().st_mtime_ns != stamp
     assert not (
         out / "tiny-fit" / "sweeps" / "stochastic-0-adam"
@@ -106,9 +116,19 @@ def test_demo_refuses_a_run_of_another_config(first, tmp_path, capsys):
     m = json.loads((other / "manifest.json").read_text())
     m["config"]["train"]["steps"] += 1
     (other / "manifest.json").write_text(json.dumps(m))
-    with pytest.raises(RunDirError, match=str(other)):
+    with pytest.raises(RunDirError, match=f"{other}: holds a run of another config: train.steps"):
         demo(tmp_path, config="tiny", grid=TINY_GRID, progress=False)
     assert json.loads((other / "manifest.json").read_text()) == m  # left as it was
+
+
+def test_fresh_never_removes_what_the_demo_did_not_write(first, tmp_path):
+    out, _ = first
+    shutil.copytree(out / "tiny", tmp_path / "tiny")
+    (tmp_path / "tiny" / "notes.txt").write_text("mine")
+    with pytest.raises(RunDirError, match="notes.txt"):
+        demo(tmp_path, config="tiny", grid=TINY_GRID, progress=False, fresh=True)
+    assert (tmp_path / "tiny" / "notes.txt").read_text() == "mine"
+    assert RunDir(tmp_path / "tiny").exists()  # nothing was deleted
 
 
 @pytest.mark.slow
@@ -117,8 +137,8 @@ def test_real_demo_within_five_minutes(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--no-progress"]) == 0
     wall = time.perf_counter() - t
     text = capsys.readouterr().out
-    assert "Bayes floor" in text and (tmp_path / "demo-figures" / "overlay.png").is_file()
-    assert "lag reproduced" in text and ("seed band" in text) and "transformer lag" in text
+    assert "Bayes floor" in text and (tmp_path / "demo-figures" / "demo_overlay.png").is_file()
+    assert "lag reproduced by the best" in text and "one run" in text and "lag ratio" in text
     assert wall < 300, f"demo took {wall:.0f} s"
     # the demo's regime: at least 4 of its 6 rank bins end below half their initial excess loss
     # (median rank of the bin), so the lag table compares bins that learn

@@ -18,6 +18,7 @@ import jax
 import numpy as np
 import pandas as pd
 import pytest
+from fitting.reports import synthetic_report, write_fit_folder
 from fixtures.legacy_logs import write_legacy_log
 from fixtures.run_dirs import make_run_dir
 from hypothesis import given, settings
@@ -54,12 +55,8 @@ def test_the_analysis_path_imports_no_jax(tmp_path):
     make_run_dir(tmp_path / "s3", seed=3)
     make_run_dir(tmp_path / "s4", seed=4)
     # a fit folder of s3 as `phenomjax fit` writes it: report.json naming the run, best/ a run
-    fit = tmp_path / "s3-fit"
-    make_run_dir(fit / "best", seed=3)
-    m = json.loads((tmp_path / "s3" / "manifest.json").read_text())
-    report = {"run": "s3", "K": m["K"], "L": m["L"], "alpha": m["alpha"], "shift": 1.0,
-              "scoring": {"edges": [0, 5, 10, 16]}, "best": {}}  # fmt: skip
-    (fit / "report.json").write_text(json.dumps(report))
+    make_run_dir(tmp_path / "s3-fit" / "best", seed=3)
+    write_fit_folder(tmp_path / "s3-fit", synthetic_report(inputs=("s3",), K=16, L=8))
     code = f"""
     import io, runpy, sys
     from contextlib import redirect_stdout
@@ -67,7 +64,8 @@ def test_the_analysis_path_imports_no_jax(tmp_path):
 
     import phenomjax
     from phenomjax import bin_by_rank, load_run
-    from phenomjax.analysis import groups, lag, overlay, plots, summaries
+    from phenomjax.analysis import groups, lag, plots, summaries
+    from phenomjax.fitting import overlay
     from phenomjax.analysis.settings import PlotSettings
     from phenomjax.cli import main
 

@@ -49,7 +49,7 @@ _LAZY = {
     "memorized_bits": "summaries",
 }
 _SUBMODULES = ("binning", "cache", "figfiles", "figstyle", "groups", "lag", "lag_plots", "legacy",
-               "load", "overlay", "pipeline", "plots", "settings", "summaries", "text")  # fmt: skip
+               "load", "pipeline", "plots", "settings", "summaries", "text")  # fmt: skip
 
 __all__ = [
     "RANK_SELECTIONS",

@@ -1,11 +1,14 @@
-"""`phenomjax compare RUN FIT [RUN FIT ...]`: overlay fitted curves on the empirical ones."""
+"""`phenomjax compare RUN FIT [RUN FIT ...]`: overlay fitted curves on the empirical ones.
+
+RUN is what FIT was fitted to: a run, a legacy log, a seed group's folder (drawn as the seeds'
+mean with their min-max band), or one seed of that group.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from ..analysis.overlay import overlay_figure, side_by_side
 from ..errors import DataError
 
 
@@ -16,6 +19,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..fitting.overlay import draw_overlay, draw_side_by_side, overlay_data
+    from ..runs import safe_name
+    from ..runs.reuse import claim
+
     if len(args.paths) % 2:
         raise DataError(
             f"expected RUN FIT pairs, got {len(args.paths)} paths: {args.paths} "
@@ -27,11 +34,16 @@ def run(args: argparse.Namespace) -> int:
                                                        for r, _ in pairs]  # fmt: skip
     if len(names) != len(pairs):
         raise DataError(f"--names: expected {len(pairs)} names, got {len(names)}")
+    files = [safe_name(n, what="--names entry") for n in names]
     out = Path(args.out) if args.out else pairs[0][1] / "figures"
-    for (r, f), nm in zip(pairs, names, strict=True):
-        ov = overlay_figure(r, f, out, name="overlay" if len(pairs) == 1 else f"overlay-{nm}")
-        print(f"{r} vs {f}: " + ", ".join(str(p) for p in ov.paths))
+    got = [overlay_data(r, f) for r, f in pairs]  # every pair checked before anything is written
+    claim(out, "compare figures")
+    for (r, f), (data, elabel, flabel), nm in zip(pairs, got, files, strict=True):
+        name = "overlay" if len(pairs) == 1 else f"overlay-{nm}"
+        paths = draw_overlay(data, elabel, flabel, out, name=name,
+                             fresh_bits=bool(data.attrs.get("fresh_bits")))  # fmt: skip
+        print(f"{r} vs {f}: " + ", ".join(str(p) for p in paths))
     if len(pairs) > 1:
-        sb = side_by_side(pairs, out, names=names)
-        print("side by side: " + ", ".join(str(p) for p in sb.paths))
+        _, paths = draw_side_by_side(got, names, out)
+        print("side by side: " + ", ".join(str(p) for p in paths))
     return 0

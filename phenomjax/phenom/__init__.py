@@ -4,8 +4,9 @@ with a sigmoid readout.
 - `model`, `kernels`: the model and its fused loss/gradient core;
 - `modes`: the expected and stochastic training steps;
 - `train`: one model from a config (`phenomjax fit-phenom`);
-- `sweep`: vmapped sweeps over its knobs (`phenomjax sweep`);
-- `scoring`, `fit`: scoring against an empirical run and fitting to it (`phenomjax fit`).
+- `sweep`: vmapped sweeps over its knobs (`phenomjax sweep`).
+
+Scoring against an empirical run and fitting to it (`phenomjax fit`) live in phenomjax.fitting.
 
 The model's functions are re-exported here: `phenomjax.phenom.logits(params, bits)`.
 """

@@ -1,5 +1,5 @@
-"""Held-out prediction (phenomjax.phenom.holdout): the splits, the fixed-shift prediction against
-a NumPy reference, and a run made by the phenom model itself, predicted out of sample."""
+"""Held-out prediction (fitting.holdout): the splits, the fixed-shift prediction against a NumPy
+reference, and runs made by the phenom model itself, predicted out of sample."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ from hypothesis import strategies as st
 from phenomjax.cli import main
 from phenomjax.data import DataConfig
 from phenomjax.errors import ConfigError, DataError
-from phenomjax.phenom.fit import fit_run, format_report
-from phenomjax.phenom.holdout import predict, split_evals
-from phenomjax.phenom.scoring import Reference, ScoreConfig
+from phenomjax.fitting import fit_run, format_report
+from phenomjax.fitting.grid import FitGridConfig, GridSection, OptimizerEntry
+from phenomjax.fitting.holdout import predict, split_evals
+from phenomjax.fitting.overlay import overlay_data
+from phenomjax.fitting.scoring import Reference, ScoreConfig
 from phenomjax.phenom.train import (
     FitConfig,
     ModelSection,
@@ -24,8 +26,11 @@ from phenomjax.phenom.train import (
 )
 
 TRUTH = {"w": 2, "d": 4, "lr": 1e-2, "scale": 0.1}
-GRID = {"ws": (1, 2), "ds": (4,), "lrs": (3e-3, 1e-2, 3e-2), "scales": (0.1,), "seeds": 1,
-        "modes": ("expected",), "num_evals": 12}  # fmt: skip
+GRID = FitGridConfig(
+    grid=GridSection(mode=("expected",), w=(1, 2), d=(4,), scale=(0.1,), refit_seeds=1,
+                     num_evals=12),
+    optimizers=(OptimizerEntry(lr=(3e-3, 1e-2, 3e-2)),),
+)  # fmt: skip
 
 
 def _evals(steps, K):
@@ -74,9 +79,9 @@ def test_predict_reads_the_fit_at_the_fixed_shift():
     got = predict(table(fx, fit_loss), s, ref, ScoreConfig())
     want = np.interp(np.log(x / s), np.log(fx), np.log(fit_loss)) - np.log(ref_loss)
     rmse = np.sqrt(np.mean(want**2))
-    assert got[0]["n_points"] == 12
-    assert got[0]["log_loss_rmse"] == pytest.approx(rmse, rel=1e-9)
-    assert got[0]["z"] == pytest.approx(rmse / 0.05, rel=1e-9)
+    assert got[0].n_points == 12
+    assert got[0].log_loss_rmse == pytest.approx(rmse, rel=1e-9)
+    assert got[0].z == pytest.approx(rmse / 0.05, rel=1e-9)
 
 
 def _truth(tmp, K, seed):
@@ -93,33 +98,41 @@ def test_a_model_made_run_is_predicted_out_of_sample(tmp_path, capsys):
     """Fitted on the first half of its evaluations, the generating setting is found and the
     later half is predicted to within 1e-3 in log loss; the CLI prints the held-out table."""
     run = _truth(tmp_path, 24, 3)
-    rep = fit_run(run, tmp_path / "fit", holdout="steps", progress=False, **GRID)
-    b = rep["best"]
-    assert (b["w"], b["d"], b["lr"], b["scale"]) == tuple(
-        TRUTH[k] for k in ("w", "d", "lr", "scale")
-    )
-    h = rep["holdout"]
-    assert h["split"] == "steps" and h["out_of_sample"]
-    for p in h["out_of_sample"]:
-        assert p["n_points"] > 0 and p["log_loss_rmse"] < 1e-3, p
-    assert rep["intervals"] is None  # one run: no seeds to take an interval over
+    rep = fit_run(run, tmp_path / "fit", GRID, holdout="steps", progress=False)
+    b = rep.best.member
+    assert (b.w, b.d, b.lr, b.scale) == tuple(TRUTH[k] for k in ("w", "d", "lr", "scale"))
+    h = rep.holdout
+    assert h.split == "steps" and h.out_of_sample and rep.settings.holdout == "steps"
+    for p in h.out_of_sample:
+        assert p.n_points > 0 and p.log_loss_rmse < 1e-3, p
+    assert rep.intervals is None  # one run: no seeds to take an interval over
     assert "held out (steps)" in format_report(rep)
     args = ["fit", str(run), "--out", str(tmp_path / "fit"), "--holdout", "steps", "--w", "1,2",
-            "--d", "4", "--lr", "3e-3,1e-2,3e-2", "--scale", "0.1", "--seeds", "1", "--modes",
-            "expected", "--num-evals", "12", "--no-progress"]  # fmt: skip
+            "--d", "4", "--lr", "3e-3,1e-2,3e-2", "--scale", "0.1", "--refit-seeds", "1",
+            "--modes", "expected", "--num-evals", "12", "--no-progress"]  # fmt: skip
     assert main(args) == 0
-    assert "held out (steps)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "held out (steps)" in out and "(reused)" in out
 
 
 def test_rare_bins_predicted_and_seed_intervals(tmp_path):
     """A seed group (2 model-made runs, K = 128): fitted on bins 0-99, the rarer bin is
     predicted within the seed band; every seed alone picks the generating lr and scale."""
-    runs = [_truth(tmp_path, 128, s) for s in (3, 4)]
-    rep = fit_run(runs, tmp_path / "fit", holdout="bins", progress=False, **GRID)
-    h = rep["holdout"]
-    assert [(p["rank_lo"], p["rank_hi"]) for p in h["out_of_sample"]] == [(100, 128)]
-    assert all(p["z"] < 2.0 for p in h["out_of_sample"])
-    iv = rep["intervals"]
-    assert len(iv["per_seed"]) == 2 and iv["same_setting"]
-    assert iv["lr"] == [TRUTH["lr"], TRUTH["lr"]] and iv["scale"] == [0.1, 0.1]
-    assert iv["shift"][0] <= 1.0 <= iv["shift"][1] or iv["shift"][0] == pytest.approx(1.0, rel=0.05)
+    for s in (3, 4):
+        _truth(tmp_path, 128, s)
+    group = tmp_path / "truth-128"  # a group folder of seed-<s> runs, as `train --seeds` writes
+    rep = fit_run(group, tmp_path / "fit", GRID, holdout="bins", progress=False)
+    assert rep.run.inputs == (str(group),) and len(rep.run.runs) == 2
+    h = rep.holdout
+    assert [(p.rank_lo, p.rank_hi) for p in h.out_of_sample] == [(100, 128)]
+    assert all(p.z < 2.0 for p in h.out_of_sample)
+    assert rep.run.n_seeds == 2 and "seed band over 2 seeds" in rep.run.noise
+    iv = rep.intervals
+    assert len(iv.per_seed) == 2 and iv.same_setting
+    assert iv.lr == (TRUTH["lr"], TRUTH["lr"]) and iv.scale == (0.1, 0.1)
+    assert iv.shift[0] <= 1.0 <= iv.shift[1] or iv.shift[0] == pytest.approx(1.0, rel=0.05)
+    # compare GROUP FIT: the group's mean and band with the fit; one of its seeds is accepted
+    data, label, _ = overlay_data(group, tmp_path / "fit")
+    emp = data[data.source == "empirical"]
+    assert (emp.n_seeds == 2).all() and (emp.loss_lo <= emp.loss_hi).all() and "2 seeds" in label
+    assert overlay_data(group / "seed-4", tmp_path / "fit")[0].loss_lo.isna().all()

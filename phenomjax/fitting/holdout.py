@@ -8,11 +8,11 @@ are ranked against one part of the transformer's curves and the best is read on 
   the held-out evaluations: they are extrapolated in steps, not refitted.
 - `bins`: the rank bins below rank 100 are the training part; the rarer bins are held out.
 
-The held-out error is per bin, in units of the transformer's seed band on the held-out part
-(z as in phenomjax.phenom.scoring), with the presentation shift fixed at the one fitted on the
-training part (a shift refitted on the held-out part would be a fit, not a prediction). Lag
-rows of the full reference that the training part could not see (a level reached only later, or
-a held-out bin) are reported as out-of-sample lag.
+The held-out error is per bin, in units of the noise reference of the held-out part (z as in
+fitting.scoring), with the presentation shift fixed at the one fitted on the training part (a
+shift refitted on the held-out part would be a fit, not a prediction). Lag rows of the full
+reference that the training part could not see (a level reached only later, or a held-out bin)
+are reported as out-of-sample lag.
 
 Uncertainty of the fitted parameters: every member is ranked again against each transformer seed
 alone (that seed's curves and lag ratios, the group's seed band as the unit); the best member per
@@ -30,7 +30,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, DataError
-from .scoring import Reference, ScoreConfig, lag_agreement, score_curves, total_score
+from .members import Member, live, member_of
+from .scoring import BinScore, LagRow, Reference, ScoreConfig, lag_rows, score_member
 
 SPLITS = ("steps", "bins")
 BIN_SPLIT = 100  # `bins`: ranks below this are the training part
@@ -73,67 +74,90 @@ def shifted(binned_fit: pd.DataFrame, shift: float) -> pd.DataFrame:
 
 def predict(
     best_binned: pd.DataFrame, shift: float, ref: Reference, score: ScoreConfig
-) -> list[dict]:
-    """Per bin of `ref`: the best's error at a fixed shift, in units of ref's seed band."""
+) -> tuple[BinScore, ...]:
+    """Per bin of `ref`: the best's error at a fixed shift, in units of ref's noise reference."""
     fixed = dataclasses.replace(score, shift=False, min_overlap=0.0)
-    try:
-        s = score_curves(ref.curves, shifted(best_binned, shift), fixed, ref.sigma)
-    except DataError:
-        return []
-    return [{k: r[k] for k in ("rank_lo", "rank_hi", "n_points", "log_loss_rmse", "sigma", "z")}
-            for r in s["per_bin"]]  # fmt: skip
+    return score_member(shifted(best_binned, shift), None, ref, fixed).bins
 
 
-def heldout_lag(best_lag: pd.DataFrame, full: Reference, train: Reference, score: ScoreConfig):
+def heldout_lag(
+    best_lag: pd.DataFrame, full: Reference, train: Reference, score: ScoreConfig
+) -> tuple[LagRow, ...]:
     """Lag rows of the full reference that the training reference lacks, with the best's z."""
-    seen = {(round(float(r.level), 9), int(r.rank_lo)) for r in train.lag.itertuples()}
-    _, rows = lag_agreement(best_lag, full, score)
-    return [r for r in rows if (round(r["level"], 9), r["rank_lo"]) not in seen]
+    seen = {(round(float(r.level), 9), int(r.rank_lo)) for r in train.compared().itertuples()}
+    rows, _ = lag_rows(best_lag, full, score)
+    return tuple(r for r in rows if (round(r.level, 9), r.rank_lo) not in seen)
+
+
+@dataclasses.dataclass(frozen=True)
+class Holdout:
+    """The best's error on the held-out part, at the shift fitted on the training part."""
+
+    split: str  # steps or bins
+    description: str
+    fit_edges: tuple[int, ...]
+    heldout_edges: tuple[int, ...]
+    shift: float
+    in_sample: tuple[BinScore, ...]
+    out_of_sample: tuple[BinScore, ...]
+    lag_out_of_sample: tuple[LagRow, ...]
 
 
 def seed_reference(one: Reference, group: Reference) -> Reference:
     """One seed's curves and lag ratios with the group's seed band as the unit."""
-    lag = one.lag.drop(columns=["log_ratio_sd"]).merge(
-        group.lag[["level", "rank_lo", "rank_hi", "log_ratio_sd"]],
-        on=["level", "rank_lo", "rank_hi"],
-    )
-    return Reference(one.curves, group.sigma, lag, 1, "one seed, the group's seed band")
+    keys = ["level", "rank_lo", "rank_hi"]
+    unit = group.lag[[*keys, "log_ratio_sd", "compared"]].rename(columns={"compared": "all"})
+    lag = one.lag.drop(columns=["log_ratio_sd"]).merge(unit, on=keys)
+    lag["compared"] = lag["compared"] & lag.pop("all")  # levels every seed of the group reaches
+    return Reference(one.curves, group.sigma, lag, 1, f"one seed, in units of {group.noise}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SeedBest:
+    """The member ranked best against one transformer seed alone."""
+
+    run: str
+    total: float
+    shift: float
+    member: Member
+
+
+@dataclasses.dataclass(frozen=True)
+class Intervals:
+    """The range over transformer seeds of the best member's lr, scale and shift."""
+
+    per_seed: tuple[SeedBest, ...]
+    lr: tuple[float, float] | None
+    scale: tuple[float, float] | None
+    shift: tuple[float, float] | None
+    same_setting: bool  # every seed picks the same (optimizer, w, d, param)
 
 
 def seed_intervals(
     members: pd.DataFrame,
-    tables: Callable[[str], tuple[pd.DataFrame, pd.DataFrame]],
+    tables: Callable[[str, int], tuple[pd.DataFrame, pd.DataFrame]],
     refs: dict[str, Reference],
     score: ScoreConfig,
-) -> dict:
-    """Per transformer seed, the member ranked best against that seed alone; the range of its
-    lr, scale and shift over seeds. `tables(sweep)` gives a sweep's (binned, bin_lag) member
-    tables; `members` has columns sweep, member, diverged, lr, scale and the settings."""
-    live = members[~members["diverged"]]
+) -> Intervals:
+    """Per transformer seed, the live member of least total against that seed alone, and the
+    range of its lr, scale and shift over seeds. `tables(sweep, member)` gives the member's
+    (binned, bin_lag) tables."""
     per = []
+    alive = [member_of(r) for r in live(members).itertuples()]
     for name, ref in refs.items():
         best = None
-        for sweep, g in live.groupby("sweep", sort=False):
-            mb, ml = tables(sweep)
-            lags = dict(tuple(ml.groupby("member")))
-            for r in g.itertuples():
-                try:
-                    s = score_curves(ref.curves, mb[mb["member"] == r.member], score, ref.sigma)
-                except DataError:
-                    continue
-                ls, _ = lag_agreement(lags[r.member], ref, score) if r.member in lags else (
-                    np.nan, [])  # fmt: skip
-                t = total_score(s["band_score"], ls)
-                if np.isfinite(t) and (best is None or t < best["total"]):
-                    best = {"run": str(name), "total": t, "shift": s["shift"], "lr": r.lr,
-                            "scale": r.scale, "optimizer": r.optimizer, "w": int(r.w),
-                            "d": int(r.d), "param": r.param}  # fmt: skip
+        for m in alive:
+            s = score_member(*tables(m.sweep, m.member), ref, score)
+            if np.isfinite(s.total) and (best is None or s.total < best.total):
+                best = SeedBest(str(name), s.total, s.shift, m)
         if best is not None:
             per.append(best)
-    out: dict = {"per_seed": per}
-    for k in ("lr", "scale", "shift"):
-        v = np.asarray([p[k] for p in per], np.float64)
-        out[k] = [float(v.min()), float(v.max())] if len(v) else None
-    same = {(p["optimizer"], p["w"], p["d"], p["param"]) for p in per}
-    out["same_setting"] = len(same) <= 1
-    return out
+
+    def span(values) -> tuple[float, float] | None:
+        v = np.asarray(list(values), np.float64)
+        return (float(v.min()), float(v.max())) if len(v) else None
+
+    same = {(p.member.optimizer, p.member.w, p.member.d, p.member.param) for p in per}
+    return Intervals(tuple(per), span(p.member.lr for p in per),
+                     span(p.member.scale for p in per), span(p.shift for p in per),
+                     len(same) <= 1)  # fmt: skip

@@ -1,0 +1,336 @@
+"""Fit the phenomenological model to a run or seed group (docs/design.md §6, fitting to a run).
+
+    phenomjax fit runs/small_cpu --out runs/small_cpu-fit
+
+read -> sweep -> score once -> pick -> refit:
+
+1. Read the run(s) once (fitting.inputs): curves, floors, the reference members are scored
+   against (on the training part only with a holdout).
+2. Cost the grid (fitting.grid) and refuse it above the documented bound, before anything runs.
+3. For each mode and [[optimizers]] entry, one sweep folder (reused when complete with the same
+   base config and axes: runs.reuse.ensure_sweep): the run's K, L, alpha and batch for the run's
+   number of steps, so every rank reaches the run's presentations (expected: n_m = t B p_m;
+   stochastic, with the run's seed, draws exactly the transformer's batches).
+4. Score every member once (fitting.scoring.score_member); the members table, sorted by total,
+   is the ranking; the best is the first live member.
+5. Refit the best on the next seeds (one sweep folder, refit/) and write it as a phenom run
+   directory, best/ (runs.reuse.ensure_run).
+6. Verdicts, knobs, intervals over transformer seeds and the held-out part, from those scores.
+
+Output folder (claimed as phenomjax's own; an input inside it is refused): sweeps/<mode>-<i>-
+<optimizer>/, refit/, best/, members.csv, then report.json, which records members.csv's
+sha256: a rerun reuses the stored report only when it is the same fit and the digest matches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import __version__
+from ..analysis.binning import binned
+from ..analysis.lag import bin_lag, rank_crossings
+from ..config import to_dict
+from ..data import DataConfig
+from ..errors import ConfigError, DataError
+from ..phenom.sweep import read_sweep, sweep
+from ..phenom.train import FitConfig, ModelSection, PhenomOptimConfig, TrainSection, fit_phenom
+from ..runs import atomic_write_bytes
+from ..runs.reuse import check_outside, claim, ensure_run, ensure_sweep
+from .grid import FitGridConfig, GridSection, check_cost, default_grid, grid_cost, variant_axes
+from .holdout import Holdout, heldout_lag, predict, seed_intervals, seed_reference
+from .inputs import FitInput, RunPaths, read_input
+from .members import Member, live, member_of, members_table
+from .report import Best, FitReport, Ranked, RunPart, SeedScore, Settings, Timings
+from .scoring import MemberScore, ScoreConfig, build_reference, score_member, seed_band
+from .verdict import any_member, bin_verdicts, knobs, reproduction, sign_knob
+
+# per-sequence sweep rows read at once while scoring (~30 bytes each): bounds memory at K = 1e5
+SCORE_ROWS = 4_000_000
+METRIC = ("members ranked by total = root mean of band_score^2 and lag_score^2 "
+          "(fitting.scoring); rmse = the pooled RMSE of log loss (secondary); shift = the "
+          "presentation-scale factor s minimising band_score over a log-spaced grid")  # fmt: skip
+
+
+# -- the phenom model's API: every FitConfig, sweep and fit_phenom call is in these three ------
+
+
+def phenom_config(inp: FitInput, grid: GridSection, mode: str, best: Member | None = None):
+    """The phenom config of a sweep's base (the run's K, L, alpha, seed, batch, steps) or, with
+    `best`, of the best member as one run (refit and best/ train it)."""
+    b = grid.batch or inp.meta.get("batch")
+    if not b:
+        raise ConfigError(f"{inp.paths[0]}: the run does not record its batch size; pass --batch")
+    if inp.meta["final_step"] < 1:
+        raise DataError(f"{inp.paths[0]}: its last evaluation is at step 0; nothing to fit")
+    m = inp.meta
+    cfg = FitConfig(
+        data=DataConfig(K=int(m["K"]), L=int(m["L"]), alpha=float(m["alpha"]), seed=inp.seed),
+        model=ModelSection(param="full", embedding=grid.embedding),
+        optimizer=PhenomOptimConfig(name="adam"),
+        train=TrainSection(mode=mode, steps=int(m["final_step"]), batch=int(b),
+                           num_evals=grid.num_evals, per_position=False),
+    )  # fmt: skip
+    if best is None:
+        return cfg
+    model = dataclasses.replace(cfg.model, w=best.w, d=best.d, param=best.param,
+                                init_scale=best.scale, forget=best.forget,
+                                readout_scale=best.readout_scale)  # fmt: skip
+    opt = dataclasses.replace(cfg.optimizer, name=best.optimizer, lr=best.lr, momentum=best.b1,
+                              b2=best.b2, weight_decay=best.weight_decay)  # fmt: skip
+    return dataclasses.replace(cfg, model=model, optimizer=opt)
+
+
+def run_sweep(base, folder: Path, axes: dict, progress: bool) -> pd.DataFrame:
+    """The sweep of `axes` (singular names; "optimizer" a list of settings: name, b1, b2,
+    weight_decay) in `folder`, or the complete one already there with the same description."""
+    ax = dict(axes)
+    opts = []
+    for s in ax.pop("optimizer"):
+        kw = {"name": s["name"], "lr": float(ax["lr"][0]), "weight_decay": s["weight_decay"]}
+        kw.update({"momentum": s["b1"]} if "b1" in s else {})
+        kw.update({"b2": s["b2"]} if "b2" in s else {})
+        opts.append(PhenomOptimConfig(**kw))
+    description = {"base_config": to_dict(base),
+                   "axes": {**ax, "optimizer": [to_dict(o) for o in opts]}}  # fmt: skip
+    n = int(np.prod([len(v) for v in ax.values()])) * len(opts)
+    table, how = ensure_sweep(
+        folder, description,
+        sweep=lambda: sweep(base, **{k + "s": v for k, v in ax.items()}, optimizers=opts,
+                            out=folder, progress=progress),
+        read=lambda: pd.read_parquet(folder / "sweep.parquet"),
+        complete=lambda t: len(t) == n,
+    )  # fmt: skip
+    if how == "replaced":
+        warnings.warn(f"{folder}: replaced (it held a sweep of other settings)", stacklevel=2)
+    return table
+
+
+def train_best(cfg, folder: Path, progress: bool) -> None:
+    """best/: the best member as a phenom run directory (reused when complete and the same)."""
+    train = lambda resume: fit_phenom(cfg, folder, resume=resume, progress=progress)  # noqa: E731
+    _, how = ensure_run(folder, to_dict(cfg), kind="phenom", train=train, replace=True)
+    if how == "replaced":
+        warnings.warn(f"{folder}: replaced (it held the best of another grid)", stacklevel=2)
+
+
+# -- read -> sweep -> score once -> pick -> refit ---------------------------------------------
+
+
+def _member_tables(folder: Path, ids: list[int], inp: FitInput, num_evals: int, levels):
+    """{member: (binned curves, bin_lag table)} of a sweep, a chunk of members at a time."""
+    edges = inp.edges
+    chunk = max(1, SCORE_ROWS // (int(edges[-1]) * (num_evals + 1)))
+    out = {}
+    for i in range(0, len(ids), chunk):
+        rows = read_sweep(folder, ids[i : i + chunk])[1]
+        b = binned(rows, edges, group="member")
+        for m, g in rows.groupby("member", sort=True):
+            cr = rank_crossings(g.drop(columns="member"), levels, floor=inp.floor)
+            out[int(m)] = (b[b["member"] == m], bin_lag(cr, edges))
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class _Swept:
+    members: pd.DataFrame  # the ranking (members.csv)
+    scores: dict  # (sweep, member) -> MemberScore
+    tables: dict  # (sweep, member) -> (binned, bin_lag)
+    per_mode: tuple[tuple[str, float], ...]
+
+
+def _sweep_grid(inp: FitInput, cfg: FitGridConfig, out: Path, progress: bool) -> _Swept:
+    """Every mode x optimizer entry swept (one folder each) and every member scored once."""
+    G, sweeps, scores, tables, per_mode = cfg.grid, [], {}, {}, []
+    for mode in G.mode:
+        t = time.perf_counter()
+        base = phenom_config(inp, G, mode)
+        for i, entry in enumerate(cfg.optimizers):
+            folder = out / "sweeps" / f"{mode}-{i}-{entry.name}"
+            axes = {"lr": [float(x) for x in entry.lr], "scale": [float(x) for x in G.scale],
+                    "seed": [inp.seed], "w": [int(x) for x in G.w], "d": [int(x) for x in G.d],
+                    "param": list(G.param), "optimizer": entry.settings(),
+                    **variant_axes(G)}  # fmt: skip
+            table = run_sweep(base, folder, axes, progress)
+            ids = table["member"].astype(int).tolist()
+            got = _member_tables(folder, ids, inp, G.num_evals, cfg.score.levels)
+            for m, (b, lag) in got.items():
+                scores[(folder.name, m)] = score_member(b, lag, inp.ref, cfg.score)
+                tables[(folder.name, m)] = (b, lag)
+            sweeps.append((folder.name, table))
+        per_mode.append((mode, time.perf_counter() - t))
+    return _Swept(members_table(sweeps, scores), scores, tables, tuple(per_mode))
+
+
+def _pick(members: pd.DataFrame, inp: FitInput) -> Member:
+    """The best-ranked member that did not diverge and has a finite total."""
+    ok = live(members)
+    ok = ok[np.isfinite(ok["total"])]
+    if ok.empty:
+        raise DataError(f"{inp.paths[0]}: every sweep member diverged or matched no point; "
+                        "lower the learning rates")  # fmt: skip
+    return member_of(ok.iloc[0])
+
+
+def _seed_score(seed: int, s: MemberScore) -> SeedScore:
+    return SeedScore(seed, s.rmse, s.band_score, s.lag_score, s.total, s.shift)
+
+
+def _refit(inp: FitInput, cfg: FitGridConfig, best: Member, score: MemberScore, out: Path,
+           progress: bool) -> tuple[SeedScore, ...]:  # fmt: skip
+    """The best's scores per seed: the run's seed (its grid score), then seed + 1, ... up to
+    refit_seeds, refitted as one sweep in `out` and scored once each."""
+    per = [_seed_score(inp.seed, score)]
+    n = cfg.grid.refit_seeds
+    if n > 1:
+        base = phenom_config(inp, cfg.grid, best.mode, best)
+        setting = {"name": best.optimizer, "b1": best.b1, "b2": best.b2,
+                   "weight_decay": best.weight_decay}  # fmt: skip
+        axes = {"lr": [best.lr], "scale": [best.scale],
+                "seed": [inp.seed + i for i in range(1, n)], "w": [best.w], "d": [best.d],
+                "param": [best.param], "optimizer": [setting]}  # fmt: skip
+        table = run_sweep(base, out, axes, progress)
+        ids = table["member"].astype(int).tolist()
+        got = _member_tables(out, ids, inp, cfg.grid.num_evals, cfg.score.levels)
+        for m, seed in zip(ids, table["seed"].astype(int), strict=True):
+            per.append(_seed_score(int(seed), score_member(*got[m], inp.ref, cfg.score)))
+    return tuple(per)
+
+
+def _holdout(inp: FitInput, folder: Path, best: Member, shift: float, score: ScoreConfig):
+    """The best's error on the held-out part at the shift fitted on the training part (None
+    without a holdout), read from the best member's own sweep curves on every rank edge."""
+    if inp.split is None:
+        return None
+    sp = inp.split
+    rows = read_sweep(folder, [best.member])[1].drop(columns="member")
+    curves = binned(rows, inp.all_edges)
+    lag = bin_lag(rank_crossings(rows, score.levels, floor=inp.floor), inp.all_edges)
+    full = inp.reference(inp.evals, inp.all_edges, score)
+    return Holdout(sp.how, sp.description, tuple(int(e) for e in inp.edges),
+                   tuple(int(e) for e in sp.edges), shift,
+                   predict(curves, shift, inp.ref, score),
+                   predict(curves, shift, inp.reference(sp.evals, sp.edges, score), score),
+                   heldout_lag(lag, full, inp.ref, score))  # fmt: skip
+
+
+def _intervals(inp: FitInput, swept: _Swept, score: ScoreConfig):
+    """For a seed group, the best member against each transformer seed alone (None for one run:
+    no seeds to take an interval over)."""
+    if len(inp.names) < 2:
+        return None
+    refs = {}
+    for n in inp.names:
+        one = inp.fit_evals[inp.fit_evals["run"] == n].drop(columns="run")
+        one_ref = build_reference(one, {None: inp.floors[n]}, inp.edges, score)
+        refs[n] = seed_reference(one_ref, inp.ref)
+    return seed_intervals(swept.members, lambda s, m: swept.tables[(s, m)], refs, score)
+
+
+def _run_part(inp: FitInput, base) -> RunPart:
+    m = inp.meta
+    fresh = not m.get("bits_known")
+    bits = (
+        f"fresh bits make_bits({inp.seed}, K, L): a legacy log does not store its bits, so the "
+        "fit sees other sequences with the same K, L, alpha (floors and scores are statistical)"
+        if fresh
+        else f"the run's own bits, make_bits({inp.seed}, K={m['K']}, L={m['L']})"
+    )
+    return RunPart(inputs=inp.inputs, runs=tuple(str(p) for p in inp.paths), kind=m["kind"],
+                   label=m.get("label"), status=m.get("status"), K=int(m["K"]), L=int(m["L"]),
+                   alpha=float(m["alpha"]), batch=base.train.batch, steps=base.train.steps,
+                   seed=inp.seed, bits=bits, fresh_bits=fresh, noise=inp.ref.noise,
+                   n_seeds=inp.ref.n_runs)  # fmt: skip
+
+
+def _best_part(best: Member, score: MemberScore, per_seed, run: Path, cfg) -> Best:
+    totals = pd.DataFrame({"run": range(len(per_seed)), "k": 0,
+                           "total": [p.total for p in per_seed]})  # fmt: skip
+    band = seed_band(totals, ["total"], ["k"])
+    get = (lambda c: float(band[c].iloc[0])) if len(band) else (lambda c: float("nan"))  # noqa: E731
+    return Best(best, score, tuple(per_seed), get("total_mean"), get("total_std"),
+                get("total_lo"), get("total_hi"), int(get("total_n")) if len(band) else 0,
+                str(run), to_dict(cfg))  # fmt: skip
+
+
+def _ranked(members: pd.DataFrame, n: int = 10) -> tuple[Ranked, ...]:
+    return tuple(Ranked(member_of(r), float(r.total), float(r.band_score), float(r.lag_score),
+                        float(r.rmse), float(r.shift), bool(r.diverged))
+                 for r in members.head(n).itertuples())  # fmt: skip
+
+
+def _commit(out: Path, report: FitReport, members: pd.DataFrame) -> FitReport:
+    """members.csv first, report.json (naming its sha256) last; an equal stored report whose
+    members.csv still has the recorded digest is kept as it is ("reused")."""
+    csv = members.to_csv(index=False).encode()
+    report = dataclasses.replace(report, members_sha256=hashlib.sha256(csv).hexdigest())
+    try:
+        stored = FitReport.load(out / "report.json")
+        on_disk = hashlib.sha256((out / "members.csv").read_bytes()).hexdigest()
+    except (DataError, OSError):
+        stored = on_disk = None
+    if stored is not None and stored.same_fit(report) and on_disk == stored.members_sha256:
+        return dataclasses.replace(stored, outcome="reused")  # and the timings that computed it
+    atomic_write_bytes(out / "members.csv", csv)
+    report.save(out / "report.json")
+    return report
+
+
+def fit_run(
+    runs: RunPaths,
+    out: str | Path,
+    config: FitGridConfig | None = None,
+    *,
+    progress: bool = True,
+    holdout: str | None = None,
+) -> FitReport:
+    """Fit the phenomenological model to a run or seed group; write `out`; return the report.
+
+    `config` is the fit grid (default phenomjax/configs/fit.toml). `holdout` ("steps" or
+    "bins", fitting.holdout) ranks the members on one part of the run's curves and reports the
+    best's error on the rest; the scores and verdicts are then those of the training part.
+    """
+    t0 = time.perf_counter()
+    cfg = config if config is not None else default_grid()
+    for part in (cfg.grid, *cfg.optimizers, cfg.score, cfg):
+        part.validate()
+    inp = read_input(runs, cfg.score, holdout)
+    out = Path(out)
+    check_outside(inp.paths, out)
+    cost = grid_cost(cfg, int(inp.meta["K"]))
+    check_cost(cost, f"fit of {inp.paths[0]}")
+    claim(out, "a fit")
+    swept = _sweep_grid(inp, cfg, out, progress)
+    t = time.perf_counter()
+    best = _pick(swept.members, inp)
+    score = swept.scores[(best.sweep, best.member)]
+    best_cfg = phenom_config(inp, cfg.grid, best.mode, best)
+    per_seed = _refit(inp, cfg, best, score, out / "refit", progress)
+    train_best(best_cfg, out / "best", progress)
+    refit_s = time.perf_counter() - t
+    rows = knobs(swept.members, int(inp.edges[0]))
+    report = FitReport(
+        version=__version__,
+        run=_run_part(inp, best_cfg),
+        settings=Settings(cfg, tuple(int(e) for e in inp.edges), holdout, cost, METRIC),
+        best=_best_part(best, score, per_seed, out / "best", best_cfg),
+        verdicts=bin_verdicts(score, inp.ref, cfg.score),
+        reproduction=reproduction(score, best, cfg.score),
+        any_member=any_member(swept.members, swept.scores, cfg.score),
+        knobs=rows,
+        sign_knob=sign_knob(rows),
+        top=_ranked(swept.members),
+        intervals=_intervals(inp, swept, cfg.score),
+        holdout=_holdout(inp, out / "sweeps" / best.sweep, best, score.shift, cfg.score),
+        timings=Timings(
+            sum(s for _, s in swept.per_mode), refit_s, time.perf_counter() - t0, swept.per_mode
+        ),  # fmt: skip
+        members_sha256="",
+    )
+    return _commit(out, report, swept.members)

@@ -1,0 +1,188 @@
+"""The fit grid as a config (docs/design.md §6, "Fitting to a run"): phenomjax/configs/fit.toml.
+
+    phenomjax fit RUN --config GRID.toml --set grid.w=[1,8] --set score.within=3
+
+Learning rates and initial scales are vmapped inside one compiled program per group; a group is
+one (mode, optimizer setting, w, d, param, forget, readout_scale). Every [[optimizers]] entry is
+an outer loop over its b1 x b2 x weight_decay (the fields its optimizer does not use are left
+out of the product). Axis names are singular everywhere (w, d, lr, scale, seed, param,
+optimizer, forget, readout_scale): the grid, the sweep folders and the members table agree.
+
+Cost bound. Before anything runs, `grid_cost` counts the members, the compiled groups and the
+per-sequence curve rows the sweeps (and the best's refit) will write, and `check_cost` refuses a
+grid with more than MAX_GROUPS groups, MAX_MEMBERS members or an estimated MAX_CURVE_BYTES of
+curve rows (40 bytes a row before parquet compression), with one line naming the count. The
+default grid at paper scale (K = 100000, 168 members, 24 evaluations) writes about 4e8 rows,
+17 GB before compression: well inside the bound.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from ..config import load_config
+from ..errors import ConfigError
+from .scoring import ScoreConfig
+
+MAX_GROUPS = 1000  # compiled programs (each a few seconds of compile time at least)
+MAX_MEMBERS = 100_000
+MAX_CURVE_BYTES = 64 * 2**30  # 64 GiB of curve rows, before compression
+ROW_BYTES = 40  # member int32, step int64, rank int32, presentations int64, expected f64, 2 x f32
+_USES = {"b1": ("momentum", "adam", "adamw", "lion"), "b2": ("adam", "adamw", "lion"),
+         "weight_decay": ("adamw", "lion")}  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerEntry:
+    """One optimizer of the family and its swept hyperparameters (learning rates are vmapped,
+    the rest are outer loops). Fields an optimizer does not use are left out of its product."""
+
+    name: str = "adam"  # sgd, momentum, adam, adamw (any of phenomjax.optim.OPTIMIZERS)
+    lr: tuple[float, ...] = (3e-5, 1e-4, 3e-4, 1e-3)
+    b1: tuple[float, ...] = (0.9,)  # adam-type b1, or the momentum coefficient
+    b2: tuple[float, ...] = (0.999,)  # adam-type b2
+    weight_decay: tuple[float, ...] = (0.0,)  # decoupled decay (adamw, lion)
+
+    def validate(self) -> None:
+        from ..optim import OPTIMIZERS  # JAX: reading a report (compare) must not import it
+
+        if self.name not in OPTIMIZERS:
+            raise ConfigError(f"name: expected one of {list(OPTIMIZERS)}, got {self.name!r}")
+        for f in ("lr", "b1", "b2", "weight_decay"):
+            v = getattr(self, f)
+            if not v:
+                raise ConfigError(f"{f}: expected a non-empty list")
+            if f == "lr" and not all(np.isfinite(x) and x > 0 for x in v):
+                raise ConfigError(f"lr: expected finite values > 0, got {list(v)}")
+            if f != "lr" and not all(0 <= x for x in v):
+                raise ConfigError(f"{f}: expected values >= 0, got {list(v)}")
+
+    def settings(self) -> list[dict[str, float | str]]:
+        """The outer-loop settings of this entry: name, b1, b2, weight_decay, the unused ones
+        at their neutral value (b1 / b2 absent, weight decay 0). Learning rates are vmapped."""
+        axes = [getattr(self, f) if self.name in _USES[f] else (None,) for f in _USES]
+        out = []
+        for b1, b2, wd in itertools.product(*axes):
+            s: dict[str, float | str] = {"name": self.name, "weight_decay": wd or 0.0}
+            if b1 is not None:
+                s["b1"] = b1
+            if b2 is not None:
+                s["b2"] = b2
+            out.append(s)
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class GridSection:
+    mode: tuple[str, ...] = ("expected", "stochastic")  # some of phenom.modes.MODES
+    w: tuple[int, ...] = (1, 4, 8)  # windows
+    d: tuple[int, ...] = (8,)  # widths
+    param: tuple[str, ...] = ("full",)  # full, shared, relative
+    embedding: str = "random"  # random, learned, spin
+    scale: tuple[float, ...] = (0.01, 0.1)  # initial scales (vmapped)
+    forget: tuple[float, ...] = (0.0,)  # variant: per-step shrink of A (0: the model as stated)
+    readout_scale: tuple[float, ...] = (0.0,)  # variant: initial B scale (0: as stated, = scale)
+    refit_seeds: int = 3  # seeds of the best's refit (the run's seed and the next ones)
+    num_evals: int = 24  # log-spaced evaluations of every member
+    batch: int = 0  # 0: the run's batch
+
+    def validate(self) -> None:
+        from ..phenom.modes import MODES  # JAX, as above
+
+        bad = [m for m in self.mode if m not in MODES]
+        if bad or not self.mode:
+            raise ConfigError(f"mode: expected some of {list(MODES)}, got {list(self.mode)}")
+        if self.refit_seeds < 1:
+            raise ConfigError(f"refit_seeds: expected >= 1, got {self.refit_seeds}")
+        if self.num_evals < 1:
+            raise ConfigError(f"num_evals: expected >= 1, got {self.num_evals}")
+        if self.batch < 0:
+            raise ConfigError(f"batch: expected >= 0 (0: the run's batch), got {self.batch}")
+        for f in ("w", "d", "param", "scale", "forget", "readout_scale"):
+            if not getattr(self, f):
+                raise ConfigError(f"{f}: expected a non-empty list")
+        if not all(0 <= x < 1 for x in self.forget):
+            raise ConfigError(f"forget: expected numbers in [0, 1), got {list(self.forget)}")
+        if not all(x >= 0 for x in self.readout_scale):
+            raise ConfigError(
+                f"readout_scale: expected numbers >= 0, got {list(self.readout_scale)}"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class FitGridConfig:
+    """The fit grid (phenomjax/configs/fit.toml; the demo's is fit_demo.toml)."""
+
+    grid: GridSection = GridSection()
+    optimizers: tuple[OptimizerEntry, ...] = (OptimizerEntry(),)
+    score: ScoreConfig = ScoreConfig()
+
+    def validate(self) -> None:
+        if not self.optimizers:
+            raise ConfigError("optimizers: expected at least one [[optimizers]] entry")
+
+
+def grid_path(name: str = "fit") -> Path:
+    """A shipped grid's file: phenomjax/configs/<name>.toml."""
+    return Path(str(resources.files("phenomjax") / "configs" / f"{name}.toml"))
+
+
+def default_grid(name: str = "fit") -> FitGridConfig:
+    """A shipped grid: phenomjax/configs/<name>.toml ("fit" or "fit_demo")."""
+    return load_config(FitGridConfig, grid_path(name))
+
+
+def variant_axes(grid: GridSection) -> dict[str, list[float]]:
+    """The variant's sweep axes (docs/design.md §6), present only when swept: a grid of the
+    stated model keeps the axes (and so the sweep folders) it always had."""
+    forget = [float(x) for x in grid.forget]
+    readout = [float(x) for x in grid.readout_scale]
+    return {**({"forget": forget} if forget != [0.0] else {}),
+            **({"readout_scale": readout} if readout != [0.0] else {})}  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class GridCost:
+    """What a grid will compute and write on a run of K sequences (module docstring)."""
+
+    members: int  # sweep members over every mode and optimizer entry
+    groups: int  # compiled (mode, optimizer setting, w, d, param, forget, readout) programs
+    refit_members: int  # the best's extra seeds
+    curve_rows: int  # per-sequence rows the sweeps and the refit write, at most
+    curve_bytes: int  # their size before compression (ROW_BYTES a row)
+
+
+def grid_cost(cfg: FitGridConfig, K: int) -> GridCost:
+    """The cost of `cfg` on a run of K sequences, counted before anything runs."""
+    g = cfg.grid
+    per = len(g.w) * len(g.d) * len(g.param) * len(g.forget) * len(g.readout_scale)
+    groups = members = 0
+    for e in cfg.optimizers:
+        n = len(e.settings()) * per
+        groups += n
+        members += n * len(e.lr) * len(g.scale)
+    groups *= len(g.mode)
+    members *= len(g.mode)
+    refit = g.refit_seeds - 1
+    rows = (members + refit) * int(K) * (g.num_evals + 1)  # evaluations: step 0 and <= num_evals
+    return GridCost(members, groups, refit, rows, rows * ROW_BYTES)
+
+
+def check_cost(cost: GridCost, where: str) -> None:
+    """A ConfigError (one line, naming `where` and the count) when a bound is exceeded."""
+    if cost.groups > MAX_GROUPS:
+        raise ConfigError(f"{where}: the grid has {cost.groups} compiled groups (mode x optimizer "
+                          f"setting x w x d x param x variant); at most {MAX_GROUPS}")  # fmt: skip
+    if cost.members > MAX_MEMBERS:
+        raise ConfigError(f"{where}: the grid has {cost.members} members; at most {MAX_MEMBERS}")
+    if cost.curve_bytes > MAX_CURVE_BYTES:
+        raise ConfigError(
+            f"{where}: the grid would write {cost.curve_rows:.3g} curve rows (about "
+            f"{cost.curve_bytes / 2**30:.1f} GiB before compression); at most "
+            f"{MAX_CURVE_BYTES / 2**30:.0f} GiB: fewer members, evaluations or w/d values"
+        )

@@ -1,0 +1,82 @@
+"""The members of a fit grid: their settings (`Member`) and the members table (members.csv).
+
+One row per sweep member, in sweep order: its settings, its `MemberScore` columns (total,
+band_score, lag_score, rmse, shift, ...) and lag_<lo>, its lag ratio per rank bin at the middle
+level. The table is sorted by `total` (stable), which is the fit's ranking.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import numpy as np
+import pandas as pd
+
+from .scoring import MemberScore
+
+SETTINGS = ("mode", "optimizer", "b1", "b2", "weight_decay", "param", "w", "d", "lr", "scale",
+            "forget", "readout_scale")  # fmt: skip
+SCORE_COLUMNS = ("total", "band_score", "lag_score", "rmse", "shift", "shift_at_bound",
+                 "accuracy_rmse", "n_points", "rmse_unshifted")  # fmt: skip
+_MID = re.compile(r"^lag_(\d+)$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Member:
+    """One member's settings, and where its curves are (sweep folder name, member id)."""
+
+    sweep: str
+    member: int
+    seed: int
+    mode: str
+    optimizer: str
+    b1: float  # adam-type b1, or the momentum coefficient
+    b2: float
+    weight_decay: float
+    param: str
+    w: int
+    d: int
+    lr: float
+    scale: float
+    forget: float
+    readout_scale: float
+
+    @property
+    def can_memorize(self) -> bool:
+        """w = 1 memorizes nothing (docs/design.md §6, capacity): such a member proves nothing."""
+        return self.w > 1
+
+
+def member_of(row) -> Member:
+    """The Member of a members-table row (a Series or a namedtuple of itertuples)."""
+    get = row.__getitem__ if isinstance(row, pd.Series) else lambda k: getattr(row, k)
+    kinds = {f.name: f.type for f in dataclasses.fields(Member)}
+    cast = {"int": int, "float": float, "str": str}
+    return Member(**{k: cast[t](get(k)) for k, t in kinds.items()})
+
+
+def members_table(sweeps: list[tuple[str, pd.DataFrame]], scores: dict) -> pd.DataFrame:
+    """The sweep tables (folder name, sweep.parquet rows) with each member's score columns,
+    sorted by total; `scores[(sweep, member)]` is its MemberScore."""
+    parts = []
+    for name, table in sweeps:
+        t = table.assign(member=table["member"].astype(int), sweep=name)
+        s: list[MemberScore] = [scores[(name, int(m))] for m in t["member"]]
+        cols = {c: [getattr(x, c) for x in s] for c in SCORE_COLUMNS}
+        mids = sorted({lo for x in s for lo, _ in x.mid_lag})
+        for lo in mids:
+            cols[f"lag_{lo}"] = [dict(x.mid_lag).get(lo, np.nan) for x in s]
+        parts.append(t.assign(**cols))
+    return pd.concat(parts, ignore_index=True).sort_values("total", kind="stable")
+
+
+def lag_column(members: pd.DataFrame, top_lo: int) -> str | None:
+    """The members table's column of the first bin below the top one (lag_<lo>), if any."""
+    return next((c for c in members.columns if (m := _MID.match(c)) and int(m[1]) != top_lo),
+                None)  # fmt: skip
+
+
+def live(members: pd.DataFrame) -> pd.DataFrame:
+    """The members that did not diverge."""
+    return members[~members["diverged"].astype(bool)]
