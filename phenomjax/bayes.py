@@ -56,7 +56,9 @@ def bayes_tables(bits: np.ndarray, weights: np.ndarray) -> BayesTables:
         # own > 0 whenever the sequence's own weight is > 0; clip guards zero-weight ranks.
         own_c = np.maximum(own, np.finfo(np.float64).tiny)
         loss[:, j - 1] = np.log(own_c + other) - np.log(own_c)
-        acc[:, j - 1] = np.where(own > other, 1.0, np.where(own == other, 0.5, 0.0))
+        # a tie within rounding is a tie: the two sums add the same weights in other orders
+        tie = np.abs(own - other) <= 1e-12 * (own + other)
+        acc[:, j - 1] = np.where(tie, 0.5, np.where(own > other, 1.0, 0.0))
     return BayesTables(loss, acc)
 
 

@@ -23,7 +23,7 @@ def brute_force(bits, w):
         p1 = w[same & (bits[:, j] == 1)].sum() / w[same].sum()
         own = p1 if bits[m, j] == 1 else 1 - p1
         loss[m, j - 1] = -np.log(own)
-        acc[m, j - 1] = 1.0 if own > 0.5 else (0.5 if own == 0.5 else 0.0)
+        acc[m, j - 1] = 0.5 if abs(own - 0.5) <= 1e-12 else (1.0 if own > 0.5 else 0.0)
     return loss, acc
 
 
@@ -39,6 +39,13 @@ def test_matches_brute_force(bits, alpha):
     loss, acc = brute_force(bits, w)
     np.testing.assert_allclose(bayes_floor(bits, w), loss, atol=1e-12)
     np.testing.assert_allclose(bayes_ceiling(bits, w), acc)
+
+
+def test_a_tie_within_rounding_is_a_tie():
+    # uniform weights, three sequences each way after a shared prefix: sums in other orders
+    bits = np.array([[0, 1]] * 3 + [[0, 0]] * 3, np.uint8)
+    w = np.full(6, 1 / 6) * (1 + np.array([0, 1, -1, 1, -1, 0]) * 1e-17)
+    assert np.all(bayes_ceiling(bits, w) == 0.5)
 
 
 def test_design_reference_numbers():
