@@ -34,6 +34,7 @@ from .analysis.binning import bin_label
 from .analysis.plots import curves_from_bins, heatmap_figure, metric_figure, use_backend
 from .analysis.settings import PlotSettings
 from .config import load_config, to_dict
+from .configs import packaged
 from .fitting.fit import fit_run
 from .fitting.grid import FitGridConfig, default_grid
 from .fitting.overlay import overlay_figure
@@ -46,7 +47,7 @@ from .fitting.report import (
 )
 from .runs import RunDir
 from .runs.reuse import claim, ensure_run, remove_owned
-from .transformer.train import TrainConfig, embedded_config, train
+from .transformer.train import TrainConfig, train
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,7 +128,7 @@ def demo(
         for d in (run_dir, fit_dir):
             remove_owned(d)
     times = {}
-    cfg = load_config(TrainConfig, embedded_config(config), [])
+    cfg = load_config(TrainConfig, packaged(config), [])
     t = time.perf_counter()
     run, how = _train(cfg, run_dir, progress)
     times["train_s"] = time.perf_counter() - t

@@ -23,7 +23,7 @@ class OptimConfig:
     name: str = "adamw"  # any of OPTIMIZERS; sgd matches the historical runs
     lr: float = 1e-3  # peak learning rate
     weight_decay: float = 0.01  # adamw/lion only; PyTorch's default (optax's is 1e-4)
-    momentum: float = 0.9  # momentum (name = "momentum") / b1 for adam-type optimizers
+    b1: float = 0.9  # adam-type first-moment decay, or the momentum coefficient (momentum)
     b2: float = 0.999  # adam-type second-moment decay
     eps: float = 1e-8  # adam-type denominator guard
     warmup_steps: int = 0  # linear warm-up from 0 to lr
@@ -83,11 +83,11 @@ def weight_decay_mask(params: Any, stacked: tuple[str, ...] = ("blocks",)) -> An
 
 def _base(name: str, cfg: OptimConfig, learning_rate, mask=None):
     if name == "adam":
-        return optax.adam(learning_rate, b1=cfg.momentum, b2=cfg.b2, eps=cfg.eps)
+        return optax.adam(learning_rate, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps)
     if name == "adamw":
         return optax.adamw(
             learning_rate,
-            b1=cfg.momentum,
+            b1=cfg.b1,
             b2=cfg.b2,
             eps=cfg.eps,
             weight_decay=cfg.weight_decay,
@@ -96,14 +96,14 @@ def _base(name: str, cfg: OptimConfig, learning_rate, mask=None):
     if name == "sgd":
         return optax.sgd(learning_rate)
     if name == "momentum":
-        return optax.sgd(learning_rate, momentum=cfg.momentum)
+        return optax.sgd(learning_rate, momentum=cfg.b1)
     if name == "rmsprop":
         return optax.rmsprop(learning_rate, eps=cfg.eps)
     if name == "adagrad":
         return optax.adagrad(learning_rate, eps=cfg.eps)
     if name == "lion":
         return optax.lion(
-            learning_rate, b1=cfg.momentum, b2=cfg.b2, weight_decay=cfg.weight_decay, mask=mask
+            learning_rate, b1=cfg.b1, b2=cfg.b2, weight_decay=cfg.weight_decay, mask=mask
         )
     raise ConfigError(f"optimizer.name: expected one of {list(OPTIMIZERS)}, got {name!r}")
 

@@ -56,7 +56,7 @@ into "$OUT/phenom.projection.json" "${CLI[@]}" plan "${PHENOM[@]}" --no-measure 
 into "$OUT/phenom.plan.json" "${CLI[@]}" plan "${PHENOM[@]}" --json
 # 2. the real runs, timed whole (start-up to exit)
 timed small "${CLI[@]}" train "${SMALL[@]}" --out "$OUT/small" --no-progress
-timed phenom "${CLI[@]}" fit-phenom "${PHENOM[@]}" --out "$OUT/phenom" --no-progress
+timed phenom "${CLI[@]}" train-phenom "${PHENOM[@]}" --out "$OUT/phenom" --no-progress
 # 3. the paper-scale phenomenological benchmark (K = 100000, L = 100 among its shapes)
 run "$PY" scripts/bench_phenom.py --rounds 3
 # 4. the GPU-relevant tests, on the accelerator (conftest defaults JAX_PLATFORMS to cpu)

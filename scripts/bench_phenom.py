@@ -230,7 +230,7 @@ def scan_one(K: int, L: int, d: int, steps: int) -> None:
 
 
 def stochastic_rate(K: int, L: int, d: int, batch: int, steps: int, num_evals: int) -> None:
-    from phenomjax.phenom.modes import make_advance
+    from phenomjax.training import make_advance
 
     print(f"\n== stochastic mode B={batch} at (K,L,d)=({K},{L},{d}), {steps} steps, counts + evals")
     model, data, tx, state, step = fit_parts(K, L, d, "stochastic", batch)
@@ -318,18 +318,12 @@ def sweep_parts(K: int, L: int, mode: str, batch: int, w: int, d: int, max_chunk
 
     from phenomjax.data import DataConfig
     from phenomjax.optim import set_learning_rate
-    from phenomjax.phenom.modes import (
-        FitData,
-        freeze_untrained,
-        init_state,
-        make_advance,
-        make_data,
-        make_step,
-    )
+    from phenomjax.phenom.modes import FitData, freeze_untrained, init_state, make_data, make_step
     from phenomjax.phenom.sweep import _guarded, sweep_optimizer
-    from phenomjax.phenom.train import FitConfig, ModelSection, TrainSection, build_model
+    from phenomjax.phenom.train import ModelSection, PhenomConfig, TrainSection, build_model
+    from phenomjax.training import make_advance
 
-    cfg = FitConfig(
+    cfg = PhenomConfig(
         data=DataConfig(K=K, L=L),
         model=ModelSection(w=w, d=d),
         train=TrainSection(mode=mode, batch=batch, max_chunk=max_chunk),

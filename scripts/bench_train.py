@@ -39,15 +39,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from phenomjax.config import load_config
+from phenomjax.configs import packaged
 from phenomjax.data import make_bits, zipf_weights
 from phenomjax.transformer import model as gpt
-from phenomjax.transformer.train import (
-    TrainConfig,
-    embedded_config,
-    evaluate,
-    init_state,
-    make_advance,
-)
+from phenomjax.transformer.train import TrainConfig, evaluate, init_state, make_advance
 
 # loss agreement demanded before timing: JAX vs torch at step 0, eager vs compiled over
 # CHECK_STEPS steps; the compiled step's first WARM calls count as its compile time
@@ -292,9 +287,9 @@ FAILED: list = []
 
 
 def config_path(name: str) -> Path:
-    """A TOML path, or the name of an embedded config (demo, tiny) as `phenomjax train` takes."""
+    """A TOML path, or the name of a packaged config (demo, tiny) as `phenomjax train` takes."""
     p = Path(name)
-    return p if p.suffix or p.exists() else embedded_config(name)
+    return p if p.suffix or p.exists() else packaged(name)
 
 
 def bench(path: Path, args, torch) -> dict:
@@ -436,7 +431,7 @@ def jax_internals(cfg: TrainConfig, bits: jax.Array, steps: int, rounds: int) ->
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument(
-        "--config", action="append", type=config_path, help="TOML path or embedded name (repeat)"
+        "--config", action="append", type=config_path, help="TOML path or packaged name (repeat)"
     )
     p.add_argument("--set", action="append", default=[], help="config override key=value")
     p.add_argument("--steps", type=int, default=0, help="steps per timing (default: max_chunk)")
@@ -460,9 +455,9 @@ def main() -> None:
     if args.quick:
         args.rounds = min(args.rounds, 2)
     configs = args.config or (
-        [embedded_config("demo")]
+        [packaged("demo")]
         if args.quick
-        else [embedded_config("demo")] + sorted(Path("experiments").glob("*_cpu.toml"))
+        else [packaged("demo")] + sorted(Path("experiments").glob("*_cpu.toml"))
     )
     try:
         rows = [bench(path, args, torch) for path in configs]

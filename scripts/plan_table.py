@@ -15,7 +15,7 @@ import dataclasses
 from pathlib import Path
 
 from phenomjax.config import load_config
-from phenomjax.phenom.train import FitConfig
+from phenomjax.phenom.train import PhenomConfig
 from phenomjax.plan.devices import DEVICES, UTILIZATION
 from phenomjax.plan.memory import gib
 from phenomjax.plan.report import duration, plan
@@ -35,9 +35,9 @@ def rows() -> list[tuple[str, str, dict]]:
         cfg = load_config(TrainConfig, path)
         out.append((f"`experiments/{name}.toml`", "transformer", plan(cfg, measure=False)))
     path = ROOT / "experiments" / "phenom.toml"
-    fit = load_config(FitConfig, path, PAPER_PHENOM)
+    fit = load_config(PhenomConfig, path, PAPER_PHENOM)
     out.append(("`phenom.toml`, K = 100000, L = 100", "phenom fit", plan(fit, measure=False)))
-    sweep = load_config(FitConfig, path, PAPER_PHENOM + SWEEP["set"])
+    sweep = load_config(PhenomConfig, path, PAPER_PHENOM + SWEEP["set"])
     r = plan(sweep, members=SWEEP["members"], seeds=SWEEP["seeds"], measure=False)
     out.append(("same, w = 8, d = 8, 48 members", "sweep group", r))
     stoch = dataclasses.replace(sweep, train=dataclasses.replace(sweep.train, mode="stochastic"))
@@ -71,7 +71,7 @@ def markdown() -> str:
         "comes from `phenomjax plan CONFIG --no-measure` (add `--json` for all of them): exact "
         "parameter counts (from `jax.eval_shape` of the real initializers), analytic FLOPs "
         "(checked against XLA's cost analysis in `tests/test_plan.py`), the peak-memory "
-        "estimate that `train`, `fit-phenom` and `sweep` use to refuse what cannot fit, and "
+        "estimate that `train`, `train-phenom` and `sweep` use to refuse what cannot fit, and "
         "roofline projections. The projections are not measurements: "
         "`scripts/accelerator_check.sh` prints them next to measured figures on the first "
         "accelerator run.",

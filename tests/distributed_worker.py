@@ -16,10 +16,10 @@ import sys
 def sweep_job(devices: int) -> dict:
     from phenomjax.config import load_config
     from phenomjax.phenom.sweep import sweep
-    from phenomjax.phenom.train import FitConfig
+    from phenomjax.phenom.train import PhenomConfig
 
     cfg = load_config(
-        FitConfig,
+        PhenomConfig,
         None,
         [
             "data.K=64",
@@ -33,7 +33,10 @@ def sweep_job(devices: int) -> dict:
         ],
     )
     table = sweep(
-        cfg, lrs=[1e-2, 3e-2], scales=[0.1, 0.3], seeds=[0, 1], progress=False, devices=devices
+        cfg,
+        {"lr": [1e-2, 3e-2], "scale": [0.1, 0.3], "seed": [0, 1]},
+        progress=False,
+        devices=devices,
     )
     return {
         "final_loss": table.final_loss.tolist(),
@@ -45,9 +48,10 @@ def train_job(devices: int) -> dict:
     import tempfile
 
     from phenomjax.config import load_config
-    from phenomjax.transformer.train import TrainConfig, embedded_config, train
+    from phenomjax.configs import packaged
+    from phenomjax.transformer.train import TrainConfig, train
 
-    cfg = load_config(TrainConfig, embedded_config("tiny"), [f"distributed.devices={devices}"])
+    cfg = load_config(TrainConfig, packaged("tiny"), [f"distributed.devices={devices}"])
     with tempfile.TemporaryDirectory() as d:
         ev = train(cfg, f"{d}/run", progress=False).read_evals()
     return {"loss": ev.loss.tolist(), "accuracy": ev.accuracy.tolist(),

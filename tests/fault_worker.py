@@ -21,8 +21,8 @@ def _die() -> None:
 
 
 def _arm(moment: str, nth: int) -> None:
-    import phenomjax.runs.lifecycle as lifecycle
     import phenomjax.runs.storage as rundir
+    import phenomjax.training.runner as runner
 
     seen = {"n": 0}
 
@@ -31,18 +31,18 @@ def _arm(moment: str, nth: int) -> None:
         return seen["n"] == nth
 
     if moment == "chunk":
-        real_drive = lifecycle.drive
+        real_drive = runner.drive
 
-        def drive(state, *, advance, **kw):
+        def drive(state, plan, *, advance, **kw):
             def killing_advance(s, n):
                 out = advance(s, n)  # dispatched asynchronously: the chunk is in flight
                 if hit():
                     _die()
                 return out
 
-            return real_drive(state, advance=killing_advance, **kw)
+            return real_drive(state, plan, advance=killing_advance, **kw)
 
-        lifecycle.drive = drive
+        runner.drive = drive
     elif moment in ("eval-write", "checkpoint-write"):
         real_write = rundir.atomic_write
         target = "evals.parquet" if moment == "eval-write" else "state-"
@@ -71,10 +71,11 @@ def main() -> None:
     p.add_argument("--resume", action="store_true")
     a = p.parse_args()
     from phenomjax.config import load_config
-    from phenomjax.transformer.train import TrainConfig, embedded_config, train
+    from phenomjax.configs import packaged
+    from phenomjax.transformer.train import TrainConfig, train
 
     _arm(a.moment, a.nth)
-    cfg = load_config(TrainConfig, embedded_config("tiny"), ["train.max_chunk=8"])
+    cfg = load_config(TrainConfig, packaged("tiny"), ["train.max_chunk=8"])
     train(cfg, a.out, resume=a.resume, progress=False)
 
 

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 from phenomjax.config import load_config
+from phenomjax.configs import packaged
 from phenomjax.data import make_bits, zipf_weights
 from phenomjax.errors import ConfigError
 from phenomjax.transformer import model as gpt
 from phenomjax.transformer.model import GPTConfig
-from phenomjax.transformer.train import TrainConfig, embedded_config, init_state, make_step, train
+from phenomjax.transformer.train import TrainConfig, init_state, make_step, train
 
 L = 10
 loss = jax.jit(gpt.loss_fn, static_argnames="cfg")
@@ -80,7 +81,7 @@ def test_custom_vjp_matmul_in_bf16_against_numpy():
 
 
 def test_bf16_training_step_keeps_float32_parameters():
-    cfg = load_config(TrainConfig, embedded_config("tiny"), ['model.compute_dtype="bfloat16"'])
+    cfg = load_config(TrainConfig, packaged("tiny"), ['model.compute_dtype="bfloat16"'])
     state = init_state(cfg)
     bits = jnp.asarray(make_bits(cfg.data.seed, cfg.data.K, cfg.data.L), jnp.int32)
     new, step_loss = jax.jit(make_step(cfg))(state, bits)
@@ -94,7 +95,7 @@ def test_bf16_training_step_keeps_float32_parameters():
 
 
 def test_tiny_bf16_run_learns_and_records_its_dtype(tmp_path):
-    cfg = load_config(TrainConfig, embedded_config("tiny"), ['model.compute_dtype="bfloat16"'])
+    cfg = load_config(TrainConfig, packaged("tiny"), ['model.compute_dtype="bfloat16"'])
     run = train(cfg, tmp_path / "bf16", progress=False)
     m = run.manifest()
     assert m["status"] == "complete"
@@ -109,6 +110,6 @@ def test_tiny_bf16_run_learns_and_records_its_dtype(tmp_path):
 
 def test_bad_compute_dtype_is_a_config_error():
     with pytest.raises(ConfigError, match="model.compute_dtype"):
-        load_config(TrainConfig, embedded_config("tiny"), ['model.compute_dtype="float16"'])
+        load_config(TrainConfig, packaged("tiny"), ['model.compute_dtype="float16"'])
     with pytest.raises(ConfigError, match="compute_dtype"):
         GPTConfig(compute_dtype="fp8").validate()  # type: ignore[arg-type]

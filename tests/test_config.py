@@ -96,7 +96,7 @@ def test_random_keys_are_refused_by_name(d):
 def _np_reference(name: str, cfg: OptimConfig, params: dict, grads: list[dict]) -> list[dict]:
     """Updates of `name` for successive gradients, by the optimizers' published rules (float64):
     global-norm clipping first, then the rule, then the learning-rate step."""
-    b1, b2, eps, wd, lr = cfg.momentum, cfg.b2, cfg.eps, cfg.weight_decay, cfg.lr
+    b1, b2, eps, wd, lr = cfg.b1, cfg.b2, cfg.eps, cfg.weight_decay, cfg.lr
     state = {k: {"m": np.zeros_like(v), "v": np.zeros_like(v), "acc": np.full_like(v, 0.1)}
              for k, v in params.items()}  # fmt: skip
     out = []

@@ -1,5 +1,6 @@
-"""fit_phenom and its step functions: presentation counts, determinism, chunking, resume, NaN,
-frozen leaves, configs and the CLI. Small K and L so the file runs in well under a minute."""
+"""train_phenom and its step functions: presentation counts, determinism, chunking, resume, NaN,
+frozen leaves, configs and the CLI (train-phenom, and fit-phenom, its alias). Small K and L so
+the file runs in well under a minute."""
 
 from __future__ import annotations
 
@@ -19,20 +20,21 @@ from phenomjax.config import load_config
 from phenomjax.data import DataConfig, key_streams, make_bits, sample_ranks, zipf_weights
 from phenomjax.errors import ConfigError, NonFiniteLossError, RunDirError
 from phenomjax.optim import OptimConfig, make_optimizer
-from phenomjax.phenom import train as fit_mod
-from phenomjax.phenom.modes import freeze_untrained, init_state, make_advance, make_data, make_step
+from phenomjax.phenom import train as phenom_train
+from phenomjax.phenom.modes import freeze_untrained, init_state, make_data, make_step
 from phenomjax.phenom.train import (
-    FitConfig,
     ModelSection,
+    PhenomConfig,
     PhenomOptimConfig,
     TrainSection,
-    fit_phenom,
+    train_phenom,
 )
-from phenomjax.runs import RunDir, lifecycle
+from phenomjax.runs import RunDir
+from phenomjax.training import make_advance, runner
 
 
-def small_cfg(mode="expected", steps=40, **train) -> FitConfig:
-    return FitConfig(
+def small_cfg(mode="expected", steps=40, **train) -> PhenomConfig:
+    return PhenomConfig(
         data=DataConfig(K=48, L=8, alpha=1.0, seed=3),
         model=ModelSection(w=2, d=4, init_scale=0.1),
         optimizer=PhenomOptimConfig(name="adam", lr=1e-2),
@@ -40,10 +42,10 @@ def small_cfg(mode="expected", steps=40, **train) -> FitConfig:
     )
 
 
-def setup(cfg: FitConfig, opt: OptimConfig | None = None):
-    """(state, step, data) for cfg, built the way fit_phenom builds them."""
+def setup(cfg: PhenomConfig, opt: OptimConfig | None = None):
+    """(state, step, data) for cfg, built the way train_phenom builds them."""
     K, L, seed = cfg.data.K, cfg.data.L, cfg.data.seed
-    model = fit_mod.build_model(cfg)
+    model = phenom_train.build_model(cfg)
     keys = key_streams(seed)
     data = make_data(make_bits(seed, K, L), zipf_weights(K, cfg.data.alpha), keys["batches"])
     like = phenom.init_params(keys["init"], model)
@@ -108,7 +110,7 @@ def test_fixed_embedding_never_moves_and_learned_one_does():
 
 def test_expected_mode_run_directory(tmp_path):
     cfg = small_cfg("expected", steps=200)
-    run = fit_phenom(cfg, tmp_path / "r", progress=False)
+    run = train_phenom(cfg, tmp_path / "r", progress=False)
     m = run.manifest()
     assert m["status"] == "complete" and m["kind"] == "phenom" and m["K"] == 48
     assert m["n_params"] > 0 and m["config"]["model"]["w"] == 2
@@ -139,10 +141,10 @@ def test_expected_mode_run_directory(tmp_path):
 
 def test_same_seed_same_numbers_other_seed_differs(tmp_path):
     cfg = small_cfg("stochastic", steps=30)
-    a = fit_phenom(cfg, tmp_path / "a", progress=False).read_evals()
-    b = fit_phenom(cfg, tmp_path / "b", progress=False).read_evals()
+    a = train_phenom(cfg, tmp_path / "a", progress=False).read_evals()
+    b = train_phenom(cfg, tmp_path / "b", progress=False).read_evals()
     other = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, seed=4))
-    c = fit_phenom(other, tmp_path / "c", progress=False).read_evals()
+    c = train_phenom(other, tmp_path / "c", progress=False).read_evals()
     np.testing.assert_array_equal(a.to_numpy(), b.to_numpy())
     assert not np.array_equal(a.loss.to_numpy(), c.loss.to_numpy())
     last = a[a.step == 30]
@@ -152,10 +154,10 @@ def test_same_seed_same_numbers_other_seed_differs(tmp_path):
 
 def test_resume_continues_to_the_same_numbers(tmp_path, monkeypatch):
     cfg = small_cfg("stochastic", steps=60)
-    full = fit_phenom(cfg, tmp_path / "full", progress=False)
-    real_drive = lifecycle.drive
+    full = train_phenom(cfg, tmp_path / "full", progress=False)
+    real_drive = runner.drive
 
-    def interrupted(state, **kw):
+    def interrupted(state, plan, **kw):
         save = kw["checkpoint"]
 
         def checkpoint(s, t):
@@ -163,20 +165,20 @@ def test_resume_continues_to_the_same_numbers(tmp_path, monkeypatch):
             if t >= 10:
                 raise KeyboardInterrupt
 
-        return real_drive(state, **{**kw, "checkpoint": checkpoint})
+        return real_drive(state, plan, **{**kw, "checkpoint": checkpoint})
 
-    monkeypatch.setattr(lifecycle, "drive", interrupted)
+    monkeypatch.setattr(runner, "drive", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        fit_phenom(cfg, tmp_path / "cut", progress=False)
+        train_phenom(cfg, tmp_path / "cut", progress=False)
     cut = RunDir(tmp_path / "cut")
     # an interrupt leaves the run resumable (docs/design.md §4), not failed
     assert cut.manifest()["status"] == "running" and cut.read_evals().step.max() < 60
-    monkeypatch.setattr(lifecycle, "drive", real_drive)
+    monkeypatch.setattr(runner, "drive", real_drive)
     with pytest.raises(RunDirError, match="already exists"):
-        fit_phenom(cfg, tmp_path / "cut", progress=False)
+        train_phenom(cfg, tmp_path / "cut", progress=False)
     with pytest.raises(RunDirError, match="different config"):
-        fit_phenom(small_cfg("stochastic", steps=61), tmp_path / "cut", resume=True)
-    resumed = fit_phenom(cfg, tmp_path / "cut", resume=True, progress=False)
+        train_phenom(small_cfg("stochastic", steps=61), tmp_path / "cut", resume=True)
+    resumed = train_phenom(cfg, tmp_path / "cut", resume=True, progress=False)
     assert resumed.manifest()["status"] == "complete"
     np.testing.assert_array_equal(resumed.read_evals().to_numpy(), full.read_evals().to_numpy())
     np.testing.assert_array_equal(resumed.read_train().to_numpy(), full.read_train().to_numpy())
@@ -188,7 +190,7 @@ def test_nan_raises_and_keeps_earlier_evaluations(tmp_path):
         optimizer=PhenomOptimConfig(name="sgd", lr=1e30, warmup_steps=40),
     )
     with pytest.raises(NonFiniteLossError, match="step"):
-        fit_phenom(cfg, tmp_path / "nan", progress=False)
+        train_phenom(cfg, tmp_path / "nan", progress=False)
     run = RunDir(tmp_path / "nan")
     m = run.manifest()
     assert m["status"] == "failed" and "NonFiniteLossError" in m["error"]
@@ -197,11 +199,11 @@ def test_nan_raises_and_keeps_earlier_evaluations(tmp_path):
 
 
 def test_config_errors_name_the_field(tmp_path):
-    good = load_config(FitConfig, "experiments/phenom.toml")
+    good = load_config(PhenomConfig, "experiments/phenom.toml")
     assert good.train.mode == "expected" and good.optimizer.name == "adam"
     path = tmp_path / "c.toml"
     path.write_text("[model]\nw = 2\n")
-    assert load_config(FitConfig, path).optimizer.lr == 1e-2  # section defaults are the fit's
+    assert load_config(PhenomConfig, path).optimizer.lr == 1e-2  # section defaults are the fit's
     cases = {
         "model.w=0": "model.w",
         "model.param=diag": "model.param",
@@ -215,16 +217,37 @@ def test_config_errors_name_the_field(tmp_path):
     }
     for override, field in cases.items():
         with pytest.raises(ConfigError, match=field.replace(".", r"\.")) as e:
-            load_config(FitConfig, path, [override])
+            load_config(PhenomConfig, path, [override])
         assert str(path) in str(e.value)
 
 
-def test_cli_fit_phenom(tmp_path, capsys):
+@pytest.mark.parametrize("command", ["train-phenom", "fit-phenom"])
+def test_cli_train_phenom_and_its_alias(tmp_path, capsys, command):
     out = tmp_path / "cli"
-    args = ["fit-phenom", "experiments/phenom.toml", "--out", str(out), "--no-progress"]
+    args = [command, "experiments/phenom.toml", "--out", str(out), "--no-progress"]
     sets = ["data.K=32", "data.L=6", "model.w=2", "model.d=2", "train.steps=5", "train.num_evals=2"]
     rc = main(args + [x for s in sets for x in ("--set", s)])
-    assert rc == 0 and "step 5" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert rc == 0 and "step 5" in captured.out
+    assert ("alias of `phenomjax train-phenom`" in captured.out) == (command == "fit-phenom")
     assert RunDir(out).manifest()["status"] == "complete"
     assert main(args + ["--set", "model.w=0"]) == 2
-    assert "model.w" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip()
+    assert "model.w" in err and len(err.splitlines()) == 1  # the alias too: one line
+
+
+def test_the_old_names_still_import_and_warn():
+    from phenomjax.phenom import train
+
+    with pytest.warns(DeprecationWarning, match="use PhenomConfig"):
+        assert train.FitConfig is PhenomConfig
+    with pytest.warns(DeprecationWarning, match="use train_phenom"):
+        assert train.fit_phenom is train_phenom
+    with pytest.raises(AttributeError):
+        train.no_such_name  # noqa: B018
+
+
+def test_fit_phenom_help_says_it_is_an_alias(capsys):
+    with pytest.raises(SystemExit):
+        main(["fit-phenom", "--help"])
+    assert "alias of train-phenom" in capsys.readouterr().out

@@ -55,7 +55,7 @@ from phenomjax.analysis.settings import default_config_path, load_analysis_confi
 from phenomjax.config import dotted, load_config, to_dict
 from phenomjax.distributed import DistributedConfig
 from phenomjax.errors import ConfigError, PhenomjaxError
-from phenomjax.phenom.train import FitConfig
+from phenomjax.phenom.train import PhenomConfig
 from phenomjax.transformer.train import TrainConfig
 
 TRIED = collections.Counter()  # inputs tried, by kind
@@ -847,7 +847,7 @@ def _analysis_base() -> dict[str, Any]:
 CONFIGS: dict[str, tuple[Any, Any]] = {
     # name -> (base dict, loader(path) -> config)
     "train": (to_dict(TrainConfig()), lambda p: load_config(TrainConfig, p)),
-    "fit": (to_dict(FitConfig()), lambda p: load_config(FitConfig, p)),
+    "fit": (to_dict(PhenomConfig()), lambda p: load_config(PhenomConfig, p)),
     "distributed": (to_dict(DistributedConfig()), lambda p: load_config(DistributedConfig, p)),
     "analysis": (_analysis_base(), load_analysis_config),
 }

@@ -1,9 +1,11 @@
-"""The one run lifecycle (phenomjax.runs.lifecycle): a run stopped before its first checkpoint
-resumes, the failure policy, the folder lock, read-only folders as one line, file modes that
-follow the umask, and plain progress lines when stderr is not a terminal."""
+"""The one run lifecycle (phenomjax.runs.lifecycle, driven by phenomjax.training.drive_run): a
+run stopped before its first checkpoint resumes, the failure policy, the folder lock, read-only
+folders as one line, file modes that follow the umask, and plain progress lines when stderr is
+not a terminal."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import stat
@@ -20,18 +22,19 @@ from phenomjax import cli
 from phenomjax.data import DataConfig
 from phenomjax.errors import RunDirError
 from phenomjax.phenom.train import (
-    FitConfig,
     ModelSection,
+    PhenomConfig,
     PhenomOptimConfig,
     TrainSection,
-    fit_phenom,
+    train_phenom,
 )
-from phenomjax.runs import RunDir, atomic_write_bytes, drive, lifecycle
+from phenomjax.runs import RunDir, atomic_write_bytes, lifecycle
 from phenomjax.runs.storage import StorageError, atomic_write_json
+from phenomjax.training import Schedule, drive, runner
 
 
-def small_cfg(steps: int = 40) -> FitConfig:
-    return FitConfig(
+def small_cfg(steps: int = 40) -> PhenomConfig:
+    return PhenomConfig(
         data=DataConfig(K=48, L=8, alpha=1.0, seed=3),
         model=ModelSection(w=2, d=4, init_scale=0.1),
         optimizer=PhenomOptimConfig(name="adam", lr=1e-2),
@@ -41,7 +44,7 @@ def small_cfg(steps: int = 40) -> FitConfig:
 
 @pytest.fixture(scope="module")
 def full(tmp_path_factory) -> RunDir:
-    return fit_phenom(small_cfg(), tmp_path_factory.mktemp("full") / "run", progress=False)
+    return train_phenom(small_cfg(), tmp_path_factory.mktemp("full") / "run", progress=False)
 
 
 def _same_numbers(a: RunDir, b: RunDir) -> None:
@@ -50,9 +53,9 @@ def _same_numbers(a: RunDir, b: RunDir) -> None:
 
 
 def _patched_drive(monkeypatch, wrap):
-    """Run the lifecycle's drive with its keyword arguments changed by `wrap(kw)`."""
-    real = lifecycle.drive
-    monkeypatch.setattr(lifecycle, "drive", lambda state, **kw: real(state, **wrap(kw)))
+    """Run drive_run's loop with its keyword arguments changed by `wrap(kw)`."""
+    real = runner.drive
+    monkeypatch.setattr(runner, "drive", lambda state, plan, **kw: real(state, plan, **wrap(kw)))
 
 
 # -- a run stopped before its first checkpoint (issue 12 item 2) ---------------------------------
@@ -69,26 +72,27 @@ def test_resume_before_the_first_checkpoint_starts_from_step_0(full, tmp_path, m
 
     _patched_drive(monkeypatch, killed_at_once)
     with pytest.raises(KeyboardInterrupt):
-        fit_phenom(small_cfg(), out, progress=False)
+        train_phenom(small_cfg(), out, progress=False)
     monkeypatch.undo()
     run = RunDir(out)
     assert run.manifest()["status"] == "running" and not run.has_checkpoint()
     # a plain rerun says what to do
     with pytest.raises(RunDirError, match="no checkpoint yet") as e:
-        fit_phenom(small_cfg(), out, progress=False)
+        train_phenom(small_cfg(), out, progress=False)
     assert "--resume" in str(e.value) and "\n" not in str(e.value)
     with pytest.raises(RunDirError, match="--resume starts such a run again from step 0"):
         run.load_checkpoint()
-    resumed = fit_phenom(small_cfg(), out, resume=True, progress=False)
+    resumed = train_phenom(small_cfg(), out, resume=True, progress=False)
     assert resumed.manifest()["status"] == "complete"
     _same_numbers(resumed, full)
 
 
 def test_cli_resume_of_a_transformer_run_without_checkpoint(tmp_path, capsys):
     from phenomjax.config import load_config
-    from phenomjax.transformer.train import TrainConfig, embedded_config
+    from phenomjax.configs import packaged
+    from phenomjax.transformer.train import TrainConfig
 
-    cfg = load_config(TrainConfig, embedded_config("tiny"), ["train.steps=6"])
+    cfg = load_config(TrainConfig, packaged("tiny"), ["train.steps=6"])
     out = tmp_path / "stuck"
     RunDir.create_for(out, kind="transformer", cfg=cfg)  # what a kill before step 0 leaves
     argv = ["train", "tiny", "--set", "train.steps=6", "--out", str(out), "--no-progress"]
@@ -121,7 +125,7 @@ def test_an_error_mid_run_flushes_and_leaves_the_run_resumable(full, tmp_path, m
 
     _patched_drive(monkeypatch, failing_after_three_chunks)
     with pytest.raises(RuntimeError, match="on fire"):
-        fit_phenom(small_cfg(), out, progress=False)
+        train_phenom(small_cfg(), out, progress=False)
     monkeypatch.undo()
     run = RunDir(out)
     m = run.manifest()
@@ -129,16 +133,49 @@ def test_an_error_mid_run_flushes_and_leaves_the_run_resumable(full, tmp_path, m
     saved = run.load_checkpoint()[1]["step"]
     # the train rows computed after the last checkpoint were flushed, not lost
     assert run.read_train().step.max() > saved
-    resumed = fit_phenom(small_cfg(), out, resume=True, progress=False)
+    resumed = train_phenom(small_cfg(), out, resume=True, progress=False)
     assert resumed.manifest()["status"] == "complete"
     _same_numbers(resumed, full)
 
 
 def test_resuming_a_failed_run_clears_its_error(tmp_path):
     cfg = small_cfg(steps=20)
-    run = fit_phenom(cfg, tmp_path / "r", progress=False)
+    run = train_phenom(cfg, tmp_path / "r", progress=False)
     run.set_status("failed", error="NonFiniteLossError: made up")
-    assert fit_phenom(cfg, run.path, resume=True, progress=False).manifest()["error"] is None
+    assert train_phenom(cfg, run.path, resume=True, progress=False).manifest()["error"] is None
+
+
+def test_a_run_whose_manifest_says_momentum_resumes(tmp_path, monkeypatch):
+    """optimizer.momentum is optimizer.b1 now (issue 17): a run written under the old name
+    resumes to the same numbers, and one with another value is refused naming b1."""
+    full = train_phenom(small_cfg(), tmp_path / "full", progress=False)
+
+    def stop_after_step_10(kw):
+        checkpoint = kw["checkpoint"]
+
+        def save_then_stop(state, step):
+            checkpoint(state, step)
+            if step >= 10:
+                raise KeyboardInterrupt
+
+        return {**kw, "checkpoint": save_then_stop}
+
+    _patched_drive(monkeypatch, stop_after_step_10)
+    with pytest.raises(KeyboardInterrupt):
+        train_phenom(small_cfg(), tmp_path / "old", progress=False)
+    monkeypatch.undo()
+    run = RunDir(tmp_path / "old")
+    m = run.manifest()
+    opt = m["config"]["optimizer"]
+    m["config"]["optimizer"] = {("momentum" if k == "b1" else k): v for k, v in opt.items()}
+    atomic_write_json(run.manifest_path, m)
+    other = dataclasses.replace(small_cfg(), optimizer=PhenomOptimConfig(name="adam", lr=1e-2,
+                                                                          b1=0.5))  # fmt: skip
+    with pytest.raises(RunDirError, match=r"optimizer\.b1 \(run has 0\.9, config has 0\.5\)"):
+        train_phenom(other, run.path, resume=True, progress=False)
+    resumed = train_phenom(small_cfg(), run.path, resume=True, progress=False)
+    assert resumed.manifest()["status"] == "complete"
+    _same_numbers(resumed, full)
 
 
 # -- the folder lock (issue 12 item 8) -----------------------------------------------------------
@@ -148,13 +185,13 @@ def test_a_locked_run_is_refused_with_the_holders_pid(tmp_path, capsys):
     out = tmp_path / "run"
     with lifecycle.run_lock(out):
         with pytest.raises(RunDirError, match=rf"in use by another process \(pid {os.getpid()}\)"):
-            fit_phenom(small_cfg(steps=8), out, resume=True, progress=False)
+            train_phenom(small_cfg(steps=8), out, resume=True, progress=False)
         argv = ["train", "tiny", "--out", str(out), "--no-progress", "--resume"]
         assert cli.main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "in use by another process" in err
         assert not RunDir(out).exists()  # refused before anything was written
-    assert fit_phenom(small_cfg(steps=8), out, progress=False).manifest()["status"] == "complete"
+    assert train_phenom(small_cfg(steps=8), out, progress=False).manifest()["status"] == "complete"
 
 
 def test_the_lock_is_held_across_processes_and_released_when_the_holder_ends(tmp_path):
@@ -218,10 +255,11 @@ def test_atomic_write_into_a_read_only_folder_is_one_named_error(tmp_path, monke
 
 def test_train_resume_in_a_read_only_run_is_one_line(tmp_path, monkeypatch, capsys):
     from phenomjax.config import load_config
-    from phenomjax.transformer.train import TrainConfig, embedded_config
+    from phenomjax.configs import packaged
+    from phenomjax.transformer.train import TrainConfig
 
     out = tmp_path / "run"
-    cfg = load_config(TrainConfig, embedded_config("tiny"))
+    cfg = load_config(TrainConfig, packaged("tiny"))
     RunDir.create_for(out, kind="transformer", cfg=cfg)
     _read_only(out, monkeypatch)
     try:
@@ -273,9 +311,8 @@ def _toy_drive(progress: bool) -> None:
     def advance(state, n):
         return state + n, np.full(8, 0.25, np.float32)
 
-    drive(0, step=0, total_steps=40, eval_steps=[0, 3, 10, 40], advance=advance,
-          evaluate=lambda s, t: None, max_chunk=8, batch=4, desc="toy",
-          progress=progress)  # fmt: skip
+    plan = Schedule(40, 40, (0, 3, 10, 40), max_chunk=8, batch=4, desc="toy")
+    drive(0, plan, step=0, advance=advance, evaluate=lambda s, t: None, progress=progress)
 
 
 def test_progress_to_a_file_is_one_plain_line_per_evaluation(capsys):
@@ -317,7 +354,7 @@ def test_cli_interrupt_says_how_to_continue(tmp_path, monkeypatch, capsys):
     _patched_drive(monkeypatch, interrupted_after_step_0)
     out = tmp_path / "run"
     sets = ["data.K=32", "data.L=6", "model.w=2", "model.d=2", "train.steps=5"]
-    argv = ["fit-phenom", "experiments/phenom.toml", "--out", str(out), "--no-progress"]
+    argv = ["train-phenom", "experiments/phenom.toml", "--out", str(out), "--no-progress"]
     assert cli.main(argv + [x for s in sets for x in ("--set", s)]) == 130
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--resume continues the run" in err

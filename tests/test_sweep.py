@@ -4,6 +4,7 @@ diverged members are frozen and flagged, schedules carry over, the CLI works."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -11,18 +12,18 @@ import pytest
 from phenomjax.cli import main
 from phenomjax.data import DataConfig, zipf_weights
 from phenomjax.errors import ConfigError
-from phenomjax.phenom.sweep import read_sweep, sweep
+from phenomjax.phenom.sweep import describe, read_sweep, sweep
 from phenomjax.phenom.train import (
-    FitConfig,
     ModelSection,
+    PhenomConfig,
     PhenomOptimConfig,
     TrainSection,
-    fit_phenom,
+    train_phenom,
 )
 
 
-def base(mode="expected", **opt) -> FitConfig:
-    return FitConfig(
+def base(mode="expected", **opt) -> PhenomConfig:
+    return PhenomConfig(
         data=DataConfig(K=40, L=8, alpha=1.0, seed=0),
         model=ModelSection(w=2, d=4, init_scale=0.1),
         optimizer=PhenomOptimConfig(name="adam", lr=1e-2, **opt),
@@ -30,27 +31,23 @@ def base(mode="expected", **opt) -> FitConfig:
     )
 
 
-def single(cfg: FitConfig, tmp_path, *, lr, scale, seed, name):
+def single(cfg: PhenomConfig, tmp_path, *, lr, scale, seed, name):
     cfg = dataclasses.replace(
         cfg,
         data=dataclasses.replace(cfg.data, seed=seed),
         model=dataclasses.replace(cfg.model, init_scale=scale),
         optimizer=dataclasses.replace(cfg.optimizer, lr=lr),
     )
-    return fit_phenom(cfg, tmp_path / name, progress=False).read_evals()
+    return train_phenom(cfg, tmp_path / name, progress=False).read_evals()
 
 
 @pytest.mark.parametrize("mode", ["expected", "stochastic"])
 def test_vmapped_member_equals_single_fit(mode, tmp_path):
     cfg = base(mode)
     table = sweep(
-        cfg,
-        lrs=[3e-3, 1e-2],
-        scales=[0.05, 0.2],
-        seeds=[0, 5],
-        out=tmp_path / "sw",
+        cfg, {"lr": [3e-3, 1e-2], "scale": [0.05, 0.2], "seed": [0, 5]}, out=tmp_path / "sw",
         progress=False,
-    )
+    )  # fmt: skip
     assert len(table) == 8 and table.member.tolist() == list(range(8))
     assert not table.diverged.any() and np.isfinite(table.final_loss).all()
     members, curves = read_sweep(tmp_path / "sw")
@@ -79,17 +76,9 @@ def test_vmapped_member_equals_single_fit(mode, tmp_path):
 
 def test_outer_loops_and_a_warmup_schedule_match_single_fits(tmp_path):
     cfg = base("expected", warmup_steps=10, decay="cosine", final_lr_frac=0.1)
-    table = sweep(
-        cfg,
-        lrs=[1e-2],
-        scales=[0.1],
-        seeds=[1],
-        ws=[1, 2],
-        ds=[3],
-        params=["relative"],
-        out=tmp_path / "sw",
-        progress=False,
-    )
+    axes = {"lr": [1e-2], "scale": [0.1], "seed": [1], "w": [1, 2], "d": [3],
+            "param": ["relative"]}  # fmt: skip
+    table = sweep(cfg, axes, out=tmp_path / "sw", progress=False)
     assert len(table) == 2 and table.w.tolist() == [1, 2] and table.member.tolist() == [0, 1]
     assert (table.d == 3).all() and (table.param == "relative").all()
     row = table[(table.w == 1) & (table.d == 3) & (table.param == "relative")].iloc[0]
@@ -105,10 +94,8 @@ def test_variant_axes_match_single_fits_and_are_recorded(tmp_path):
     """The variant knobs are outer loops; a member equals the single fit with those knobs,
     and forget = 0 is the model as stated (the same numbers as a sweep without the axis)."""
     cfg = base("stochastic")
-    table = sweep(
-        cfg, lrs=[1e-2], forgets=[0.0, 0.05], readout_scales=[0.0, 1.0], out=tmp_path / "sw",
-        progress=False,
-    )  # fmt: skip
+    axes = {"lr": [1e-2], "forget": [0.0, 0.05], "readout_scale": [0.0, 1.0]}
+    table = sweep(cfg, axes, out=tmp_path / "sw", progress=False)
     table = table[table.readout_scale == 0.0]
     assert table.forget.tolist() == [0.0, 0.05] and table.member.tolist() == [0, 2]
     members, curves = read_sweep(tmp_path / "sw")
@@ -119,7 +106,7 @@ def test_variant_axes_match_single_fits_and_are_recorded(tmp_path):
     both = dataclasses.replace(one, model=dataclasses.replace(one.model, readout_scale=1.0))
     ref = single(both, tmp_path, lr=1e-2, scale=0.1, seed=0, name="both")
     np.testing.assert_allclose(curves[curves.member == 3].loss, ref.loss, rtol=1e-5, atol=1e-6)
-    plain = sweep(cfg, lrs=[1e-2], out=tmp_path / "plain", progress=False)
+    plain = sweep(cfg, {"lr": [1e-2]}, out=tmp_path / "plain", progress=False)
     _, plain_curves = read_sweep(tmp_path / "plain")
     np.testing.assert_array_equal(curves[curves.member == 0].loss, plain_curves.loss)
     assert plain.forget.tolist() == [0.0]
@@ -129,15 +116,15 @@ def test_variant_axes_match_single_fits_and_are_recorded(tmp_path):
 
 def test_diverged_members_are_frozen_and_flagged(tmp_path):
     cfg = dataclasses.replace(base(), optimizer=PhenomOptimConfig(name="sgd", lr=1e-2))
-    table = sweep(cfg, lrs=[1e-1, 1e32], scales=[0.1], seeds=[0], out=None, progress=False)
+    table = sweep(cfg, {"lr": [1e-1, 1e32], "scale": [0.1], "seed": [0]}, progress=False)
     ok, bad = table.iloc[0], table.iloc[1]
     assert not ok.diverged and np.isfinite(ok.final_loss) and ok.diverged_step == -1
     assert bad.diverged and np.isnan(bad.final_loss) and 1 <= bad.diverged_step <= 40
     with pytest.warns(UserWarning, match="every member diverged"):
-        allbad = sweep(cfg, lrs=[1e32], seeds=[0, 1], progress=False)
+        allbad = sweep(cfg, {"lr": [1e32], "seed": [0, 1]}, progress=False)
     assert allbad.diverged.all() and len(allbad) == 2
-    with pytest.raises(ConfigError, match="lrs"):
-        sweep(cfg, lrs=[-1.0], progress=False)
+    with pytest.raises(ConfigError, match=r"sweep lr: expected finite values > 0"):
+        sweep(cfg, {"lr": [-1.0]}, progress=False)
 
 
 def test_cli_sweep(tmp_path, capsys):
@@ -166,3 +153,24 @@ def test_cli_sweep(tmp_path, capsys):
     assert len(members) == 8 and len(curves) == 8 * 3 * 24
     assert sorted(members.lr.unique()) == [1e-3, 1e-2] and set(members.seed) == {0, 1}
     assert members.param.tolist() == ["full"] * 4 + ["shared"] * 4
+
+
+def test_axis_names_are_singular_and_checked():
+    with pytest.raises(ConfigError, match=r"unknown axis 'lrs'; expected one of \['lr'"):
+        sweep(base(), {"lrs": [1e-2]}, progress=False)
+
+
+def test_sweep_json_records_the_stated_axes_and_only_swept_variants(tmp_path):
+    """sweep.json keeps the axes of the stated model whatever was swept (a fit's cache compares
+    them), and records a variant axis only when it is swept: the base config holds it."""
+    cfg = base()
+    axes = {"lr": [1e-2, 3e-2], "seed": [0]}
+    sweep(cfg, axes, out=tmp_path / "sw", progress=False)
+    text = (tmp_path / "sw" / "sweep.json").read_text()
+    assert json.loads(text) == json.loads(json.dumps(describe(cfg, axes)))
+    recorded = json.loads(text)["axes"]
+    assert sorted(recorded) == ["d", "lr", "optimizer", "param", "scale", "seed", "w"]
+    assert recorded["scale"] == [0.1] and recorded["w"] == [2] and recorded["param"] == ["full"]
+    assert recorded["optimizer"][0]["b1"] == 0.9 and "momentum" not in recorded["optimizer"][0]
+    swept = describe(cfg, {"forget": [0.0, 0.1], "readout_scale": [0.0]})["axes"]
+    assert swept["forget"] == (0.0, 0.1) and "readout_scale" not in swept

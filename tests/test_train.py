@@ -12,13 +12,13 @@ import pytest
 
 from phenomjax import cli, per_sequence_floor
 from phenomjax.config import load_config
+from phenomjax.configs import packaged
 from phenomjax.data import key_streams, make_bits, sample_ranks, zipf_cdf, zipf_weights
 from phenomjax.errors import ConfigError, NonFiniteLossError, RunDirError
 from phenomjax.runs import RunDir
 from phenomjax.transformer import model as gpt
 from phenomjax.transformer.train import (
     TrainConfig,
-    embedded_config,
     evaluate,
     evaluate_positions,
     init_state,
@@ -27,7 +27,7 @@ from phenomjax.transformer.train import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = load_config(TrainConfig, embedded_config("tiny"))
+TINY = load_config(TrainConfig, packaged("tiny"))
 
 
 def _recount(cfg: TrainConfig, steps: int) -> np.ndarray:
@@ -129,9 +129,7 @@ def test_resume_refuses_another_config(full_run):
 
 
 def test_nan_loss_stops_and_keeps_earlier_evals(tmp_path):
-    cfg = load_config(
-        TrainConfig, embedded_config("tiny"), ["optimizer.name=sgd", "optimizer.lr=1e38"]
-    )
+    cfg = load_config(TrainConfig, packaged("tiny"), ["optimizer.name=sgd", "optimizer.lr=1e38"])
     with pytest.raises(NonFiniteLossError, match="step"):
         train(cfg, tmp_path / "nan", progress=False)
     run = RunDir(tmp_path / "nan")
@@ -156,7 +154,7 @@ def test_chunked_evaluation_matches_one_batch():
 @pytest.mark.parametrize(  # capacity_cpu.toml is a CapacityConfig (tests/test_capacity.py)
     "path",
     sorted(p for p in (ROOT / "experiments").glob("*_cpu.toml") if p.stem != "capacity_cpu")
-    + [embedded_config("demo")],
+    + [packaged("demo")],
 )
 def test_shipped_configs_load(path):
     cfg = load_config(TrainConfig, path)
@@ -179,15 +177,15 @@ def test_paper_configs_keep_design_relations():
 
 def test_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="model.n_heads"):
-        load_config(TrainConfig, embedded_config("tiny"), ["model.n_heads=3"])
+        load_config(TrainConfig, packaged("tiny"), ["model.n_heads=3"])
     with pytest.raises(ConfigError, match="train.per_position"):
-        load_config(TrainConfig, embedded_config("tiny"), ["train.per_position=maybe"])
+        load_config(TrainConfig, packaged("tiny"), ["train.per_position=maybe"])
     with pytest.raises(ConfigError, match="optimizer.name"):
-        load_config(TrainConfig, embedded_config("tiny"), ["optimizer.name=adamax"])
+        load_config(TrainConfig, packaged("tiny"), ["optimizer.name=adamax"])
 
 
 def test_cli_one_line_errors_and_run(tmp_path, capsys):
-    tiny = str(embedded_config("tiny"))
+    tiny = str(packaged("tiny"))
     assert cli.main(["train", tiny, "--set", "model.bogus=1", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "model.bogus" in err

@@ -15,11 +15,11 @@ import dataclasses
 import glob
 import warnings
 from collections.abc import Mapping
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from ..config import apply_overrides, dotted, from_dict, read_toml
+from ..configs import packaged
 from ..errors import ConfigError
 
 
@@ -213,7 +213,7 @@ def _rank_lists(data: Any, where: str) -> dict[str, tuple[int, ...]]:
 
 
 def default_config_path() -> Path:
-    return Path(str(resources.files("phenomjax") / "configs" / "analysis.toml"))
+    return packaged("analysis")
 
 
 def load_analysis_config(

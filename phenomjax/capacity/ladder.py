@@ -26,7 +26,7 @@ from ..analysis.summaries import memorized_bits
 from ..config import to_dict
 from ..data import DataConfig
 from ..errors import NonFiniteLossError
-from ..phenom.train import FitConfig, ModelSection, PhenomOptimConfig, TrainSection, fit_phenom
+from ..phenom.train import ModelSection, PhenomConfig, PhenomOptimConfig, TrainSection, train_phenom
 from ..runs import RunDir, jsonable
 from ..transformer.train import TrainConfig, train
 from .config import CapacityConfig, PlateauSection
@@ -39,7 +39,7 @@ MODELS = ("transformer", "phenom")
 class Job:
     model: str  # "transformer" or "phenom"
     name: str  # the run directory's name under <out>/runs
-    cfg: Any  # TrainConfig or FitConfig
+    cfg: Any  # TrainConfig or PhenomConfig
     size: dict[str, int]  # n_layer, n_head, head_dim (transformer) or w, d (phenom)
 
     @property
@@ -66,7 +66,7 @@ def _transformer_job(cfg: CapacityConfig, size, K: int, alpha: float) -> Job:
 def _phenom_job(cfg: CapacityConfig, size, K: int) -> Job:
     p = cfg.phenom
     data = DataConfig(K=K, L=cfg.ladder.L, alpha=cfg.ladder.alpha, seed=cfg.ladder.seed)
-    fc = FitConfig(
+    fc = PhenomConfig(
         data=data,
         model=ModelSection(
             w=size.w, d=size.d, param=p.param, embedding=p.embedding, init_scale=p.init_scale
@@ -123,7 +123,7 @@ def run_job(job: Job, runs: Path, rule: PlateauSection, *, progress: bool = Fals
         if job.model == "transformer":
             train(job.cfg, path, resume=resume, progress=progress, stop=stop_rule(rule))
         else:
-            fit_phenom(job.cfg, path, resume=resume, progress=progress)
+            train_phenom(job.cfg, path, resume=resume, progress=progress)
     except NonFiniteLossError:
         return "failed"
     return "resumed" if resume else "trained"

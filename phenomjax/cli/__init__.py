@@ -16,7 +16,11 @@ from ..errors import PhenomjaxError
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("phenomjax.cli.train", "train a GPT-style transformer on Zipf-sampled bit sequences"),
-    "fit-phenom": ("phenomjax.cli.fit_phenom", "train the phenomenological model from a config"),
+    "train-phenom": (
+        "phenomjax.cli.train_phenom",
+        "train one phenomenological model from a config",
+    ),
+    "fit-phenom": ("phenomjax.cli.fit_phenom", "alias of train-phenom (its older name)"),
     "sweep": ("phenomjax.cli.sweep", "vmapped sweep of the phenomenological model's knobs"),
     "experiments": ("phenomjax.cli.experiments", "train the four experiments where analyze looks"),
     "analyze": ("phenomjax.cli.analyze", "tables, caches and figures (the historical CLI)"),
@@ -33,7 +37,7 @@ def _top_parser() -> argparse.ArgumentParser:
         prog="phenomjax",
         description="Memorization curves of transformers and of a phenomenological model.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="commands:\n" + "\n".join(f"  {k:<11} {v[1]}" for k, v in COMMANDS.items()),
+        epilog="commands:\n" + "\n".join(f"  {k:<13} {v[1]}" for k, v in COMMANDS.items()),
     )
     p.add_argument("--version", action="version", version=f"phenomjax {__version__}")
     p.add_argument("command", choices=sorted(COMMANDS), metavar="COMMAND")
@@ -65,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"phenomjax {cmd}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        hint = "; --resume continues the run" if cmd in ("train", "fit-phenom") else ""
+        resumable = cmd in ("train", "train-phenom", "fit-phenom")
+        hint = "; --resume continues the run" if resumable else ""
         print(f"phenomjax {cmd}: interrupted; what was written is kept{hint}", file=sys.stderr)
         return 130
 

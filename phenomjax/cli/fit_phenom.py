@@ -1,42 +1,20 @@
-"""`phenomjax fit-phenom CONFIG`: train one phenomenological model from a config."""
+"""`phenomjax fit-phenom CONFIG`: an alias of `phenomjax train-phenom` (the older name).
+
+"fit" now names fitting the model to a run (`phenomjax fit RUN`); training one model from a
+config is `train-phenom`. The alias takes the same arguments and says what it is in its output
+(stdout, after the run: an error stays the one line on stderr).
+"""
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-import numpy as np
+from . import train_phenom
 
-from ..config import load_config
-from ..data import zipf_weights
-from ..phenom.train import FitConfig, fit_phenom
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", help="TOML config (sections data, model, optimizer, train)")
-    parser.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. model.w=4"
-    )
-    parser.add_argument("--out", default=None, help="run directory (default runs/<config stem>)")
-    parser.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run in --out from its last checkpoint (from step 0 if it has none; "
-        "a new run if there is none)",
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+add_arguments = train_phenom.add_arguments
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = load_config(FitConfig, args.config, args.set)
-    out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
-    rd = fit_phenom(cfg, out, resume=args.resume, progress=not args.no_progress)
-    ev = rd.read_evals()
-    last = ev[ev.step == ev.step.max()]
-    weights = zipf_weights(cfg.data.K, cfg.data.alpha)
-    print(
-        f"{rd.path}: step {int(last.step.iloc[0])}, expected loss "
-        f"{float(np.dot(weights, last.loss.to_numpy())):.4f} nats, mean accuracy "
-        f"{float(last.accuracy.mean()):.3f}"
-    )
-    return 0
+    code = train_phenom.run(args)
+    print("(phenomjax fit-phenom is an alias of `phenomjax train-phenom`)")
+    return code

@@ -1,25 +1,34 @@
 """`phenomjax plan CONFIG`: parameters, FLOPs, peak memory and time of a run before it starts.
 
 CONFIG is a transformer training config (sections data, model, optimizer, train, distributed;
-an embedded name such as demo or tiny works as for `train`) or a phenomenological config (as for
-`fit-phenom`; model fields w, d, param). `--sweep-members N` plans a phenomenological sweep group
-of N vmapped members (the product of its learning rates, scales and seeds) instead of one fit.
+a packaged name such as demo or tiny works as for `train`) or a phenomenological config (as for
+`train-phenom`; model fields w, d, param). `--sweep-members N` plans a phenomenological sweep
+group of N vmapped members (the product of its learning rates, scales and seeds) instead of one
+run.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-from pathlib import Path
 
 from ..config import apply_overrides, load_config, read_toml
 from ..errors import ConfigError
+from ..phenom.train import ModelSection, PhenomConfig
+from ..plan.report import format_plan, plan
+from ..transformer.model import GPTConfig
+from ..transformer.train import TrainConfig
+from .train import resolve
 
-PHENOM_MODEL = {"w", "d", "param", "embedding", "init_scale"}
+# [model] keys only the phenomenological model has (w, d, param, embedding, init_scale, ...)
+PHENOM_MODEL = {f.name for f in dataclasses.fields(ModelSection)} - {
+    f.name for f in dataclasses.fields(GPTConfig)
+}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", help="TOML config (or an embedded name: demo, tiny)")
+    p.add_argument("config", help="TOML config (or a packaged name: demo, tiny)")
     p.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override a field"
     )
@@ -34,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=int,
         default=1,
         metavar="N",
-        help="plan a phenomenological sweep group of N vmapped members (default 1: one fit)",
+        help="plan a phenomenological sweep group of N vmapped members (default 1: one run)",
     )
     p.add_argument(
         "--sweep-seeds", type=int, default=1, metavar="S", help="seeds among the members"
@@ -42,16 +51,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-measure", action="store_true", help="skip timing steps on this machine")
     p.add_argument("--budget", type=float, default=4.0, help="seconds of steps to time (default 4)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-
-
-def resolve(config: str) -> Path:
-    """A config path, or the embedded config of that name (as `phenomjax train` resolves it)."""
-    from ..transformer.train import embedded_config
-
-    path = Path(config)
-    if not path.is_file() and path.suffix == "" and "/" not in config:
-        return embedded_config(config)
-    return path
 
 
 def kind_of(data: dict) -> str:
@@ -66,21 +65,15 @@ def kind_of(data: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..plan.report import format_plan, plan
-
     if args.sweep_members < 1 or not 1 <= args.sweep_seeds <= args.sweep_members:
         raise ConfigError("--sweep-members N, --sweep-seeds S: expected 1 <= S <= N")
     path = resolve(args.config)
     kind = args.kind
     if kind == "auto":
         kind = kind_of(apply_overrides(read_toml(path), args.set))
-    if kind == "transformer":
-        from ..transformer.train import TrainConfig as cls
-    else:
-        from ..phenom.train import FitConfig as cls
     if kind == "transformer" and args.sweep_members > 1:
         raise ConfigError("--sweep-members: sweeps are of the phenomenological model only")
-    cfg = load_config(cls, path, args.set)
+    cfg = load_config(TrainConfig if kind == "transformer" else PhenomConfig, path, args.set)
     report = plan(
         cfg,
         members=args.sweep_members,

@@ -9,11 +9,15 @@ import pandas as pd
 
 from ..config import comma_floats, comma_ints, comma_words, load_config
 from ..phenom.sweep import CURVES, sweep
-from ..phenom.train import FitConfig
+from ..phenom.train import PhenomConfig
+
+# flag -> axis (phenom.sweep.AXES); a flag left out leaves the base config's value
+FLAGS = {"lr": "lr", "scale": "scale", "seeds": "seed", "w": "w", "d": "d", "param": "param",
+         "forget": "forget", "readout_scale": "readout_scale"}  # fmt: skip
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", help="base TOML config (as for fit-phenom)")
+    parser.add_argument("config", help="base TOML config (as for train-phenom)")
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE",
         help="override a config field, e.g. --set train.steps=2000 (repeatable)",
@@ -28,6 +32,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--w", type=comma_ints, default=None, help="windows (outer loop)")
     parser.add_argument("--d", type=comma_ints, default=None, help="widths (outer loop)")
     parser.add_argument("--param", type=comma_words, default=None, help="full,shared,relative")
+    parser.add_argument(
+        "--forget", type=comma_floats, default=None,
+        help="variant: per-step shrinks of A (outer loop; 0 is the model as stated)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--readout-scale", type=comma_floats, default=None,
+        help="variant: initial scales of B (outer loop; 0: the member's scale)",
+    )  # fmt: skip
     parser.add_argument("--out", default=None, help="sweep folder (default runs/sweep-<stem>)")
     parser.add_argument(
         "--devices", type=int, default=1, help="devices to split members over (0 = all)"
@@ -38,20 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = load_config(FitConfig, args.config, args.set)
+    cfg = load_config(PhenomConfig, args.config, args.set)
     out = Path(args.out) if args.out else Path("runs") / f"sweep-{Path(args.config).stem}"
-    table = sweep(
-        cfg,
-        lrs=args.lr,
-        scales=args.scale,
-        seeds=args.seeds,
-        ws=args.w,
-        ds=args.d,
-        params=args.param,
-        out=out,
-        progress=not args.no_progress,
-        devices=args.devices,
-    )
+    axes = {axis: getattr(args, flag) for flag, axis in FLAGS.items() if getattr(args, flag)}
+    table = sweep(cfg, axes, out=out, progress=not args.no_progress, devices=args.devices)
     cols = ["member", "w", "d", "param", "lr", "scale", "seed", "final_loss", "diverged"]
     with pd.option_context("display.width", 120):
         print(table[cols].sort_values("final_loss").to_string(index=False))

@@ -6,14 +6,16 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from ..bayes import per_sequence_floor
 from ..config import comma_ints, load_config
+from ..configs import packaged
 from ..data import make_bits, zipf_weights
 from ..runs import RunDir
-from ..transformer.train import TrainConfig, embedded_config, train
+from ..transformer.train import TrainConfig, train
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", help="TOML config (or the name of an embedded one: demo, tiny)")
+    p.add_argument("config", help="TOML config (or the name of a packaged one: demo, tiny)")
     p.add_argument(
         "--set",
         action="append",
@@ -38,10 +40,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def resolve(config: str) -> Path:
+    """A config path, or the packaged config of that name (a bare word such as demo or tiny)."""
+    path = Path(config)
+    if not path.is_file() and path.suffix == "" and "/" not in config:
+        return packaged(config)
+    return path
+
+
 def summary(run: RunDir) -> str:
     """Final loss of the top-10 ranks and of ranks >= 500 against their Bayes floors."""
-    from ..bayes import per_sequence_floor
-
     m = run.manifest()
     ev = run.read_evals()
     last = ev[ev.step == ev.step.max()].sort_values("rank")
@@ -60,9 +68,7 @@ def summary(run: RunDir) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    path = Path(args.config)
-    if not path.is_file() and path.suffix == "" and "/" not in args.config:
-        path = embedded_config(args.config)
+    path = resolve(args.config)
     cfg = load_config(TrainConfig, path, args.set)
     out = Path(args.out) if args.out else Path("runs") / path.stem
     if args.seeds is None:

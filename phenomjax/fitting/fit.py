@@ -39,11 +39,11 @@ from ..analysis.lag import bin_lag, rank_crossings
 from ..config import to_dict
 from ..data import DataConfig
 from ..errors import ConfigError, DataError
-from ..phenom.sweep import read_sweep, sweep
-from ..phenom.train import FitConfig, ModelSection, PhenomOptimConfig, TrainSection, fit_phenom
+from ..phenom.sweep import describe, read_sweep, sweep
+from ..phenom.train import ModelSection, PhenomConfig, PhenomOptimConfig, TrainSection, train_phenom
 from ..runs import atomic_write_bytes
 from ..runs.reuse import check_outside, claim, ensure_run, ensure_sweep
-from .grid import FitGridConfig, GridSection, check_cost, default_grid, grid_cost, variant_axes
+from .grid import FitGridConfig, GridSection, check_cost, default_grid, grid_cost
 from .holdout import Holdout, heldout_lag, predict, seed_intervals, seed_reference
 from .inputs import FitInput, RunPaths, read_input
 from .members import Member, live, member_of, members_table
@@ -58,7 +58,7 @@ METRIC = ("members ranked by total = root mean of band_score^2 and lag_score^2 "
           "presentation-scale factor s minimising band_score over a log-spaced grid")  # fmt: skip
 
 
-# -- the phenom model's API: every FitConfig, sweep and fit_phenom call is in these three ------
+# -- the phenom model's API: every PhenomConfig, sweep and train_phenom call is in these three -
 
 
 def phenom_config(inp: FitInput, grid: GridSection, mode: str, best: Member | None = None):
@@ -70,7 +70,7 @@ def phenom_config(inp: FitInput, grid: GridSection, mode: str, best: Member | No
     if inp.meta["final_step"] < 1:
         raise DataError(f"{inp.paths[0]}: its last evaluation is at step 0; nothing to fit")
     m = inp.meta
-    cfg = FitConfig(
+    cfg = PhenomConfig(
         data=DataConfig(K=int(m["K"]), L=int(m["L"]), alpha=float(m["alpha"]), seed=inp.seed),
         model=ModelSection(param="full", embedding=grid.embedding),
         optimizer=PhenomOptimConfig(name="adam"),
@@ -82,7 +82,7 @@ def phenom_config(inp: FitInput, grid: GridSection, mode: str, best: Member | No
     model = dataclasses.replace(cfg.model, w=best.w, d=best.d, param=best.param,
                                 init_scale=best.scale, forget=best.forget,
                                 readout_scale=best.readout_scale)  # fmt: skip
-    opt = dataclasses.replace(cfg.optimizer, name=best.optimizer, lr=best.lr, momentum=best.b1,
+    opt = dataclasses.replace(cfg.optimizer, name=best.optimizer, lr=best.lr, b1=best.b1,
                               b2=best.b2, weight_decay=best.weight_decay)  # fmt: skip
     return dataclasses.replace(cfg, model=model, optimizer=opt)
 
@@ -94,16 +94,14 @@ def run_sweep(base, folder: Path, axes: dict, progress: bool) -> pd.DataFrame:
     opts = []
     for s in ax.pop("optimizer"):
         kw = {"name": s["name"], "lr": float(ax["lr"][0]), "weight_decay": s["weight_decay"]}
-        kw.update({"momentum": s["b1"]} if "b1" in s else {})
+        kw.update({"b1": s["b1"]} if "b1" in s else {})
         kw.update({"b2": s["b2"]} if "b2" in s else {})
         opts.append(PhenomOptimConfig(**kw))
-    description = {"base_config": to_dict(base),
-                   "axes": {**ax, "optimizer": [to_dict(o) for o in opts]}}  # fmt: skip
-    n = int(np.prod([len(v) for v in ax.values()])) * len(opts)
+    ax["optimizer"] = opts
+    n = int(np.prod([len(v) for v in ax.values()]))
     table, how = ensure_sweep(
-        folder, description,
-        sweep=lambda: sweep(base, **{k + "s": v for k, v in ax.items()}, optimizers=opts,
-                            out=folder, progress=progress),
+        folder, describe(base, ax),
+        sweep=lambda: sweep(base, ax, out=folder, progress=progress),
         read=lambda: pd.read_parquet(folder / "sweep.parquet"),
         complete=lambda t: len(t) == n,
     )  # fmt: skip
@@ -114,7 +112,7 @@ def run_sweep(base, folder: Path, axes: dict, progress: bool) -> pd.DataFrame:
 
 def train_best(cfg, folder: Path, progress: bool) -> None:
     """best/: the best member as a phenom run directory (reused when complete and the same)."""
-    train = lambda resume: fit_phenom(cfg, folder, resume=resume, progress=progress)  # noqa: E731
+    train = lambda resume: train_phenom(cfg, folder, resume=resume, progress=progress)  # noqa: E731
     _, how = ensure_run(folder, to_dict(cfg), kind="phenom", train=train, replace=True)
     if how == "replaced":
         warnings.warn(f"{folder}: replaced (it held the best of another grid)", stacklevel=2)
@@ -156,7 +154,7 @@ def _sweep_grid(inp: FitInput, cfg: FitGridConfig, out: Path, progress: bool) ->
             axes = {"lr": [float(x) for x in entry.lr], "scale": [float(x) for x in G.scale],
                     "seed": [inp.seed], "w": [int(x) for x in G.w], "d": [int(x) for x in G.d],
                     "param": list(G.param), "optimizer": entry.settings(),
-                    **variant_axes(G)}  # fmt: skip
+                    "forget": list(G.forget), "readout_scale": list(G.readout_scale)}  # fmt: skip
             table = run_sweep(base, folder, axes, progress)
             ids = table["member"].astype(int).tolist()
             got = _member_tables(folder, ids, inp, G.num_evals, cfg.score.levels)

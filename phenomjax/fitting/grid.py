@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 from ..config import load_config
+from ..configs import packaged
 from ..errors import ConfigError
 from .scoring import ScoreConfig
 
@@ -129,21 +129,12 @@ class FitGridConfig:
 
 def grid_path(name: str = "fit") -> Path:
     """A shipped grid's file: phenomjax/configs/<name>.toml."""
-    return Path(str(resources.files("phenomjax") / "configs" / f"{name}.toml"))
+    return packaged(name)
 
 
 def default_grid(name: str = "fit") -> FitGridConfig:
     """A shipped grid: phenomjax/configs/<name>.toml ("fit" or "fit_demo")."""
     return load_config(FitGridConfig, grid_path(name))
-
-
-def variant_axes(grid: GridSection) -> dict[str, list[float]]:
-    """The variant's sweep axes (docs/design.md §6), present only when swept: a grid of the
-    stated model keeps the axes (and so the sweep folders) it always had."""
-    forget = [float(x) for x in grid.forget]
-    readout = [float(x) for x in grid.readout_scale]
-    return {**({"forget": forget} if forget != [0.0] else {}),
-            **({"readout_scale": readout} if readout != [0.0] else {})}  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,7 +3,8 @@ with a sigmoid readout.
 
 - `model`, `kernels`: the model and its fused loss/gradient core;
 - `modes`: the expected and stochastic training steps;
-- `train`: one model from a config (`phenomjax fit-phenom`);
+- `train`: one model from a config (`PhenomConfig`, `train_phenom`; `phenomjax train-phenom`);
+- `cost`: what a run or a sweep group costs (`phenomjax plan`, and the refusal before a run);
 - `sweep`: vmapped sweeps over its knobs (`phenomjax sweep`).
 
 Scoring against an empirical run and fitting to it (`phenomjax fit`) live in phenomjax.fitting.

@@ -1,5 +1,5 @@
-"""The M-sized work of phenom.py: features @ table over blocks of rows, fused with the loss
-and its gradient.
+"""The M-sized work of the model (model.py): features @ table over blocks of rows, fused with
+the loss and its gradient.
 
 value_and_grad of the loss is two GEMMs per block, z = F @ T and dT = F^T @ G, plus one
 exp and one log1p per logit, accumulated in a lax.scan carry so that only one block of

@@ -1,7 +1,7 @@
 """The two training modes (docs/design.md §6) as pure step functions.
 
-Shared by `fit_phenom` (one model) and `sweep` (the same step under vmap), so a sweep member runs
-exactly the arithmetic of the single fit.
+Shared by `train_phenom` (one model) and `sweep` (the same step under vmap), so a sweep member
+runs exactly the arithmetic of the single run.
 
 - expected:   every step is the full p-weighted loss over all K sequences (the infinite-batch
               limit); after t steps with nominal batch B rank m has had t * B * p_m presentations.
@@ -9,8 +9,8 @@ exactly the arithmetic of the single fit.
               mean of the B per-sequence losses (repeats count twice), presentations are counted.
 
 The state is the one layout of every run, {"params", "opt_state", "step", ["counts"]}
-(phenomjax.runs.lifecycle); "counts" (int32, (K,)) exists in stochastic mode only. The device
-loop over these steps is phenomjax.runs.lifecycle.make_advance. Every random draw is keyed by the
+(phenomjax.training.new_state); "counts" (int32, (K,)) exists in stochastic mode only. The device
+loop over these steps is phenomjax.training.make_advance. Every random draw is keyed by the
 global step, so chunking and resume do not change the numbers.
 """
 
@@ -25,8 +25,7 @@ import numpy as np
 import optax
 
 from ..data import count_presentations, sample_ranks, zipf_cdf
-from ..runs.lifecycle import apply_optimizer, new_state
-from ..runs.lifecycle import make_advance as make_advance  # the one step builder, re-exported
+from ..training import apply_optimizer, new_state
 from . import model as phenom
 
 MODES = ("expected", "stochastic")

@@ -2,20 +2,22 @@
 
     phenomjax sweep experiments/phenom.toml --lr 3e-3,1e-2 --scale 0.03,0.1 --seeds 0,1 --w 4,6
 
+    table = sweep(cfg, {"lr": [3e-3, 1e-2], "seed": [0, 1], "w": [4, 6]}, out="runs/sw")
+
 Learning rates, initial scales and seeds are one jitted program: vmap over seeds (each seed has
-its own bits, init key and batch key, exactly those of `fit_phenom` with data.seed = seed; no seed
-axis when there is one seed) around vmap over (lr, scale) pairs (the rate lives in the optimizer
-state, optax.inject_hyperparams, built once outside vmap). w, d and the parameterization change
-shapes, and the optimizer (its name, betas / momentum and weight decay) changes the update rule,
-so they are outer Python loops ("groups"), one compiled program each; so are the variant knobs
-(`forgets`: the per-step shrink of A; `readout_scales`: the initial scale of B).
+its own bits, init key and batch key, exactly those of `train_phenom` with data.seed = seed; no
+seed axis when there is one seed) around vmap over (lr, scale) pairs (the rate lives in the
+optimizer state, optax.inject_hyperparams, built once outside vmap). w, d and the
+parameterization change shapes, and the optimizer (its name, b1, b2 and weight decay) changes
+the update rule, so they are outer Python loops ("groups"), one compiled program each; so are
+the variant knobs (`forget`: the per-step shrink of A; `readout_scale`: the initial scale of B).
 
 A member whose loss or update turns non-finite is frozen at its last finite parameters and marked
 `diverged` (its curves after that step describe the frozen model); the sweep goes on. Only when
 every member of a group has diverged does the group stop early.
 
 Output folder:
-    sweep.json      base config, axes, column notes
+    sweep.json      base config, axes (recorded_axes), column notes: `describe`
     sweep.parquet   one row per member: settings, final losses, `curves` (where its rows are)
     curves/         parquet dataset, one file per (group, eval) (each written atomically), one row
                     per (member, step, rank): member, step, rank, presentations (int64),
@@ -29,8 +31,9 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -41,13 +44,14 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ..config import to_dict
-from ..data import key_streams, log_spaced_steps, make_bits, zipf_weights
+from ..data import key_streams, make_bits, zipf_weights
 from ..distributed import gather, is_main, make_mesh, place
 from ..errors import ConfigError, NonFiniteLossError
 from ..optim import OptimConfig, make_injectable, schedule, set_learning_rate
-from ..plan.memory import require_fits
-from ..runs import atomic_write_json, atomic_write_parquet, drive
-from ..runs.lifecycle import make_advance
+from ..plan.memory import check_fits
+from ..runs import atomic_write_json, atomic_write_parquet
+from ..training import Schedule, chunk_length, drive, make_advance
+from . import cost as phenom_cost
 from . import model as phenom
 from .modes import (
     FitData,
@@ -58,12 +62,12 @@ from .modes import (
     make_step,
     rounded_presentations,
 )
-from .train import FitConfig, build_model
+from .train import PhenomConfig, build_model
 
 CURVES = "curves"
 
 
-def sweep_optimizer(cfg: FitConfig) -> optax.GradientTransformation:
+def sweep_optimizer(cfg: PhenomConfig) -> optax.GradientTransformation:
     """The injectable optimizer; a configured warm-up / decay becomes a shape multiplying each
     member's rate (every optimizer of phenomjax.optim scales its update by the rate last)."""
     tx = make_injectable(cfg.optimizer)
@@ -124,11 +128,21 @@ def _shard_members(state, data: FitData, S: int, H: int, devices: int, flat: boo
     return state, data
 
 
-def _group(
-    cfg, model, lrs, scales, seeds, first: int, out: Path | None, gid: int, progress, devices=1
-):
-    """Run one (w, d, param) group of len(seeds) x len(lrs) x len(scales) members."""
-    K, L, tr = cfg.data.K, cfg.data.L, cfg.train
+class _Members(NamedTuple):
+    """One group's vmapped program: S seeds x H (lr, scale) members, as placed on the mesh."""
+
+    state: dict  # the members' states, stacked (S, H, ...) or, with one seed, (H, ...)
+    data: FitData  # the seeds' bits and batch keys (stacked over seeds unless flat)
+    advance: Callable  # jitted advance(state, n, data) -> (state, best member's losses)
+    metrics: Callable  # jitted metrics(params, bits) -> (loss, accuracy), members leading
+    S: int
+    H: int
+
+
+def _members(cfg: PhenomConfig, model, ax: Mapping[str, tuple], devices: int) -> _Members:
+    """Build one group's members: every seed's data and keys (exactly those of train_phenom with
+    data.seed = seed), the (lr, scale) pairs, and the vmapped step and evaluation."""
+    K, L, tr, seeds = cfg.data.K, cfg.data.L, cfg.train, ax["seed"]
     weights = zipf_weights(K, cfg.data.alpha)
     # One seed: no seed axis at all. vmapping a size-1 axis over the data turns every batch
     # gather into a batched gather, 1.9-3.2x slower per step (bench_phenom.py --grid-only).
@@ -140,7 +154,7 @@ def _group(
         data = make_data(np.stack([make_bits(s, K, L) for s in seeds]), weights, None)
         data = data._replace(batches_key=jnp.stack([k["batches"] for k in streams]))
     init_keys = jnp.stack([k["init"] for k in streams])
-    hyper = list(itertools.product(lrs, scales))
+    hyper = list(itertools.product(ax["lr"], ax["scale"]))
     lr_H = jnp.asarray([h[0] for h in hyper], jnp.float32)
     scale_H = jnp.asarray([h[1] for h in hyper], jnp.float32)
 
@@ -156,8 +170,7 @@ def _group(
         return st
 
     init_members = jax.vmap(init_member, (None, 0, 0))
-    member_step = _guarded(make_step(tx, mode=tr.mode, batch=tr.batch))
-    members_step = jax.vmap(member_step, (0, None))
+    members_step = jax.vmap(_guarded(make_step(tx, mode=tr.mode, batch=tr.batch)), (0, None))
 
     def metrics_one(params, bits):
         return phenom.sequence_metrics(params, bits, chunk=min(tr.eval_chunk, K))
@@ -173,69 +186,89 @@ def _group(
         # lax.map over seeds bounds evaluation memory to one seed's members at a time (jax #1923)
         metrics = jax.jit(lambda p, b: jax.lax.map(lambda pb: members_metrics(*pb), (p, b)))
     state, data = _shard_members(state, data, len(seeds), len(hyper), devices, flat)
-    advance = make_advance(vstep, tr.max_chunk, loss_of=jnp.nanmin)  # progress: best member
-    S, H = len(seeds), len(hyper)
-    ids = first + np.arange(S * H)
+    chunk = chunk_length(tr.max_chunk, tr.steps)
+    advance = make_advance(vstep, chunk, loss_of=jnp.nanmin)  # progress: the best member
+    return _Members(state, data, advance, metrics, len(seeds), len(hyper))
+
+
+def _group(cfg: PhenomConfig, model, ax, first: int, out: Path | None, gid: int, progress: bool,
+           devices: int = 1) -> list[dict]:  # fmt: skip
+    """Run one outer-loop group of len(seed) x len(lr) x len(scale) members; its member rows."""
+    tr, K = cfg.train, cfg.data.K
+    vm = _members(cfg, model, ax, devices)
+    weights = zipf_weights(K, cfg.data.alpha)
+    ids = first + np.arange(vm.S * vm.H)
     last: dict = {}
 
     def evaluate(s, t: int) -> None:
-        loss, acc = (gather(x).reshape(S * H, K) for x in metrics(s["params"], data.bits))
-        if tr.mode == "stochastic":
-            pres = gather(s["counts"]).astype(np.int64).reshape(S * H, K)
-            expected = pres.astype(np.float64)
-        else:
-            expected = np.broadcast_to(expected_presentations(t, tr.batch, weights), (S * H, K))
-            pres = rounded_presentations(expected)
+        loss, acc = (gather(x).reshape(-1, K) for x in vm.metrics(s["params"], vm.data.bits))
         last.update(step=t, loss=loss, acc=acc)
-        if out is None or not is_main():
-            return
-        df = pd.DataFrame(
-            {
-                "member": np.repeat(ids, K).astype(np.int32),
-                "step": np.full(S * H * K, t, np.int64),
-                "rank": np.tile(np.arange(K, dtype=np.int32), S * H),
-                "presentations": pres.ravel().astype(np.int64),
-                "expected_presentations": expected.ravel().astype(np.float64),
-                "loss": loss.ravel().astype(np.float32),
-                "accuracy": acc.ravel().astype(np.float32),
-            }
-        )
-        atomic_write_parquet(out / CURVES / f"g{gid:03d}-step{t:010d}.parquet", df)
+        if out is not None and is_main():
+            pres, expected = _presentations(s, t, tr, weights, len(ids))
+            atomic_write_parquet(out / CURVES / f"g{gid:03d}-step{t:010d}.parquet",
+                                 _curve_rows(ids, t, pres, expected, loss, acc))  # fmt: skip
 
-    held = {"state": state}
+    held = {"state": vm.state}
 
-    def adv(s, n):
-        s, buf = advance(s, jnp.int32(n), data)
+    def advance(s, n):
+        s, buf = vm.advance(s, jnp.int32(n), vm.data)
         held["state"] = s
         return s, buf
 
+    sched = Schedule.log_spaced(tr.steps, tr.num_evals, max_chunk=tr.max_chunk,
+                                batch=len(ids) * (tr.batch if tr.mode == "stochastic" else K),
+                                desc=_desc(cfg, model, len(ids)))  # fmt: skip
     try:
-        drive(
-            state,
-            step=0,
-            total_steps=tr.steps,
-            eval_steps=log_spaced_steps(tr.steps, tr.num_evals),
-            advance=adv,
-            evaluate=evaluate,
-            max_chunk=tr.max_chunk,
-            batch=S * H * (tr.batch if tr.mode == "stochastic" else K),
-            desc=f"sweep {tr.mode} {cfg.optimizer.name} w={model.w} d={model.d} {model.param} "
-            + (f"forget={model.forget:g} " if model.forget else "")
-            + f"({S * H} members)",
-            progress=progress,
-        )
+        drive(vm.state, sched, step=0, advance=advance, evaluate=evaluate, progress=progress)
     except NonFiniteLossError:
         warnings.warn(
             f"sweep group w={model.w} d={model.d} {model.param}: every member diverged; "
             "stopped early",
-            stacklevel=2,
+            stacklevel=3,
         )
-    s = held["state"]
+    return _member_rows(cfg, model, ax, held["state"], last, ids, weights)
+
+
+def _desc(cfg: PhenomConfig, model, members: int) -> str:
+    forget = f"forget={model.forget:g} " if model.forget else ""
+    return (f"sweep {cfg.train.mode} {cfg.optimizer.name} w={model.w} d={model.d} "
+            f"{model.param} {forget}({members} members)")  # fmt: skip
+
+
+def _presentations(s, t: int, tr, weights: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(presentations int64, expected float64), (members, K), at step t."""
+    if tr.mode == "stochastic":
+        pres = gather(s["counts"]).astype(np.int64).reshape(n, -1)
+        return pres, pres.astype(np.float64)
+    expected = np.broadcast_to(expected_presentations(t, tr.batch, weights), (n, len(weights)))
+    return rounded_presentations(expected), expected
+
+
+def _curve_rows(ids, t: int, pres, expected, loss, acc) -> pd.DataFrame:
+    """One evaluation's curve rows: one per (member, rank)."""
+    n, K = loss.shape
+    return pd.DataFrame(
+        {
+            "member": np.repeat(ids, K).astype(np.int32),
+            "step": np.full(n * K, t, np.int64),
+            "rank": np.tile(np.arange(K, dtype=np.int32), n),
+            "presentations": pres.ravel().astype(np.int64),
+            "expected_presentations": expected.ravel().astype(np.float64),
+            "loss": loss.ravel().astype(np.float32),
+            "accuracy": acc.ravel().astype(np.float32),
+        }
+    )
+
+
+def _member_rows(cfg: PhenomConfig, model, ax, s, last, ids, weights) -> list[dict]:
+    """The member table's rows of one group, from its final state and last evaluation."""
+    tr, o = cfg.train, cfg.optimizer
     live = gather(s["live"]).reshape(-1)
     train_loss = gather(s["train_loss"]).reshape(-1)
     diverged_step = gather(s["diverged_step"]).reshape(-1)
+    hyper = itertools.product(ax["lr"], ax["scale"])
     rows = []
-    for j, (i_seed, (lr, scale)) in enumerate(itertools.product(range(S), hyper)):
+    for j, (seed, (lr, scale)) in enumerate(itertools.product(ax["seed"], list(hyper))):
         ok = bool(live[j])
         lo, ac = last["loss"][j], last["acc"][j]
         rows.append(
@@ -249,12 +282,12 @@ def _group(
                 "embedding": model.embedding,
                 "lr": float(lr),
                 "scale": float(scale),
-                "seed": int(seeds[i_seed]),
+                "seed": int(seed),
                 "mode": tr.mode,
-                "optimizer": cfg.optimizer.name,
-                "b1": cfg.optimizer.momentum,  # adam-type b1, or the momentum coefficient
-                "b2": cfg.optimizer.b2,
-                "weight_decay": cfg.optimizer.weight_decay,
+                "optimizer": o.name,
+                "b1": o.b1,  # adam-type b1, or the momentum coefficient
+                "b2": o.b2,
+                "weight_decay": o.weight_decay,
                 "steps": tr.steps,
                 "batch": tr.batch,
                 "final_step": int(last["step"]),
@@ -271,87 +304,116 @@ def _group(
     return rows
 
 
+# -- the sweep ------------------------------------------------------------------------------------
+
+# The axes of the model as stated: sweep.json always records them (the base config's value when
+# not swept), so its description stays what a fit's sweep cache compares.
+STATED_AXES = ("lr", "scale", "seed", "w", "d", "param", "optimizer")
+# The variants' knobs (docs/design.md §6): recorded only when swept; the base config holds them.
+VARIANT_AXES = ("forget", "readout_scale")
+AXES = STATED_AXES + VARIANT_AXES
+
+
+def sweep_axes(base_cfg: PhenomConfig, axes: Mapping[str, Sequence] | None) -> dict[str, tuple]:
+    """Every axis of a sweep of `base_cfg`: the values given, or the base config's one value.
+
+    Axis names are singular (lr, scale, seed, w, d, param, optimizer, forget, readout_scale);
+    an unknown one, or a learning rate or scale that is not finite and > 0, is a ConfigError.
+    `optimizer` values are OptimConfigs whose lr is ignored (the rates are the lr axis).
+    """
+    given = dict(axes or {})
+    unknown = sorted(set(given) - set(AXES))
+    if unknown:
+        raise ConfigError(f"sweep axes: unknown axis {unknown[0]!r}; expected one of {list(AXES)}")
+    m, o = base_cfg.model, base_cfg.optimizer
+    base = {"lr": o.lr, "scale": m.init_scale, "seed": base_cfg.data.seed, "w": m.w, "d": m.d,
+            "param": m.param, "optimizer": o, "forget": m.forget,
+            "readout_scale": m.readout_scale}  # fmt: skip
+    kind = {"lr": float, "scale": float, "seed": int, "forget": float, "readout_scale": float}
+    out = {}
+    for name in AXES:
+        values = tuple(given.get(name) or (base[name],))
+        out[name] = tuple(kind[name](v) for v in values) if name in kind else values
+    for name in ("lr", "scale"):
+        if not all(np.isfinite(v) and v > 0 for v in out[name]):
+            raise ConfigError(f"sweep {name}: expected finite values > 0, got {list(out[name])}")
+    return out
+
+
+def recorded_axes(base_cfg: PhenomConfig, ax: Mapping[str, tuple]) -> dict:
+    """The axes sweep.json records (and a fit's cache compares): an axis that is not swept is
+    not recorded as one, the base config holds it; the stated model's axes are always recorded,
+    so a sweep of the stated model keeps the axes it always had."""
+    base = sweep_axes(base_cfg, {})
+    out = {name: ax[name] for name in STATED_AXES}
+    out["optimizer"] = [to_dict(o) for o in ax["optimizer"]]
+    out.update({name: ax[name] for name in VARIANT_AXES if ax[name] != base[name]})
+    return out
+
+
+def describe(base_cfg: PhenomConfig, axes: Mapping[str, Sequence] | None) -> dict:
+    """What sweep.json holds for a sweep of `base_cfg` over `axes`."""
+    return {
+        "base_config": to_dict(base_cfg),
+        "axes": recorded_axes(base_cfg, sweep_axes(base_cfg, axes)),
+        "curves": "per (member, step, rank); presentations int64 = floor(t B p + 0.5) "
+        "in expected mode, counts in stochastic mode; expected_presentations float",
+    }
+
+
+def _groups(base_cfg: PhenomConfig, ax: Mapping[str, tuple]) -> list[tuple[PhenomConfig, Any]]:
+    """The outer loops' configs and models, each validated: optimizer x forget x readout_scale
+    x w x d x param, in that order (the member ids follow it)."""
+    out = []
+    for opt, forget, readout, w, d, param in itertools.product(
+        *(ax[k] for k in ("optimizer", "forget", "readout_scale", "w", "d", "param"))
+    ):
+        m = dataclasses.replace(base_cfg.model, w=w, d=d, param=param, forget=forget,
+                                readout_scale=readout)  # fmt: skip
+        cfg = dataclasses.replace(base_cfg, model=m,
+                                  optimizer=dataclasses.replace(base_cfg.optimizer,
+                                                                **_optim_fields(opt)))  # fmt: skip
+        cfg.optimizer.validate()
+        cfg.validate()
+        out.append((cfg, build_model(cfg)))
+    return out
+
+
 def sweep(
-    base_cfg: FitConfig,
+    base_cfg: PhenomConfig,
+    axes: Mapping[str, Sequence] | None = None,
     *,
-    lrs: Sequence[float] | None = None,
-    scales: Sequence[float] | None = None,
-    seeds: Sequence[int] | None = None,
-    ws: Sequence[int] | None = None,
-    ds: Sequence[int] | None = None,
-    params: Sequence[str] | None = None,
-    optimizers: Sequence[OptimConfig] | None = None,
-    forgets: Sequence[float] | None = None,
-    readout_scales: Sequence[float] | None = None,
     out: str | Path | None = None,
     progress: bool = True,
     devices: int = 1,
 ) -> pd.DataFrame:
-    """Train every member of lrs x scales x seeds (one vmapped program) for each (w, d, param).
+    """Train every member of lr x scale x seed (one vmapped program) for each outer-loop group
+    (optimizer x forget x readout_scale x w x d x param); returns the member table.
 
-    Axes left as None take the base config's value; `optimizers` (configs whose lr is ignored:
-    the rates come from `lrs`) is an outer loop like w, d and param, and so is `forgets` (the
-    model's per-step shrink; 0 is the model as stated) and `readout_scales` (B's initial scale;
-    0: the member's scale). Returns the member table
-    (also written to out/sweep.parquet when `out` is given, with the curves under out/curves).
-    `devices` > 1 (0 = all) splits the members over a device mesh; the numbers equal one
-    device's.
+    `axes` maps singular axis names to their values (sweep_axes); an axis left out takes the
+    base config's value. `optimizer` values are configs whose lr is ignored (the rates come
+    from `lr`); `forget` is the model's per-step shrink (0 is the model as stated) and
+    `readout_scale` B's initial scale (0: the member's scale). With `out`, the table is also
+    written to out/sweep.parquet, the curves under out/curves and the description
+    (`describe`) to out/sweep.json. `devices` > 1 (0 = all) splits the members over a device
+    mesh; the numbers equal one device's.
     """
-    m = base_cfg.model
-    lrs = tuple(float(x) for x in (lrs or (base_cfg.optimizer.lr,)))
-    scales = tuple(float(x) for x in (scales or (m.init_scale,)))
-    seeds = tuple(int(x) for x in (seeds or (base_cfg.data.seed,)))
-    ws, ds, params = tuple(ws or (m.w,)), tuple(ds or (m.d,)), tuple(params or (m.param,))
-    optimizers = tuple(optimizers or (base_cfg.optimizer,))
-    forgets = tuple(float(x) for x in (forgets or (m.forget,)))
-    readouts = tuple(float(x) for x in (readout_scales or (m.readout_scale,)))
-    for name, vals in (("lrs", lrs), ("scales", scales)):
-        if not all(np.isfinite(v) and v > 0 for v in vals):
-            raise ConfigError(f"sweep {name}: expected finite values > 0, got {list(vals)}")
-    members, groups = len(lrs) * len(scales) * len(seeds), itertools.product(ws, ds, params)
-    require_fits(base_cfg, members=members, seeds=len(seeds), groups=groups)  # before allocating
+    ax = sweep_axes(base_cfg, axes)
+    groups = _groups(base_cfg, ax)
+    members, seeds = len(ax["lr"]) * len(ax["scale"]) * len(ax["seed"]), len(ax["seed"])
+    for cfg, model in groups:  # before anything is allocated
+        what = f"sweep group (w={model.w}, d={model.d}, {model.param})"
+        check_fits(phenom_cost.memory(cfg, model, members, seeds), what)
     outp = Path(out) if out is not None else None
     if outp is not None:
         if (outp / "sweep.parquet").exists() or (outp / CURVES).exists():
             raise ConfigError(f"{outp}: a sweep already exists here; choose another --out")
-        atomic_write_json(
-            outp / "sweep.json",
-            {
-                "base_config": to_dict(base_cfg),
-                "axes": {
-                    "lr": lrs,
-                    "scale": scales,
-                    "seed": seeds,
-                    "w": ws,
-                    "d": ds,
-                    "param": params,
-                    "optimizer": [to_dict(o) for o in optimizers],
-                    # only when swept: otherwise base_config holds it, and the axes stay those
-                    # of the stated model (which fit's sweep cache compares)
-                    **({"forget": forgets} if forgets != (m.forget,) else {}),
-                    **({"readout_scale": readouts} if readouts != (m.readout_scale,) else {}),
-                },
-                "curves": "per (member, step, rank); presentations int64 = floor(t B p + 0.5) "
-                "in expected mode, counts in stochastic mode; expected_presentations float",
-            },
-        )
+        atomic_write_json(outp / "sweep.json", describe(base_cfg, axes))
     rows: list[dict] = []
-    groups = itertools.product(optimizers, forgets, readouts, ws, ds, params)
-    for gid, (opt, forget, readout, w, d, param) in enumerate(groups):
-        cfg = dataclasses.replace(
-            base_cfg,
-            model=dataclasses.replace(
-                m, w=w, d=d, param=param, forget=forget, readout_scale=readout
-            ),
-            optimizer=dataclasses.replace(base_cfg.optimizer, **_optim_fields(opt)),
-        )
-        cfg.optimizer.validate()
-        cfg.validate()
-        model = build_model(cfg)
-        rows += _group(cfg, model, lrs, scales, seeds, len(rows), outp, gid, progress, devices)
-        table = pd.DataFrame(rows)
+    for gid, (cfg, model) in enumerate(groups):
+        rows += _group(cfg, model, ax, len(rows), outp, gid, progress, devices)
         if outp is not None:
-            atomic_write_parquet(outp / "sweep.parquet", table)
+            atomic_write_parquet(outp / "sweep.parquet", pd.DataFrame(rows))
     return pd.DataFrame(rows)
 
 

@@ -1,31 +1,43 @@
 """Train one phenomenological model (docs/design.md §6) from a config into a run directory (§4).
 
-    phenomjax fit-phenom experiments/phenom.toml --set train.steps=5000 --out runs/phenom
+    phenomjax train-phenom experiments/phenom.toml --set train.steps=5000 --out runs/phenom
 
-The run follows the one lifecycle of phenomjax.runs.lifecycle: the training loop runs on device
-in chunks, the host evaluates all K sequences at log-spaced steps, appends the rows to
-evals.parquet (and positions.parquet), and checkpoints, so `--resume` continues to the same
-numbers. In expected mode `presentations` is floor(t * B * p_m + 0.5) and the exact float
-t * B * p_m is kept beside it as `expected_presentations`; in stochastic mode both are the counts.
+    cfg = load_config(PhenomConfig, "experiments/phenom.toml", ["train.steps=500"])
+    evals = train_phenom(cfg, "runs/phenom-500").read_evals()
+
+The run follows the one lifecycle (phenomjax.runs.lifecycle, phenomjax.training): the training
+loop runs on device in chunks, the host evaluates all K sequences at log-spaced steps, appends
+the rows to evals.parquet (and positions.parquet), and checkpoints, so `--resume` continues to
+the same numbers. In expected mode `presentations` is floor(t * B * p_m + 0.5) and the exact
+float t * B * p_m is kept beside it as `expected_presentations`; in stochastic mode both are
+the counts. What a run costs is phenom/cost.py; `PhenomConfig.cost()` names it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ..config import require_positive
-from ..data import DataConfig, key_streams, log_spaced_steps, make_bits, zipf_weights
+from ..data import DataConfig, key_streams, make_bits, zipf_weights
 from ..optim import OptimConfig, make_optimizer, schedule
-from ..plan.memory import require_fits
-from ..runs import RunDir, lifecycle, rundir
+from ..plan.estimate import Cost
+from ..plan.memory import check_fits
+from ..plan.timing import Probe
+from ..runs import RunDir, rundir
+from ..runs.lifecycle import open_run
+from ..training import Evaluation, Schedule, State, chunk_length, drive_run, make_advance
+from . import cost as phenom_cost
 from . import model as phenom
 from .modes import (
+    FitData,
     expected_presentations,
     freeze_untrained,
     init_state,
@@ -67,7 +79,7 @@ class TrainSection:
 
 
 @dataclasses.dataclass(frozen=True)
-class FitConfig:
+class PhenomConfig:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)  # K, L, alpha, seed
     model: ModelSection = dataclasses.field(default_factory=ModelSection)  # w, d, param, ...
     optimizer: PhenomOptimConfig = dataclasses.field(default_factory=PhenomOptimConfig)
@@ -76,8 +88,15 @@ class FitConfig:
     def validate(self) -> None:
         build_model(self).validate("model")
 
+    def cost(self, members: int = 1, seeds: int = 1) -> Cost:
+        """What one run (or a sweep group of `members` over `seeds` seeds) costs: what
+        `phenomjax plan` reports and what train_phenom and sweep refuse before allocating."""
+        model = build_model(self)
+        return phenom_cost.cost(self, model, members=members, seeds=seeds,
+                                probe=lambda: probe(self))  # fmt: skip
 
-def build_model(cfg: FitConfig, **changes) -> phenom.PhenomModel:
+
+def build_model(cfg: PhenomConfig, **changes) -> phenom.PhenomModel:
     """The PhenomModel of cfg (N = L), with optional field changes (w, d, param for sweeps)."""
     m = dataclasses.replace(cfg.model, **changes)
     return phenom.PhenomModel(
@@ -92,20 +111,27 @@ def build_model(cfg: FitConfig, **changes) -> phenom.PhenomModel:
     )
 
 
-def wants_positions(cfg: FitConfig) -> bool:
+def wants_positions(cfg: PhenomConfig) -> bool:
     return rundir.wants_positions(cfg.train.per_position, cfg.data.K, cfg.data.L)
 
 
-def fit_phenom(
-    cfg: FitConfig, out: str | Path, *, resume: bool = False, progress: bool = True
-) -> RunDir:
-    """Train the phenomenological model of `cfg`, writing the run directory `out`."""
-    cfg.validate()
-    require_fits(cfg)  # before the bits, the state or the run folder exist
-    K, L, alpha, seed = cfg.data.K, cfg.data.L, cfg.data.alpha, cfg.data.seed
-    tr = cfg.train
+class Programs(NamedTuple):
+    """One run's data and jitted programs, built once for train_phenom and its timing probe."""
+
+    model: phenom.PhenomModel
+    weights: np.ndarray  # (K,) float64 Zipf weights
+    data: FitData
+    init: Callable[[], State]  # the initial state
+    advance: Callable[[State, int], tuple[State, jax.Array]]  # donates the state it is given
+    metrics: Callable[[Any], list[np.ndarray]]  # params -> loss, accuracy[, per position both]
+    per_position: bool
+
+
+def programs(cfg: PhenomConfig) -> Programs:
+    """The bits, the state's init, the jitted advance and the evaluation of `cfg`."""
+    K, L, seed, tr = cfg.data.K, cfg.data.L, cfg.data.seed, cfg.train
     model = build_model(cfg)
-    weights = zipf_weights(K, alpha)
+    weights = zipf_weights(K, cfg.data.alpha)
     keys = key_streams(seed)
     data = make_data(make_bits(seed, K, L), weights, keys["batches"])
     like = jax.eval_shape(lambda: phenom.init_params(keys["init"], model))
@@ -116,49 +142,68 @@ def fit_phenom(
             p, b, per_position=per_position, chunk=min(tr.eval_chunk, K)
         )
     )
+    step = make_step(tx, mode=tr.mode, batch=tr.batch)
+    advance = make_advance(step, chunk_length(tr.max_chunk, tr.steps), donate=True)
+    return Programs(
+        model=model,
+        weights=weights,
+        data=data,
+        init=lambda: init_state(keys["init"], model, tx, mode=tr.mode, K=K),
+        advance=lambda s, n: advance(s, jnp.int32(n), data),
+        metrics=lambda params: [np.asarray(x) for x in metrics(params, data.bits)],
+        per_position=per_position,
+    )
 
-    def evaluate(s, t: int) -> lifecycle.Evaluation:
-        res = [np.asarray(x) for x in metrics(s["params"], data.bits)]
+
+def train_phenom(
+    cfg: PhenomConfig, out: str | Path, *, resume: bool = False, progress: bool = True
+) -> RunDir:
+    """Train the phenomenological model of `cfg`, writing the run directory `out`."""
+    cfg.validate()
+    check_fits(phenom_cost.memory(cfg, build_model(cfg)), "run")  # before anything is allocated
+    p, tr = programs(cfg), cfg.train
+
+    def evaluate(s: State, t: int) -> Evaluation:
+        res = p.metrics(s["params"])
         if tr.mode == "stochastic":
             pres = np.asarray(s["counts"], np.int64)
             expected = pres.astype(np.float64)
         else:
-            expected = expected_presentations(t, tr.batch, weights)
+            expected = expected_presentations(t, tr.batch, p.weights)
             pres = rounded_presentations(expected)
-        pos = dict(position_loss=res[2], position_accuracy=res[3]) if per_position else {}
-        return lifecycle.Evaluation(
-            pres, res[0], res[1], extra={"expected_presentations": expected}, **pos
-        )
+        pos = dict(position_loss=res[2], position_accuracy=res[3]) if p.per_position else {}
+        return Evaluation(pres, res[0], res[1], extra={"expected_presentations": expected}, **pos)
 
-    with lifecycle.open_run(
-        out,
-        kind="phenom",
-        cfg=cfg,
-        init=lambda: init_state(keys["init"], model, tx, mode=tr.mode, K=K),
-        resume=resume,
-        extra=lambda state: _manifest_extra(cfg, state["params"], model),
-    ) as opened:
+    def extra(state: State) -> dict:
+        return _manifest_extra(cfg, state["params"], p.model)
+
+    with open_run(out, kind="phenom", cfg=cfg, init=p.init, resume=resume, extra=extra) as opened:
         if opened.complete:
             return opened.run
-        advance = lifecycle.make_advance(
-            make_step(tx, mode=tr.mode, batch=tr.batch), tr.max_chunk, donate=True
-        )
-        return lifecycle.drive_run(
-            opened,
-            advance=lambda s, n: advance(s, jnp.int32(n), data),
-            evaluate=evaluate,
-            learning_rate=schedule(cfg.optimizer, tr.steps),
-            total_steps=tr.steps,
-            final_step=tr.steps,
-            eval_steps=log_spaced_steps(tr.steps, tr.num_evals),
-            max_chunk=tr.max_chunk,
-            batch=tr.batch if tr.mode == "stochastic" else K,
-            desc=f"fit-phenom {tr.mode}",
-            progress=progress,
-        )
+        batch = tr.batch if tr.mode == "stochastic" else cfg.data.K  # sequences per step
+        sched = Schedule.log_spaced(tr.steps, tr.num_evals, max_chunk=tr.max_chunk, batch=batch,
+                                    desc=f"train-phenom {tr.mode}")  # fmt: skip
+        lr = schedule(cfg.optimizer, tr.steps)
+        return drive_run(opened, sched, advance=p.advance, evaluate=evaluate, learning_rate=lr,
+                         progress=progress)  # fmt: skip
 
 
-def _manifest_extra(cfg: FitConfig, params, model: phenom.PhenomModel) -> dict:
+def probe(cfg: PhenomConfig) -> Probe:
+    """The run's programs as train_phenom builds them, for `phenomjax plan`'s timing."""
+    p = programs(cfg)
+    return Probe(
+        state=p.init(),
+        advance=p.advance,
+        evaluate=lambda s: p.metrics(s["params"]),
+        chunk=chunk_length(cfg.train.max_chunk, cfg.train.steps),
+        K=cfg.data.K,
+        positions=cfg.data.L - 1,
+        per_position=p.per_position,
+        extra_columns=True,
+    )
+
+
+def _manifest_extra(cfg: PhenomConfig, params, model: phenom.PhenomModel) -> dict:
     """Manifest fields of a new phenom run: its mode, trained parameters and presentations."""
     mask = phenom.trainable_mask(params, model)
     return {
@@ -171,3 +216,16 @@ def _manifest_extra(cfg: FitConfig, params, model: phenom.PhenomModel) -> dict:
             else "expected: floor(step * batch * p + 0.5); exact value in expected_presentations"
         ),
     }
+
+
+# The names before `train-phenom` (issue 17): "fit" now means fitting a model to a run only.
+_RENAMED = {"FitConfig": "PhenomConfig", "fit_phenom": "train_phenom"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _RENAMED:
+        new = _RENAMED[name]
+        warnings.warn(f"phenomjax.phenom.train.{name} is deprecated; use {new}",
+                      DeprecationWarning, stacklevel=2)  # fmt: skip
+        return globals()[new]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,11 +1,16 @@
 """`phenomjax plan`: what a run will cost before it starts (parameters, FLOPs, memory, time).
 
-    counts   exact parameter counts (jax.eval_shape of the real init), analytic FLOPs and traffic
-    memory   the peak-memory breakdown, and the refusal of configs that cannot fit
-    devices  named accelerators, the roofline projection, this machine's memory
-    timing   a few real steps and one evaluation of the actual jitted programs, here
-    report   everything together, as a dict (the command prints it or dumps it as JSON)
+Generic over the model families, which stand above these first four modules:
 
-This package imports nothing at import time: train, fit-phenom and sweep import
-`plan.memory` for their refusal, and the heavy parts are imported only when used.
+    estimate  the words of a cost (Work, Part, Cost) and the parts every family shares
+    memory    the refusal of what cannot fit (check_fits), called before anything is allocated
+    devices   named accelerators, the roofline projection, this machine's memory
+    timing    the harness that times a family's real programs (a Probe), here
+
+and above the families, the command's report:
+
+    report    everything together for one config, as a dict (the command prints it or dumps it)
+
+Each family answers in these words: phenomjax.transformer.cost, phenomjax.phenom.cost; a config
+names its family by its `cost()` method.
 """

@@ -15,6 +15,8 @@ from __future__ import annotations
 import dataclasses
 import os
 
+import jax
+
 # One utilization for every device: the fraction of peak FLOP/s and of peak bandwidth a step
 # reaches. Stated in every report, since the projection is only as good as it.
 UTILIZATION = 0.3
@@ -66,8 +68,6 @@ def device_memory_bytes() -> tuple[int, str] | None:
 
     Starts JAX's backend: call it only after jax.distributed.initialize (if any).
     """
-    import jax
-
     if jax.default_backend() == "cpu":
         return None
     dev = jax.devices()[0]

@@ -1,21 +1,60 @@
 """Time a few real steps and one real evaluation of a run's jitted programs, on this machine.
 
-Nothing here is a model of the step: the transformer's `make_advance` / `evaluate_positions` and
-the phenomenological `make_advance(make_step(...))` / `sequence_metrics` are run as the trainers
-run them, with compile time measured apart. The host side of an evaluation (the rows, the
-parquet flush that rewrites every table written so far, the checkpoint) is timed on a temporary
-run directory, so the prediction counts its growth with the number of evaluations.
+Nothing here is a model of the step: a family's trainer builds its `Probe` (the initial state,
+the advance and the evaluation it runs itself), and `measure` times it, compile time apart. The
+host side of an evaluation (the rows, the parquet flush that rewrites every table written so
+far, the checkpoint) is timed on a temporary run directory, so the prediction counts its growth
+with the number of evaluations.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
 
+import jax
 import numpy as np
+
+from ..runs import RunDir, RunLog, pytree_to_arrays
+
+
+@dataclasses.dataclass(frozen=True)
+class Probe:
+    """A run's real programs, built as its trainer builds them, for `measure`."""
+
+    state: Any  # the initial state
+    advance: Callable[[Any, int], tuple[Any, Any]]  # advance(state, n), as the loop calls it
+    evaluate: Callable[[Any], Any]  # one evaluation of every sequence (the device side)
+    chunk: int  # the advance's loss-buffer length: the longest chunk it takes
+    K: int  # sequences
+    positions: int  # predicted positions, L - 1
+    per_position: bool  # the run writes positions.parquet
+    extra_columns: bool  # evals.parquet carries expected_presentations
+    summary: Callable[[], Any] | None = None  # the command's closing summary, timed once
+
+
+def measure(make_probe: Callable[[], Probe], budget_s: float = 4.0) -> dict:
+    """Measured seconds of a run's setup, compile, steps, evaluation, host I/O and summary."""
+    t0 = time.perf_counter()
+    probe = make_probe()
+    jax.block_until_ready(probe.state)
+    setup = time.perf_counter() - t0
+    out = time_advance(probe.advance, probe.state, probe.chunk, budget_s)
+    state = out.pop("state")
+    _, first = _clock(lambda: probe.evaluate(state))
+    _, ev = _clock(lambda: probe.evaluate(state))
+    io = time_host_io(state, probe.K, probe.positions, probe.per_position, probe.extra_columns)
+    summary = 0.0
+    if probe.summary is not None:
+        t0 = time.perf_counter()
+        probe.summary()
+        summary = time.perf_counter() - t0
+    return {**out, "setup_s": setup, "eval_compile_s": max(first - ev, 0.0), "eval_s": ev,
+            **io, "summary_s": summary}  # fmt: skip
 
 
 def process_age() -> float:
@@ -31,8 +70,6 @@ def process_age() -> float:
 
 
 def _clock(fn: Callable[[], Any]) -> tuple[Any, float]:
-    import jax
-
     t0 = time.perf_counter()
     out = jax.block_until_ready(fn())
     return out, time.perf_counter() - t0
@@ -74,8 +111,6 @@ def time_host_io(state: Any, K: int, P: int, per_position: bool, extra_cols: boo
     A flush rewrites every row written so far, so evaluation i costs `fixed + i * rows`; both
     terms are read off a flush after one evaluation and after four.
     """
-    from ..runs import RunDir, RunLog, pytree_to_arrays
-
     rng = np.random.default_rng(0)
     loss = rng.random(K, dtype=np.float32)
     pos = rng.random((K, P), dtype=np.float32) if per_position else None
@@ -102,74 +137,10 @@ def time_host_io(state: Any, K: int, P: int, per_position: bool, extra_cols: boo
 
 
 def n_chunks(step_grid: np.ndarray, total: int, max_chunk: int) -> int:
-    """Dispatches of advance that runs.drive makes: per segment between evaluations."""
+    """Dispatches of advance that training.drive makes: per segment between evaluations."""
     targets = sorted({int(s) for s in step_grid if 0 < s <= total} | {total})
     prev, n = 0, 0
     for t in targets:
         n += -(-(t - prev) // max_chunk)
         prev = t
     return n
-
-
-def time_transformer(cfg, budget_s: float = 4.0) -> dict:
-    """Measured seconds of a TrainConfig's setup, compile, steps, evaluation and host I/O."""
-    import jax
-    import jax.numpy as jnp
-
-    from ..bayes import per_sequence_floor
-    from ..data import make_bits, zipf_weights
-    from ..transformer.train import evaluate_positions, init_state, make_advance, wants_positions
-
-    t0 = time.perf_counter()
-    bits_np = make_bits(cfg.data.seed, cfg.data.K, cfg.data.L)
-    bits = jnp.asarray(bits_np, jnp.int32)
-    state = jax.block_until_ready(init_state(cfg))
-    setup = time.perf_counter() - t0
-    out = time_advance(make_advance(cfg, bits), state, cfg.train.max_chunk, budget_s)
-    state = out.pop("state")
-    _, first = _clock(lambda: evaluate_positions(state["params"], bits, cfg))
-    _, ev = _clock(lambda: evaluate_positions(state["params"], bits, cfg))
-    io = time_host_io(state, cfg.data.K, cfg.data.L - 1, wants_positions(cfg), False)
-    summary = 0.0
-    if cfg.data.K <= 20000:  # `phenomjax train` prints the final losses against the floor
-        t0 = time.perf_counter()
-        per_sequence_floor(bits_np, zipf_weights(cfg.data.K, cfg.data.alpha))
-        summary = time.perf_counter() - t0
-    return {**out, "setup_s": setup, "eval_compile_s": max(first - ev, 0.0), "eval_s": ev,
-            **io, "summary_s": summary}  # fmt: skip
-
-
-def time_phenom(cfg, budget_s: float = 4.0) -> dict:
-    """Measured seconds of one phenomenological fit's setup, compile, steps, evaluation, I/O."""
-    import jax
-    import jax.numpy as jnp
-
-    from ..data import key_streams, make_bits, zipf_weights
-    from ..optim import make_optimizer
-    from ..phenom import model as phenom
-    from ..phenom.modes import freeze_untrained, init_state, make_advance, make_data, make_step
-    from ..phenom.train import build_model, wants_positions
-
-    K, L, tr = cfg.data.K, cfg.data.L, cfg.train
-    t0 = time.perf_counter()
-    model = build_model(cfg)
-    keys = key_streams(cfg.data.seed)
-    data = make_data(make_bits(cfg.data.seed, K, L), zipf_weights(K, cfg.data.alpha),
-                     keys["batches"])  # fmt: skip
-    like = phenom.init_params(keys["init"], model)
-    tx = freeze_untrained(make_optimizer(cfg.optimizer, tr.steps), like, model)
-    state = jax.block_until_ready(init_state(keys["init"], model, tx, mode=tr.mode, K=K))
-    setup = time.perf_counter() - t0
-    advance = make_advance(make_step(tx, mode=tr.mode, batch=tr.batch), tr.max_chunk)
-    out = time_advance(lambda s, n: advance(s, jnp.int32(n), data), state, tr.max_chunk, budget_s)
-    state = out.pop("state")
-    per_position = wants_positions(cfg)
-    chunk = min(tr.eval_chunk, K)
-    metrics = jax.jit(
-        lambda p, b: phenom.sequence_metrics(p, b, per_position=per_position, chunk=chunk)
-    )
-    _, first = _clock(lambda: metrics(state["params"], data.bits))
-    _, ev = _clock(lambda: metrics(state["params"], data.bits))
-    io = time_host_io(state, K, L - 1, per_position, True)
-    return {**out, "setup_s": setup, "eval_compile_s": max(first - ev, 0.0), "eval_s": ev,
-            **io, "summary_s": 0.0}  # fmt: skip

@@ -1,10 +1,9 @@
 """Runs: the run directory (docs/design.md §4), its atomic storage, checkpoints, the row log,
-and the one loop that drives every kind of run (transformer training, phenomenological fits,
-sweeps)."""
+the folder lock and opening or resuming a run (`lifecycle.open_run`). What a run does between
+opening and finishing is phenomjax.training, one floor up."""
 
 from .checkpoint import arrays_to_pytree, pytree_to_arrays
 from .log import RunLog
-from .loop import drive
 from .rundir import RunDir
 from .storage import (
     atomic_write,
@@ -18,7 +17,6 @@ from .storage import (
 __all__ = [
     "RunDir",
     "RunLog",
-    "drive",
     "arrays_to_pytree",
     "pytree_to_arrays",
     "atomic_write",

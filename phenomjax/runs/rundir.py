@@ -54,6 +54,11 @@ _DTYPES = {
 }
 
 
+# Config fields renamed since runs were written (dotted old name: new leaf name); a manifest
+# that still has the old name compares as if it had the new one.
+RENAMED = {"optimizer.momentum": "b1"}
+
+
 def config_difference(
     old: Mapping[str, Any],
     new: Mapping[str, Any],
@@ -63,8 +68,13 @@ def config_difference(
     """The first dotted field where two config dicts differ, with both values; None if equal.
 
     A field missing from `old` but at its default (`defaults`, the same shape) in `new` is
-    equal: the run predates that field, and the default is what it ran with."""
+    equal: the run predates that field, and the default is what it ran with. A field of `old`
+    under a name since renamed (RENAMED) is compared under its new name."""
     old, new, defaults = jsonable(old), jsonable(new), jsonable(defaults or {})
+    for name, leaf in RENAMED.items():
+        section, _, k = name.rpartition(".")
+        if where == (f"{section}." if section else "") and k in old and leaf not in old:
+            old = {(leaf if key == k else key): v for key, v in old.items()}
     for k in sorted(set(old) | set(new)):
         x, y = old.get(k), new.get(k)
         if isinstance(x, dict) and isinstance(y, dict):

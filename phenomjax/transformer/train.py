@@ -6,16 +6,19 @@ count, so it compiles once per run whatever the distance to the next evaluation)
 draws its batch from `fold_in(batches_key, step)`, so chunking and resume never change the
 numbers, and adds the drawn ranks to exact presentation counts held in the state.
 
-    cfg = load_config(TrainConfig, "experiments/cpu/small.toml")
-    run = train(cfg, "runs/small")
+    cfg = load_config(TrainConfig, "experiments/small_cpu.toml")
+    run = train(cfg, "runs/small_cpu")
+
+What the run costs (`phenomjax plan`, and the refusal of what cannot fit, raised before anything
+is allocated) is transformer/cost.py; `TrainConfig.cost()` names it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import warnings
 from collections.abc import Callable
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,23 +27,21 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from .. import distributed
+from .. import distributed, training
+from ..bayes import per_sequence_floor
 from ..config import require_positive
-from ..data import (
-    DataConfig,
-    key_streams,
-    log_spaced_steps,
-    make_bits,
-    sample_ranks,
-    zipf_cdf,
-    zipf_weights,
-)
+from ..configs import packaged
+from ..data import DataConfig, key_streams, make_bits, sample_ranks, zipf_cdf, zipf_weights
 from ..distributed import DistributedConfig
 from ..errors import ConfigError
 from ..optim import DECAY_CONVENTION, OptimConfig, make_optimizer, schedule, weight_decay_mask
-from ..plan.memory import require_fits
-from ..runs import RunDir, lifecycle, rundir
-from ..runs.lifecycle import apply_optimizer, new_state
+from ..plan.estimate import Cost
+from ..plan.memory import check_fits
+from ..plan.timing import Probe
+from ..runs import RunDir, rundir
+from ..runs.lifecycle import open_run
+from ..training import Evaluation, Schedule, apply_optimizer, chunk_length, drive_run, new_state
+from . import cost as transformer_cost
 from . import model as gpt
 from .model import GPTConfig
 
@@ -50,7 +51,8 @@ class LoopConfig:
     steps: int = 2500  # optimizer steps (batches) in the whole run
     batch: int = 64  # sequences per batch, ranks drawn i.i.d. from the Zipf weights
     num_evals: int = 15  # about this many log-spaced evaluations (plus one at step 0)
-    max_chunk: int = 500  # most steps per device dispatch (progress/NaN checks between chunks)
+    max_chunk: int = 500  # most steps per device dispatch (progress/NaN checks between chunks);
+    # the loss buffer is min(max_chunk, steps) floats on the device and on the host
     eval_chunk: int = 1000  # sequences per evaluation batch (memory ~ eval_chunk * L * width)
     per_position: Literal["auto"] | bool = "auto"  # positions.parquet; auto: K*(L-1) <= 2e6
 
@@ -66,13 +68,21 @@ class TrainConfig:
     train: LoopConfig = LoopConfig()  # steps, batch, evaluations, dispatch sizes
     distributed: DistributedConfig = DistributedConfig()  # mesh size, multi-host start
 
+    def cost(self, members: int = 1, seeds: int = 1) -> Cost:
+        """What this run costs (transformer/cost.py): what `phenomjax plan` reports and what
+        `train` refuses before it allocates. Sweeps are of the phenomenological model only."""
+        if members != 1 or seeds != 1:
+            raise ConfigError("sweep members: sweeps are of the phenomenological model only")
+        return transformer_cost.cost(self, probe=lambda: probe(self))
 
-def embedded_config(name: str) -> Path:
-    """Path of a config shipped with the package (phenomjax/configs/<name>.toml)."""
-    path = Path(str(resources.files("phenomjax") / "configs" / f"{name}.toml"))
-    if not path.is_file():
-        raise ConfigError(f"{name}: no embedded config of that name (try demo or tiny)")
-    return path
+
+def __getattr__(name: str) -> Any:
+    # deprecated: phenomjax.configs.packaged is the one lookup of the shipped configs
+    if name == "embedded_config":
+        warnings.warn("transformer.train.embedded_config is deprecated; use "
+                      "phenomjax.configs.packaged", DeprecationWarning, stacklevel=2)  # fmt: skip
+        return packaged
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # -- the device step -----------------------------------------------------------------------------
@@ -113,8 +123,9 @@ def make_step(cfg: TrainConfig, mesh=None):
 
 
 def make_advance(cfg: TrainConfig, bits: jax.Array, mesh=None):
-    """advance(state, n) -> (state, losses (max_chunk,)) for runs.drive; donates the state."""
-    advance = lifecycle.make_advance(make_step(cfg, mesh), cfg.train.max_chunk, donate=True)
+    """advance(state, n) -> (state, losses (chunk,)) for training.drive; donates the state."""
+    chunk = chunk_length(cfg.train.max_chunk, cfg.train.steps)
+    advance = training.make_advance(make_step(cfg, mesh), chunk, donate=True)
     return lambda state, n: advance(state, n, bits)
 
 
@@ -182,48 +193,69 @@ def train(
     recording stopped_early and stopped_step (e.g. a plateau rule with cfg.train.steps as budget).
     """
     distributed.initialize(cfg.distributed)
-    require_fits(cfg)  # before the bits, the state or the run folder exist
+    check_fits(transformer_cost.memory(cfg), "run")  # before the bits, the state or the folder
     mesh = distributed.make_mesh(cfg.distributed.devices, "data")
     distributed.check_divisible(cfg.train.batch, mesh, "train.batch")
     main = distributed.is_main()  # only process 0 writes; every process computes
     bits = jnp.asarray(make_bits(cfg.data.seed, cfg.data.K, cfg.data.L), jnp.int32)
-    with lifecycle.open_run(
-        out,
-        kind="transformer",
-        cfg=cfg,
-        init=lambda: init_state(cfg),
-        resume=resume,
-        extra=lambda state: {
-            "n_params": gpt.n_params(state["params"]),
-            "compute_dtype": cfg.model.compute_dtype,  # bf16 and fp32 capacities differ
-            "weight_decay": DECAY_CONVENTION,
-        },
-        writer=main,
-    ) as opened:
+    with open_run(out, kind="transformer", cfg=cfg, init=lambda: init_state(cfg), resume=resume,
+                  extra=_manifest_extra(cfg), writer=main) as opened:  # fmt: skip
         if opened.complete:
             return opened.run
         state = distributed.place(opened.state, distributed.replicated(mesh))
         bits = distributed.place(bits, distributed.replicated(mesh))
         per_position = wants_positions(cfg)
 
-        def evaluate(state, s: int) -> lifecycle.Evaluation:
+        def evaluate(state, s: int) -> Evaluation:
             nll, acc = evaluate_positions(state["params"], bits, cfg, mesh)
             pos = dict(position_loss=nll, position_accuracy=acc) if per_position else {}
             counts = np.asarray(state["counts"], np.int64)
-            return lifecycle.Evaluation(counts, nll.mean(axis=1), acc.mean(axis=1), **pos)
+            return Evaluation(counts, nll.mean(axis=1), acc.mean(axis=1), **pos)
 
-        return lifecycle.drive_run(
+        t = cfg.train
+        sched = Schedule.log_spaced(
+            t.steps,
+            t.num_evals,
+            max_chunk=t.max_chunk,
+            batch=t.batch,
+            desc=f"train {opened.run.path.name}",
+            stop_at=stop_at,
+        )
+        return drive_run(
             opened,
+            sched,
             state=state,
             advance=make_advance(cfg, bits, mesh),
             evaluate=evaluate,
-            learning_rate=schedule(cfg.optimizer, cfg.train.steps),
-            total_steps=cfg.train.steps if stop_at is None else min(stop_at, cfg.train.steps),
-            final_step=cfg.train.steps,
-            eval_steps=log_spaced_steps(cfg.train.steps, cfg.train.num_evals),
-            max_chunk=cfg.train.max_chunk,
-            batch=cfg.train.batch,
-            desc=f"train {opened.run.path.name}",
+            learning_rate=schedule(cfg.optimizer, t.steps),
             progress=progress and main,
             stop=stop,
         )
+
+
+def _manifest_extra(cfg: TrainConfig) -> Callable[[dict], dict]:
+    """Manifest fields of a new transformer run, from its initial state."""
+    return lambda state: {
+        "n_params": gpt.n_params(state["params"]),
+        "compute_dtype": cfg.model.compute_dtype,  # bf16 and fp32 capacities differ
+        "weight_decay": DECAY_CONVENTION,
+    }
+
+
+def probe(cfg: TrainConfig) -> Probe:
+    """The run's programs as `train` builds them (one device), for `phenomjax plan`'s timing;
+    `phenomjax train` closes with the Bayes floors when K <= 20000, so that is timed too."""
+    bits_np = make_bits(cfg.data.seed, cfg.data.K, cfg.data.L)
+    bits = jnp.asarray(bits_np, jnp.int32)
+    weights = zipf_weights(cfg.data.K, cfg.data.alpha)
+    return Probe(
+        state=init_state(cfg),
+        advance=make_advance(cfg, bits),
+        evaluate=lambda s: evaluate_positions(s["params"], bits, cfg),
+        chunk=chunk_length(cfg.train.max_chunk, cfg.train.steps),
+        K=cfg.data.K,
+        positions=cfg.data.L - 1,
+        per_position=wants_positions(cfg),
+        extra_columns=False,
+        summary=(lambda: per_sequence_floor(bits_np, weights)) if cfg.data.K <= 20000 else None,
+    )

@@ -12,9 +12,9 @@ import phenomjax.cli.experiments as experiments
 from phenomjax.analysis.settings import load_analysis_config
 from phenomjax.cli import main
 from phenomjax.cli.experiments import EXPERIMENTS
+from phenomjax.configs import packaged
 from phenomjax.data import zipf_weights
 from phenomjax.runs import RunDir, RunLog
-from phenomjax.transformer.train import embedded_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -24,7 +24,7 @@ def tiny_experiments(tmp_path, monkeypatch):
     """A working folder whose experiments/<name>_cpu.toml are the embedded tiny config, cut to
     a few steps (the real ones take minutes)."""
     monkeypatch.chdir(tmp_path)
-    text = embedded_config("tiny").read_text().replace("steps = 60", "steps = 12")
+    text = packaged("tiny").read_text().replace("steps = 60", "steps = 12")
     (tmp_path / "experiments").mkdir()
     for name in EXPERIMENTS:
         (tmp_path / "experiments" / f"{name}_cpu.toml").write_text(text)

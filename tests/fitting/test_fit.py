@@ -18,11 +18,11 @@ from phenomjax.errors import ConfigError, RunDirError
 from phenomjax.fitting import FitReport, fit_run, format_report
 from phenomjax.fitting.grid import FitGridConfig, GridSection, OptimizerEntry
 from phenomjax.phenom.train import (
-    FitConfig,
     ModelSection,
+    PhenomConfig,
     PhenomOptimConfig,
     TrainSection,
-    fit_phenom,
+    train_phenom,
 )
 from phenomjax.runs import RunDir
 
@@ -37,13 +37,13 @@ def grid(lr=LRS, **kw) -> FitGridConfig:
 
 
 def _truth_run(path, **model):
-    cfg = FitConfig(
+    cfg = PhenomConfig(
         data=DataConfig(K=24, L=8, alpha=1.0, seed=3),
         model=ModelSection(w=TRUTH["w"], d=TRUTH["d"], init_scale=TRUTH["scale"], **model),
         optimizer=PhenomOptimConfig(name="adam", lr=TRUTH["lr"]),
         train=TrainSection(mode="expected", steps=150, batch=16, num_evals=12),
     )
-    return fit_phenom(cfg, path, progress=False).path
+    return train_phenom(cfg, path, progress=False).path
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,6 @@ from phenomjax.fitting.grid import (
     default_grid,
     grid_cost,
     grid_path,
-    variant_axes,
 )
 
 
@@ -48,11 +47,6 @@ def test_shipped_grids_load_and_set_overrides(tmp_path):
         load_config(FitGridConfig, path, ["grid.mode=['sideways']"])
     with pytest.raises(ConfigError, match="grid.modes: unknown key"):  # one spelling: mode
         load_config(FitGridConfig, path, ["grid.modes=['expected']"])
-
-
-def test_variant_axes_appear_only_when_swept():
-    assert variant_axes(GridSection()) == {}
-    assert variant_axes(GridSection(forget=(0.0, 0.01))) == {"forget": [0.0, 0.01]}
 
 
 def _args(**kw) -> argparse.Namespace:

@@ -18,11 +18,11 @@ from phenomjax.fitting.holdout import predict, split_evals
 from phenomjax.fitting.overlay import overlay_data
 from phenomjax.fitting.scoring import Reference, ScoreConfig
 from phenomjax.phenom.train import (
-    FitConfig,
     ModelSection,
+    PhenomConfig,
     PhenomOptimConfig,
     TrainSection,
-    fit_phenom,
+    train_phenom,
 )
 
 TRUTH = {"w": 2, "d": 4, "lr": 1e-2, "scale": 0.1}
@@ -85,13 +85,13 @@ def test_predict_reads_the_fit_at_the_fixed_shift():
 
 
 def _truth(tmp, K, seed):
-    cfg = FitConfig(
+    cfg = PhenomConfig(
         data=DataConfig(K=K, L=8, alpha=1.0, seed=seed),
         model=ModelSection(w=TRUTH["w"], d=TRUTH["d"], init_scale=TRUTH["scale"]),
         optimizer=PhenomOptimConfig(name="adam", lr=TRUTH["lr"]),
         train=TrainSection(mode="expected", steps=150, batch=16, num_evals=12),
     )
-    return fit_phenom(cfg, tmp / f"truth-{K}" / f"seed-{seed}", progress=False).path
+    return train_phenom(cfg, tmp / f"truth-{K}" / f"seed-{seed}", progress=False).path
 
 
 def test_a_model_made_run_is_predicted_out_of_sample(tmp_path, capsys):

@@ -21,6 +21,7 @@ from phenomjax.analysis.binning import default_edges
 from phenomjax.bayes import per_sequence_floor
 from phenomjax.cli import main
 from phenomjax.config import load_config
+from phenomjax.configs import packaged
 from phenomjax.data import make_bits, zipf_weights
 from phenomjax.errors import DataError
 from phenomjax.fitting import FitReport, fit_run
@@ -28,7 +29,7 @@ from phenomjax.fitting import overlay as ov_mod
 from phenomjax.fitting.grid import FitGridConfig, GridSection, OptimizerEntry
 from phenomjax.fitting.overlay import FONT, group_refs, overlay_data, overlay_figure, side_by_side
 from phenomjax.runs import RunDir
-from phenomjax.transformer.train import TrainConfig, embedded_config, train
+from phenomjax.transformer.train import TrainConfig, train
 
 from .reports import synthetic_report, write_fit_folder
 
@@ -42,7 +43,7 @@ GRID = FitGridConfig(
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("compare")
-    cfg = load_config(TrainConfig, embedded_config("tiny"), [])
+    cfg = load_config(TrainConfig, packaged("tiny"), [])
     run = train(cfg, tmp / "tiny", progress=False).path
     fit_run(run, tmp / "tiny-fit", GRID, progress=False)
     return run, tmp / "tiny-fit", tmp
