@@ -151,3 +151,22 @@ def test_real_demo_within_five_minutes(tmp_path, capsys):
     b = np.searchsorted(edges, cr["rank"].to_numpy(), side="right") - 1
     med = [np.median(cr["final_excess"].to_numpy()[b == k]) for k in range(len(edges) - 1)]
     assert len(med) == 6 and sum(x < 0.5 for x in med) >= 4, med
+
+
+def test_results_page_reads_the_demo_and_names_what_is_missing(first):
+    """scripts/results.py: its numbers are the demo's own (rank bins, memorized bits, the fit's
+    lag lines), and a section without its runs names the command that makes them."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "results.py"
+    spec = importlib.util.spec_from_file_location("results_script", path)
+    results = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(results)
+    out, s = first
+    text = "\n".join(results.demo_section(out, name="tiny"))
+    assert f"Memorized bits: {s.memorized_bits:.0f}" in text
+    assert "| ranks 0-4 |" in text and f"{s.top_loss:.4g}" in text
+    assert "lag reproduced by the best:" in text
+    missing = "\n".join(results.capacity_section(out))
+    assert "Not measured in this build" in missing and "phenomjax capacity" in missing

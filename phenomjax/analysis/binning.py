@@ -1,4 +1,4 @@
-"""Rank bins (DESIGN 5): per-sequence rows averaged over [rank_lo, rank_hi) at each step.
+"""Rank bins (docs/design.md §5): per-sequence rows averaged over [rank_lo, rank_hi) at each step.
 
 One pass, no per-bin filter: the bin of every row comes from np.searchsorted on the edges, the
 (step, bin) group from a mixed-radix code, and every mean from np.bincount, so K = 100000 x 50

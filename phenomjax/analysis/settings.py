@@ -131,7 +131,7 @@ class AnalysisConfig:
     paths: Paths = Paths()
     legacy: LegacySettings = LegacySettings()
     summary: SummarySettings = SummarySettings()
-    edges: tuple[int, ...] = ()
+    edges: tuple[int, ...] = ()  # rank-bin edges; empty: the historical ones (binning.py)
     source: str = "analysis.toml"  # the file it was read from
 
     def run_paths(self, experiment: str) -> list[Path]:

@@ -43,7 +43,7 @@ class OptimizerEntry:
     the rest are outer loops). Fields an optimizer does not use are left out of its product."""
 
     name: str = "adam"  # sgd, momentum, adam, adamw (any of phenomjax.optim.OPTIMIZERS)
-    lr: tuple[float, ...] = (3e-5, 1e-4, 3e-4, 1e-3)
+    lr: tuple[float, ...] = (3e-5, 1e-4, 3e-4, 1e-3)  # learning rates (vmapped)
     b1: tuple[float, ...] = (0.9,)  # adam-type b1, or the momentum coefficient
     b2: tuple[float, ...] = (0.999,)  # adam-type b2
     weight_decay: tuple[float, ...] = (0.0,)  # decoupled decay (adamw, lion)

@@ -1,0 +1,169 @@
+"""Write docs/results.md from the runs it cites, so that no number there can drift from the code.
+
+    python scripts/results.py --runs runs            # print
+    python scripts/results.py --runs runs --write    # rewrite docs/results.md
+
+Each section reads run directories that one command makes (named in the section); a section
+whose runs are missing says which command makes them instead of showing a number. Nothing is
+trained here: the numbers are read from the runs' tables with the package's own summaries (the
+same functions `phenomjax analyze`, `fit` and `capacity` print with).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from phenomjax.analysis.binning import bin_label  # noqa: E402
+from phenomjax.analysis.pipeline import Request, analyze  # noqa: E402
+from phenomjax.analysis.settings import load_analysis_config  # noqa: E402
+from phenomjax.analysis.text import lag_rows  # noqa: E402
+from phenomjax.fitting.report import FitReport, lag_lines, reproduction_lines  # noqa: E402
+from phenomjax.runs import RunDir  # noqa: E402
+
+CPU_EXPERIMENTS = ("small_cpu", "medium_cpu", "large_rope_cpu", "large_lr_cpu")
+
+
+def _cell(v: object) -> str:
+    if isinstance(v, float | np.floating):
+        return f"{v:.1f}" if abs(v) >= 1000 else f"{v:.4g}"
+    return str(v)
+
+
+def _markdown(df: pd.DataFrame) -> str:
+    cols = [str(c) for c in df.columns]
+    rows = ["| " + " | ".join(cols) + " |", "|" + " --- |" * len(cols)]
+    for _, r in df.iterrows():
+        cells = [_cell(v) for v in r]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def _missing(what: str, command: str) -> list[str]:
+    return [f"*Not measured in this build: {what} is missing. `{command}` makes it.*", ""]
+
+
+def _is_run(path: Path) -> bool:
+    return (path / "manifest.json").is_file()
+
+
+def _manifest(path: Path) -> dict:
+    return RunDir(path).manifest()
+
+
+def _analysis(paths: list[Path], experiment: str):
+    cfg = load_analysis_config(None)
+    return analyze(cfg, Request(paths=paths, experiment=experiment, selection_name="all"))
+
+
+def _final_bins(a) -> pd.DataFrame:
+    b = a.binned[a.binned["step"] == a.binned["step"].max()]
+    cols = [c for c in ("presentations", "loss", "floor", "accuracy", "ceiling") if c in b]
+    out = b[["rank_lo", "rank_hi", *cols]].copy()
+    labels = [bin_label(int(lo), int(hi)) for lo, hi in zip(b.rank_lo, b.rank_hi, strict=True)]
+    out.insert(0, "rank bin", labels)
+    return out.drop(columns=["rank_lo", "rank_hi"])
+
+
+def _fit_lines(fit: Path) -> list[str]:
+    report = FitReport.load(fit / "report.json")
+    return ["```", *lag_lines(report, ""), *reproduction_lines(report, ""), "```", ""]
+
+
+def demo_section(runs: Path, name: str = "demo") -> list[str]:
+    run, fit = runs / name, runs / f"{name}-fit"
+    out = ["## The demo", "", "`phenomjax demo` (phenomjax/configs/demo.toml) writes "
+           f"`{run}` and `{fit}`.", ""]  # fmt: skip
+    if not _is_run(run) or not (fit / "report.json").is_file():
+        return out + _missing("the demo run or its fit", "phenomjax demo")
+    m = _manifest(run)
+    a = _analysis([run], "demo")
+    bits = a.runs.iloc[0].get("memorized_bits", np.nan) if len(a.runs) else np.nan
+    out += [f"K = {m.get('K')}, L = {m.get('L')}, {m.get('n_params')} parameters. "
+            "Rank bins at the last evaluation (loss in nats; the Bayes floor and accuracy "
+            "ceiling are the mixture's):", "", _markdown(_final_bins(a)), ""]  # fmt: skip
+    if np.isfinite(bits):
+        out += [f"Memorized bits: {bits:.0f} ({bits / m['n_params']:.4f} per parameter).", ""]
+    out += [
+        "The lag of the transformer and of the fit (ratio of presentations to the top bin's "
+        "at each level of normalized excess loss; the fit report's wording):",
+        "",
+    ]
+    return out + _fit_lines(fit)
+
+
+def experiments_section(runs: Path) -> list[str]:
+    out = ["## The four CPU-scale experiments", "",
+           "`phenomjax experiments --cpu` trains `experiments/<name>_cpu.toml` into "
+           "`runs/<name>_cpu`; `python scripts/fit_experiments.py` fits them into "
+           "`runs/<name>_cpu-fit`. Lag ratio per rank bin and level (a run's cell is "
+           "\"ratio (ranks reached / ranks)\"):", ""]  # fmt: skip
+    found = [runs / n for n in CPU_EXPERIMENTS if _is_run(runs / n) or (runs / n).is_dir()]
+    if not found:
+        return out + _missing("runs/<name>_cpu", "phenomjax experiments --cpu")
+    for path in found:
+        a = _analysis([path], path.name)
+        out += [f"### {path.name}", "", _markdown(lag_rows(a).drop(columns=["member"])), ""]
+        fit = path.parent / f"{path.name}-fit"
+        if (fit / "report.json").is_file():
+            out += _fit_lines(fit)
+    missing = sorted(set(CPU_EXPERIMENTS) - {p.name for p in found})
+    if missing:
+        out += _missing(", ".join(f"runs/{n}" for n in missing), "phenomjax experiments --cpu")
+    return out
+
+
+def capacity_section(runs: Path) -> list[str]:
+    cap = runs / "capacity"
+    out = ["## Capacity", "", "`phenomjax capacity experiments/capacity_cpu.toml --out "
+           f"{cap}` (add `--quick` for two sizes). One row per size:", ""]  # fmt: skip
+    if not (cap / "capacity_sizes.csv").is_file():
+        return out + _missing(f"{cap}/capacity_sizes.csv", f"phenomjax capacity "
+                              f"experiments/capacity_cpu.toml --out {cap}")  # fmt: skip
+    out += [_markdown(pd.read_csv(cap / "capacity_sizes.csv")), ""]
+    fit_path = cap / "capacity_fit.json"
+    if fit_path.is_file():
+        out += ["Fitted bits per parameter (capacity_fit.json):", "", "```",
+                json.dumps(json.loads(fit_path.read_text()), indent=1), "```", ""]  # fmt: skip
+    return out
+
+
+def render(runs: Path) -> str:
+    stamp = datetime.date.today().isoformat()
+    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    out = ["# Results", "",
+           f"Generated by `python scripts/results.py --runs {runs} --write` on {stamp} ({machine}) "
+           "from the run directories each section names; do not edit by hand. Loss in nats; "
+           "presentations are the exact number of times a rank was drawn into a batch.",
+           ""]  # fmt: skip
+    for section in (demo_section, experiments_section, capacity_section):
+        out += section(runs)
+    return "\n".join(out).rstrip() + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=Path, default=Path("runs"), help="folder of the runs")
+    parser.add_argument("--write", action="store_true", help="rewrite docs/results.md")
+    args = parser.parse_args(argv)
+    text = render(args.runs)
+    if args.write:
+        (ROOT / "docs" / "results.md").write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
