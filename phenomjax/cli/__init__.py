@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("phenomjax.cli.compare", "overlay fitted curves on the empirical ones"),
     "plan": ("phenomjax.cli.plan", "parameters, FLOPs, memory and time of a config before it runs"),
     "capacity": ("phenomjax.cli.capacity", "memorized bits per parameter over model sizes and K"),
+    "regime": ("phenomjax.cli.regime", "the regime map: transformer and fitted lags by size and K"),
     "demo": ("phenomjax.cli.demo", "train, analyse, fit and compare on the embedded default"),
 }
 

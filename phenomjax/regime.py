@@ -1,0 +1,274 @@
+"""The regime map (docs/design.md §6, "The protocol"): where does the transformer lag, and does
+a phenomenological model lag with it?
+
+A regime is one transformer size at one K. Each is trained over several seeds (a seed group,
+`<out>/runs/<size>-K<K>/seed-<s>`), and each phenomenological model named in the config (a fit
+grid: the model as stated, a variant) is fitted to the group (`<out>/fits/<regime>-<model>`).
+Every run and fit is an ordinary run directory or fit folder, reused when finished with the same
+config (runs.reuse). The map reads, per regime, the lag ratio of every rank bin at the three
+levels for each transformer seed and for each fitted model, places the regime at its
+parameters per dataset bit, n_params / (K (L - 1)) (or at capacity / (K (L - 1)) where a capacity
+table is given), and scores each model by the pre-registered discrepancy (analysis.discrepancy).
+
+    cfg = load_config(RegimeConfig, "experiments/regime_cpu.toml")
+    result = run_regimes(cfg, "runs/regime")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .analysis.binning import bin_label
+from .analysis.cache import process_run
+from .analysis.discrepancy import agrees, discrepancy
+from .analysis.lag import bin_lag
+from .config import require_positive, to_dict
+from .configs import packaged
+from .data import DataConfig
+from .errors import ConfigError, DataError
+from .fitting.fit import fit_run
+from .fitting.grid import FitGridConfig, default_grid
+from .optim import OptimConfig
+from .runs import RunDir
+from .runs.reuse import ensure_run
+from .transformer.model import GPTConfig
+from .transformer.train import LoopConfig, TrainConfig, train
+
+
+@dataclasses.dataclass(frozen=True)
+class RegimeSize:
+    n_layer: int = 1  # transformer blocks
+    n_head: int = 2  # attention heads per block
+    head_dim: int = 8  # features per head; width = n_head * head_dim
+
+    def validate(self) -> None:
+        require_positive(self, ("n_layer", "n_head", "head_dim"))
+
+    @property
+    def name(self) -> str:
+        return f"l{self.n_layer}h{self.n_head}d{self.head_dim}"
+
+
+@dataclasses.dataclass(frozen=True)
+class MapSection:
+    sizes: tuple[RegimeSize, ...] = (RegimeSize(1, 2, 8), RegimeSize(2, 4, 8))  # small first
+    K: tuple[int, ...] = (256, 1024)  # sequences per regime
+    L: int = 16  # bits per sequence
+    alpha: float = 1.0  # Zipf exponent of the sampling weights
+    seeds: tuple[int, ...] = (0, 1, 2)  # one transformer run per seed and regime
+    fits: tuple[str, ...] = ("fit_demo",)  # fit grids (packaged names or TOML paths), a model each
+    capacity: str = ""  # a capacity_sizes.csv (phenomjax capacity); empty: x is params per bit
+
+    def validate(self) -> None:
+        if not self.sizes or not self.K or not self.seeds or not self.fits:
+            raise ConfigError("map: sizes, K, seeds and fits each need at least one entry")
+        if min(self.K) < 2 or self.L < 2:
+            raise ConfigError(f"map: expected K >= 2 and L >= 2, got K {self.K}, L {self.L}")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"map.seeds: expected distinct seeds, got {list(self.seeds)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RegimeConfig:
+    map: MapSection = MapSection()  # sizes x K x seeds, and the models fitted to each regime
+    model: GPTConfig = GPTConfig()  # shared by every size (sizes set layers, heads, head_dim)
+    optimizer: OptimConfig = OptimConfig()  # shared by every run
+    train: LoopConfig = LoopConfig()  # steps, batch and evaluations of every run
+
+
+@dataclasses.dataclass(frozen=True)
+class Regime:
+    size: RegimeSize
+    K: int
+    name: str  # its folder under <out>/runs and the stem of its fits
+    configs: tuple[TrainConfig, ...]  # one per seed
+
+
+@dataclasses.dataclass
+class RegimeResult:
+    lags: pd.DataFrame  # regime, size, K, n_params, x, model, seed, rank_lo, rank_hi, level, ratio
+    discrepancy: pd.DataFrame  # regime, model, then analysis.discrepancy's columns
+    verdicts: pd.DataFrame  # regime, model, x, transformer_lags, agrees
+    x_label: str
+
+
+def regimes(cfg: RegimeConfig) -> list[Regime]:
+    """Every regime of the map, small sizes first, each with its per-seed training configs."""
+    m = cfg.map
+    out = []
+    for size in m.sizes:
+        model = dataclasses.replace(cfg.model, n_layer=size.n_layer, n_head=size.n_head,
+                                    head_dim=size.head_dim)  # fmt: skip
+        for K in m.K:
+            confs = tuple(
+                TrainConfig(
+                    data=DataConfig(K=K, L=m.L, alpha=m.alpha, seed=s),
+                    model=model,
+                    optimizer=cfg.optimizer,
+                    train=cfg.train,
+                )  # fmt: skip
+                for s in m.seeds
+            )
+            out.append(Regime(size, K, f"{size.name}-K{K}", confs))
+    return out
+
+
+def _grid(name: str) -> FitGridConfig:
+    from .config import load_config
+
+    path = Path(name)
+    if path.suffix == ".toml":
+        return load_config(FitGridConfig, path, [])
+    packaged(name)  # a missing name is a one-line error naming the packaged configs
+    return default_grid(name)
+
+
+def _model_name(name: str) -> str:
+    return Path(name).stem.replace("_", "-")
+
+
+def train_regime(r: Regime, out: Path, progress: bool) -> Path:
+    """The regime's seed group, trained or reused; its folder."""
+    group = out / "runs" / r.name
+    for cfg in r.configs:
+        path = group / f"seed-{cfg.data.seed}"
+        go = lambda resume, c=cfg, p=path: train(c, p, resume=resume, progress=progress)  # noqa: E731
+        ensure_run(path, to_dict(cfg), kind="transformer", train=go)
+    return group
+
+
+def lag_of(path: Path, K: int) -> pd.DataFrame:
+    """A run's lag table (lag.bin_lag over its rank crossings), through no cache."""
+    p = process_run(path, cache_dir=None)
+    return bin_lag(p.crossings, K=K)
+
+
+def _capacity(path: str) -> dict[str, float]:
+    """size name -> capacity in bits, from a capacity_sizes.csv."""
+    table = pd.read_csv(path)
+    need = ("n_layer", "n_head", "head_dim", "capacity_bits")
+    if any(c not in table.columns for c in need):
+        raise DataError(f"{path}: expected a capacity_sizes.csv with columns {list(need)}")
+    return {RegimeSize(int(r.n_layer), int(r.n_head), int(r.head_dim)).name:
+            float(r.capacity_bits) for r in table.itertuples()}  # fmt: skip
+
+
+def run_regimes(
+    cfg: RegimeConfig,
+    out: str | Path,
+    *,
+    progress: bool = False,
+    emit: Callable[[str], None] = lambda _: None,
+) -> RegimeResult:
+    """Train, fit and read every regime of the map (reusing what is finished)."""
+    cfg.map.validate()
+    out = Path(out)
+    grids = {_model_name(g): _grid(g) for g in cfg.map.fits}
+    capacity = _capacity(cfg.map.capacity) if cfg.map.capacity else None
+    rows, disc, verdicts = [], [], []
+    for r in regimes(cfg):
+        group = train_regime(r, out, progress)
+        seeds = [group / f"seed-{c.data.seed}" for c in r.configs]
+        n_params = int(RunDir(seeds[0]).manifest().get("n_params") or 0)
+        bits = r.K * (cfg.map.L - 1)
+        x = (capacity.get(r.size.name, np.nan) if capacity else n_params) / bits
+        emit(f"[regime] {r.name}: {len(seeds)} seeds trained, {n_params} parameters, x {x:.3g}")
+        base = {"regime": r.name, "size": r.size.name, "K": r.K, "n_params": n_params, "x": x}
+        ref = pd.concat([lag_of(p, r.K).assign(seed=c.data.seed)
+                         for p, c in zip(seeds, r.configs, strict=True)])  # fmt: skip
+        rows.append(ref.assign(model="transformer", **base))
+        for model, grid in grids.items():
+            fit = out / "fits" / f"{r.name}-{model}"
+            report = fit_run(group, fit, grid, progress=progress)
+            fitted = lag_of(Path(report.best.run), r.K).assign(seed=report.best.member.seed)
+            rows.append(fitted.assign(model=model, **base))
+            d = discrepancy(ref, fitted)
+            disc.append(d.assign(regime=r.name, model=model))
+            lags = bool((d[d.quantity != "slope"].transformer_min > 0).any())
+            verdicts.append({**base, "model": model, "transformer_lags": lags,
+                             "agrees": agrees(d)})  # fmt: skip
+            emit(f"[regime] {r.name}: {model} fitted ({'agrees' if agrees(d) else 'disagrees'})")
+    x_label = ("capacity / dataset bits" if capacity
+               else "parameters per dataset bit, n_params / (K (L - 1))")  # fmt: skip
+    lags = pd.concat(rows, ignore_index=True).rename(columns={"lag_ratio": "ratio"})
+    return RegimeResult(lags, pd.concat(disc, ignore_index=True), pd.DataFrame(verdicts), x_label)
+
+
+def _summary(lags: pd.DataFrame) -> pd.DataFrame:
+    """Per (regime, model, bin, level): geometric mean of the ratio over seeds, min, max, n."""
+    ok = lags[np.isfinite(lags["ratio"]) & (lags["ratio"] > 0)]
+    keys = ["regime", "x", "model", "rank_lo", "rank_hi", "level"]
+    g = ok.assign(log=np.log(ok["ratio"])).groupby(keys)
+    out = g.agg(mean=("log", "mean"), lo=("ratio", "min"), hi=("ratio", "max"),
+                n=("ratio", "size")).reset_index()  # fmt: skip
+    return out.assign(mean=np.exp(out["mean"]))
+
+
+def regime_figure(result: RegimeResult, out_dir: Path | None, bins: int = 2):
+    """Lag ratio against the regime's x, one row per rank bin below the top (the first `bins`),
+    one column per level: the transformer's geometric mean over seeds with its [min, max], and
+    each fitted model's ratio. Returns (the paths written, the drawn rows)."""
+    import matplotlib.pyplot as plt
+
+    from .analysis.figfiles import save_figure
+    from .analysis.figstyle import palette
+    from .analysis.settings import PlotSettings
+
+    s = _summary(result.lags)
+    top = s["rank_lo"].min()
+    keys = sorted({(int(a), int(b)) for a, b in zip(s.rank_lo, s.rank_hi, strict=True) if a > top})
+    keys = keys[:bins]
+    levels = sorted(s["level"].unique(), reverse=True)
+    models = ["transformer", *sorted(set(s["model"]) - {"transformer"})]
+    colors = dict(zip(models, palette("tab10", len(models)), strict=True))
+    fig, axes = plt.subplots(len(keys), len(levels), figsize=(3.6 * len(levels), 3.0 * len(keys)),
+                             squeeze=False, sharex=True, sharey=True)  # fmt: skip
+    for i, (lo, hi) in enumerate(keys):
+        for j, lv in enumerate(levels):
+            ax = axes[i][j]
+            cell = s[(s.rank_lo == lo) & (s.level == lv)]
+            for k, m in enumerate(models):
+                d = cell[cell.model == m].sort_values("x")
+                if not len(d):
+                    continue
+                x = d["x"] * (1.06 ** (k - (len(models) - 1) / 2))  # side by side, same regime
+                err = [d["mean"] - d["lo"], d["hi"] - d["mean"]]
+                ax.errorbar(x, d["mean"], yerr=err if m == "transformer" else None, fmt="o-",
+                            color=colors[m], ms=4, lw=1, capsize=3,
+                            label=m + (" (geo. mean, [min, max] over seeds)"
+                                       if m == "transformer" else " (fit)"))  # fmt: skip
+            ax.axhline(1.0, color="0.5", lw=0.8, ls=":")
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_title(f"{bin_label(lo, hi)}, {lv:.0%} of initial excess", fontsize=9)
+            if i == len(keys) - 1:
+                ax.set_xlabel(result.x_label, fontsize=8)
+            if j == 0:
+                ax.set_ylabel("lag ratio (presentations / top bin's)", fontsize=8)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(models), fontsize=8,
+               bbox_to_anchor=(0.5, -0.06))  # fmt: skip
+    fig.suptitle("regime map: lag of rarer rank bins (> 1: the bin lags)", fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, out_dir, "regime_map", PlotSettings(), False, data=s), s
+
+
+def write_outputs(result: RegimeResult, out: str | Path) -> list[Path]:
+    """regime_lags.csv, regime_discrepancy.csv, regime_verdicts.csv and regime_map.png/.pdf
+    (with regime_map.csv, the drawn rows) in `out`, atomically."""
+    from .runs.storage import atomic_write
+
+    out = Path(out)
+    paths = []
+    for name, df in (("regime_lags", result.lags), ("regime_discrepancy", result.discrepancy),
+                     ("regime_verdicts", result.verdicts)):  # fmt: skip
+        p = out / f"{name}.csv"
+        atomic_write(p, lambda t, d=df: d.to_csv(t, index=False))
+        paths.append(p)
+    figs, _ = regime_figure(result, out)
+    return paths + figs

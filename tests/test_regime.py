@@ -1,0 +1,77 @@
+"""The regime map end to end at tiny size: runs and fits are made once and reused, the tables
+hold every regime x model x seed, and the discrepancy is the pre-registered one."""
+
+import pandas as pd
+import pytest
+
+from phenomjax.cli import main
+from phenomjax.config import load_config
+from phenomjax.regime import RegimeConfig, regimes
+
+TINY = """
+[map]
+sizes = [{ n_layer = 1, n_head = 1, head_dim = 4 }]
+K = [16, 32]
+L = 8
+seeds = [0, 1]
+fits = ["GRID"]
+[train]
+steps = 200
+batch = 16
+num_evals = 6
+max_chunk = 100
+eval_chunk = 32
+"""
+
+GRID = """
+[grid]
+mode = ["expected"]
+w = [3]
+d = [2]
+scale = [0.1]
+refit_seeds = 1
+num_evals = 6
+[[optimizers]]
+name = "adam"
+lr = [1e-2]
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("regime")
+    (root / "grid.toml").write_text(GRID)
+    cfg = root / "regime.toml"
+    cfg.write_text(TINY.replace("GRID", str(root / "grid.toml")))
+    assert main(["regime", str(cfg), "--out", str(root / "out")]) == 0
+    return root, cfg
+
+
+def test_every_regime_model_and_seed_is_in_the_tables(tiny):
+    root, cfg = tiny
+    lags = pd.read_csv(root / "out" / "regime_lags.csv")
+    assert set(lags.regime) == {r.name for r in regimes(load_config(RegimeConfig, cfg))}
+    assert set(lags.model) == {"transformer", "grid"}
+    t = lags[lags.model == "transformer"]
+    assert set(t.seed) == {0, 1}
+    assert (lags.x > 0).all() and (lags.n_params > 0).all()
+    verdicts = pd.read_csv(root / "out" / "regime_verdicts.csv")
+    assert len(verdicts) == 2 and set(verdicts.K) == {16, 32} and set(verdicts.columns) >= {"agrees", "transformer_lags"}
+    for name in ("regime_map.png", "regime_map.pdf", "regime_map.csv", "regime_discrepancy.csv"):
+        assert (root / "out" / name).stat().st_size > 0
+
+
+def test_a_second_call_reuses_runs_and_fits(tiny, capsys):
+    root, cfg = tiny
+    before = {p: p.stat().st_mtime_ns for p in (root / "out" / "runs").rglob("evals.parquet")}
+    assert main(["regime", str(cfg), "--out", str(root / "out")]) == 0
+    after = {p: p.stat().st_mtime_ns for p in (root / "out" / "runs").rglob("evals.parquet")}
+    assert before == after and len(before) == 4
+
+
+def test_a_bad_map_is_one_line(tmp_path, capsys):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[map]\nseeds = [0, 0]\n")
+    assert main(["regime", str(cfg), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "map.seeds" in err and "\n" not in err
