@@ -40,6 +40,7 @@ def _roots() -> list[tuple[str, str, type]]:
     from phenomjax.capacity.config import CapacityConfig
     from phenomjax.fitting.grid import FitGridConfig
     from phenomjax.phenom.train import PhenomConfig
+    from phenomjax.regime import RegimeConfig
     from phenomjax.transformer.train import TrainConfig
 
     return [
@@ -47,6 +48,7 @@ def _roots() -> list[tuple[str, str, type]]:
         ("Training one phenomenological model", "`train-phenom`, `sweep`", PhenomConfig),
         ("The fit grid", "`phenomjax fit RUN --config GRID.toml`", FitGridConfig),
         ("The capacity ladder", "`phenomjax capacity CONFIG`", CapacityConfig),
+        ("The regime map", "`phenomjax regime CONFIG`", RegimeConfig),
         ("The analysis", "`phenomjax analyze --config`, `scripts/analysis.py`", AnalysisConfig),
     ]
 

@@ -56,7 +56,8 @@ def test_every_regime_model_and_seed_is_in_the_tables(tiny):
     assert set(t.seed) == {0, 1}
     assert (lags.x > 0).all() and (lags.n_params > 0).all()
     verdicts = pd.read_csv(root / "out" / "regime_verdicts.csv")
-    assert len(verdicts) == 2 and set(verdicts.K) == {16, 32} and set(verdicts.columns) >= {"agrees", "transformer_lags"}
+    assert len(verdicts) == 2 and set(verdicts.K) == {16, 32}
+    assert set(verdicts.columns) >= {"agrees", "transformer_lags"}
     for name in ("regime_map.png", "regime_map.pdf", "regime_map.csv", "regime_discrepancy.csv"):
         assert (root / "out" / name).stat().st_size > 0
 
