@@ -3,7 +3,6 @@ phenomenological linear-attention model (sigmoid readout) fitted to the curves."
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
 from .errors import (
@@ -14,11 +13,7 @@ from .errors import (
     RunDirError,
     UnsafePickleError,
 )
-
-try:  # one home for the version: pyproject.toml, read back from the installed metadata
-    __version__ = version("phenomjax")
-except PackageNotFoundError:  # a source tree that was never installed
-    __version__ = "0+unknown"
+from .version import __version__
 
 if TYPE_CHECKING:
     from .analysis.binning import bin_by_rank

@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import __version__
 from ..runs.storage import atomic_write_bytes, atomic_write_json
+from ..version import __version__
 from .binning import bin_by_rank
 from .lag import DEFAULT_LEVELS, PER_DECADE, matched_loss, rank_crossings
 from .load import is_run_dir, read_tables

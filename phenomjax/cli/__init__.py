@@ -11,8 +11,8 @@ import importlib
 import sys
 import warnings
 
-from .. import __version__
 from ..errors import PhenomjaxError
+from ..version import __version__
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("phenomjax.cli.train", "train a GPT-style transformer on Zipf-sampled bit sequences"),

@@ -104,7 +104,7 @@ def environment() -> dict[str, str]:
     """Package, jax and device versions for the manifest."""
     import jax
 
-    from .. import __version__
+    from ..version import __version__
 
     dev = jax.devices()[0]
     return {
