@@ -23,16 +23,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .analysis.binning import bin_label
+from .analysis.binning import bin_label, binned
 from .analysis.cache import process_run
 from .analysis.discrepancy import agrees, discrepancy
-from .analysis.lag import bin_lag
+from .analysis.lag import bin_lag, rank_crossings
 from .config import require_positive, to_dict
 from .configs import packaged
 from .data import DataConfig
 from .errors import ConfigError, DataError
-from .fitting.fit import fit_run
+from .fitting.fit import fit_run, phenom_config, train_best
 from .fitting.grid import FitGridConfig, default_grid
+from .fitting.holdout import predict
+from .fitting.inputs import read_input
+from .fitting.report import FitReport
+from .fitting.scoring import lag_rows
 from .optim import OptimConfig
 from .runs import RunDir
 from .runs.reuse import ensure_run
@@ -63,6 +67,7 @@ class MapSection:
     seeds: tuple[int, ...] = (0, 1, 2)  # one transformer run per seed and regime
     fits: tuple[str, ...] = ("fit_demo",)  # fit grids (packaged names or TOML paths), a model each
     capacity: str = ""  # a capacity_sizes.csv (phenomjax capacity); empty: x is params per bit
+    predict_from: str = ""  # the regime whose fit predicts the others unrefitted; "": the first
 
     def validate(self) -> None:
         if not self.sizes or not self.K or not self.seeds or not self.fits:
@@ -95,6 +100,7 @@ class RegimeResult:
     discrepancy: pd.DataFrame  # regime, model, then analysis.discrepancy's columns
     verdicts: pd.DataFrame  # regime, model, x, transformer_lags, agrees
     x_label: str
+    predictions: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)  # predict_regime
 
 
 def regimes(cfg: RegimeConfig) -> list[Regime]:
@@ -158,6 +164,38 @@ def _capacity(path: str) -> dict[str, float]:
             float(r.capacity_bits) for r in table.itertuples()}  # fmt: skip
 
 
+def predict_regime(
+    source: FitReport, grid: FitGridConfig, target: Path, out: Path, progress: bool = False
+) -> pd.DataFrame:
+    """The best member of `source` (a fit at another regime), its dynamics knobs unchanged,
+    trained on the target regime's data and steps (`out`, a phenom run directory) and read
+    against the target's transformer group at the source's fitted shift: per rank bin its z
+    (the error of log loss in units of the target's seed band), and per (bin, level) its lag
+    ratio beside the transformer's with z_lag. Nothing is refitted."""
+    inp = read_input(target, grid.score)
+    best = source.best.member
+    train_best(phenom_config(inp, grid.grid, best.mode, best), out, progress)
+    ev = RunDir(out).read_evals()
+    bins = predict(binned(ev, inp.edges), source.best.score.shift, inp.ref, grid.score)
+    lag = bin_lag(rank_crossings(ev, grid.score.levels, floor=inp.floor), inp.edges)
+    rows = [
+        {
+            "rank_lo": b.rank_lo,
+            "rank_hi": b.rank_hi,
+            "level": np.nan,
+            "z": b.z,
+            "ratio_ref": np.nan,
+            "ratio_fit": np.nan,
+            "verdict": "curve",
+        }
+        for b in bins
+    ]
+    rows += [{"rank_lo": r.rank_lo, "rank_hi": r.rank_hi, "level": r.level, "z": r.z_lag,
+              "ratio_ref": r.ratio_ref, "ratio_fit": r.ratio_fit, "verdict": r.verdict}
+             for r in lag_rows(lag, inp.ref, grid.score)[0]]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def run_regimes(
     cfg: RegimeConfig,
     out: str | Path,
@@ -193,10 +231,33 @@ def run_regimes(
             verdicts.append({**base, "model": model, "transformer_lags": lags,
                              "agrees": agrees(d)})  # fmt: skip
             emit(f"[regime] {r.name}: {model} fitted ({'agrees' if agrees(d) else 'disagrees'})")
+    predictions = _predictions(cfg, out, grids, progress, emit)
     x_label = ("capacity / dataset bits" if capacity
                else "parameters per dataset bit, n_params / (K (L - 1))")  # fmt: skip
     lags = pd.concat(rows, ignore_index=True).rename(columns={"lag_ratio": "ratio"})
-    return RegimeResult(lags, pd.concat(disc, ignore_index=True), pd.DataFrame(verdicts), x_label)
+    return RegimeResult(lags, pd.concat(disc, ignore_index=True), pd.DataFrame(verdicts), x_label,
+                        predictions)  # fmt: skip
+
+
+def _predictions(cfg: RegimeConfig, out: Path, grids: dict, progress: bool, emit) -> pd.DataFrame:
+    """Every model's fit at map.predict_from (default: the first regime) predicting each other
+    regime without refitting (predict_regime)."""
+    names = [r.name for r in regimes(cfg)]
+    source = cfg.map.predict_from or names[0]
+    if source not in names:
+        raise ConfigError(f"map.predict_from: expected one of {names}, got {source!r}")
+    parts = []
+    for model, grid in grids.items():
+        report = FitReport.load(out / "fits" / f"{source}-{model}" / "report.json")
+        for target in (n for n in names if n != source):
+            folder = out / "predictions" / f"{model}-{source}-to-{target}"
+            p = predict_regime(report, grid, out / "runs" / target, folder, progress)
+            parts.append(p.assign(model=model, source=source, target=target))
+            z = p[p.verdict == "curve"].z
+            emit(
+                f"[regime] {model} fitted at {source} predicts {target}: median z {z.median():.2f}"
+            )
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
 def _summary(lags: pd.DataFrame) -> pd.DataFrame:
@@ -259,14 +320,16 @@ def regime_figure(result: RegimeResult, out_dir: Path | None, bins: int = 2):
 
 
 def write_outputs(result: RegimeResult, out: str | Path) -> list[Path]:
-    """regime_lags.csv, regime_discrepancy.csv, regime_verdicts.csv and regime_map.png/.pdf
+    """regime_lags.csv, regime_discrepancy.csv, regime_verdicts.csv, regime_predictions.csv
+    and regime_map.png/.pdf
     (with regime_map.csv, the drawn rows) in `out`, atomically."""
     from .runs.storage import atomic_write
 
     out = Path(out)
     paths = []
     for name, df in (("regime_lags", result.lags), ("regime_discrepancy", result.discrepancy),
-                     ("regime_verdicts", result.verdicts)):  # fmt: skip
+                     ("regime_verdicts", result.verdicts),
+                     ("regime_predictions", result.predictions)):  # fmt: skip
         p = out / f"{name}.csv"
         atomic_write(p, lambda t, d=df: d.to_csv(t, index=False))
         paths.append(p)

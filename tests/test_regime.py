@@ -60,6 +60,10 @@ def test_every_regime_model_and_seed_is_in_the_tables(tiny):
     assert set(verdicts.columns) >= {"agrees", "transformer_lags"}
     for name in ("regime_map.png", "regime_map.pdf", "regime_map.csv", "regime_discrepancy.csv"):
         assert (root / "out" / name).stat().st_size > 0
+    pred = pd.read_csv(root / "out" / "regime_predictions.csv")
+    assert set(pred.source) == {"l1h1d4-K16"} and set(pred.target) == {"l1h1d4-K32"}
+    curve = pred[pred.verdict == "curve"]
+    assert len(curve) and curve.z.notna().any()
 
 
 def test_a_second_call_reuses_runs_and_fits(tiny, capsys):
