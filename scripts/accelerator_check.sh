@@ -61,7 +61,7 @@ timed phenom "${CLI[@]}" train-phenom "${PHENOM[@]}" --out "$OUT/phenom" --no-pr
 run "$PY" scripts/bench_phenom.py --rounds 3
 # 4. the GPU-relevant tests, on the accelerator (conftest defaults JAX_PLATFORMS to cpu)
 run env JAX_PLATFORMS="${JAX_PLATFORMS:-cuda}" "$PY" -m pytest -q -m "not slow" \
-  tests/test_gpt.py tests/test_phenom.py tests/test_train.py
+  tests/transformer/test_model.py tests/phenom/test_model.py tests/transformer/test_train.py
 # 5. predicted next to measured
 run "$PY" - "$OUT" <<'PYEOF'
 import json, sys

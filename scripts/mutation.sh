@@ -29,13 +29,12 @@ seed=${3:-0}
 
 config() {  # module -> source file, test files, optional pytest -k expression
   case $1 in
-    bayes) src=phenomjax/bayes.py; tests="tests/test_bayes.py tests/test_analysis_floor.py
-tests/test_mutation_kills_bayes.py"; k="" ;;
-    data) src=phenomjax/data.py; tests="tests/test_data.py tests/test_mutation_kills_data.py"; k="" ;;
+    bayes) src=phenomjax/bayes.py; tests="tests/test_bayes.py tests/analysis/test_floor.py"; k="" ;;
+    data) src=phenomjax/data.py; tests="tests/test_data.py"; k="" ;;
     binning) src=phenomjax/analysis/binning.py
-      tests="tests/test_analysis_binning.py tests/test_mutation_kills_binning.py"; k="" ;;
-    scoring) src=phenomjax/phenom/scoring.py
-      tests="tests/test_fitrun.py tests/test_fit_grid.py"
+      tests="tests/analysis/test_binning.py"; k="" ;;
+    scoring) src=phenomjax/fitting/scoring.py
+      tests="tests/fitting/test_scoring.py tests/fitting/test_verdict.py"
       # the fast scoring tests; the identifiability fixture trains and sweeps (minutes)
       k="score or min_overlap or shift or reference or lag or kill" ;;
     legacy) src=phenomjax/analysis/legacy.py
@@ -44,7 +43,7 @@ tests/test_mutation_kills_bayes.py"; k="" ;;
       k="not hostile_configs and not raw_mutated_toml and not set_overrides and not toml_serializer
 and not config_file_not_text and not palette and not manifest_fields and not zz_report" ;;
     lag) src=phenomjax/analysis/lag.py
-      tests="tests/test_analysis_lag.py tests/test_mutation_kills_lag.py"
+      tests="tests/analysis/test_lag.py"
       k="not load_group_band_and_cli" ;;  # that one trains nothing but runs the CLI (~20 s)
     *) echo "unknown module $1 (bayes data binning scoring legacy lag all)" >&2; exit 2 ;;
   esac

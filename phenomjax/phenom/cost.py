@@ -8,7 +8,7 @@ features of width F (P for w = 1, P 2^w for the one-hot windows, P d for gathere
          + 6 (table build and its VJP, independent of M) + 12 * trainable parameters
     evaluation of all K = 2 K F P + 12 K P
 
-FLOPs are cross-checked against XLA's `cost_analysis()` in tests/test_plan.py. A sweep group
+FLOPs are cross-checked against XLA's `cost_analysis()` in tests/plan/test_plan.py. A sweep group
 of `members` vmapped members does `members` times one member's work.
 """
 

@@ -3,7 +3,7 @@ analytic FLOPs and traffic, and the peak memory part by part.
 
 Parameter counts are exact: the shapes come from `jax.eval_shape` of the real initializers, so
 they cannot drift from the model. FLOPs are analytic (a multiply-add is 2 FLOPs) and are
-cross-checked against XLA's `cost_analysis()` in tests/test_plan.py.
+cross-checked against XLA's `cost_analysis()` in tests/plan/test_plan.py.
 
 B sequences of L tokens, width D, H heads, n layers, vocab 2:
 
@@ -71,7 +71,7 @@ def activation_bytes(rows: int, L: int, D: int, H: int, n_layer: int) -> float:
     """float32 activations of `rows` sequences kept by the forward pass for the backward pass.
 
     Whatever model.compute_dtype says: XLA on the CPU keeps bf16 intermediates in float32 (its
-    temporary buffers measure the same for both, tests/test_plan.py), and on an accelerator
+    temporary buffers measure the same for both, tests/plan/test_plan.py), and on an accelerator
     that keeps them in bf16 the count is an upper bound, so a refusal is never too lenient."""
     return float(F32 * n_layer * (ACT_TOKEN * rows * L * D + ACT_SCORE * rows * H * L * L))
 

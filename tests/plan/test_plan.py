@@ -319,7 +319,7 @@ def test_the_capacity_ladder_counts_max_chunk_alike():
         assert buf["per-step losses of one chunk (device)"] <= 4 * job.cfg.train.steps
 
 
-PHENOM_TOML = Path(__file__).resolve().parents[1] / "experiments" / "phenom.toml"
+PHENOM_TOML = Path(__file__).resolve().parents[2] / "experiments" / "phenom.toml"
 # the child's own peak RSS: VmHWM belongs to the program exec'd (ru_maxrss would carry over the
 # parent's peak, since Linux keeps it across fork and exec)
 PEAK_RSS = (

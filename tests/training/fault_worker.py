@@ -1,4 +1,4 @@
-"""Worker for tests/test_faults.py: trains the tiny config in a fresh process and SIGKILLs
+"""Worker for tests/training/test_faults.py: trains the tiny config in a fresh process and SIGKILLs
 itself at a chosen moment, as a real kill would land.
 
     python tests/fault_worker.py OUT MOMENT [--nth N] [--resume]

@@ -26,7 +26,7 @@ from phenomjax.transformer.train import (
     train,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = load_config(TrainConfig, packaged("tiny"))
 
 

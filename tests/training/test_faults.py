@@ -23,7 +23,7 @@ WORKER = Path(__file__).with_name("fault_worker.py")
 
 def _worker(out: Path, moment: str, *, resume: bool = False, nth: int = 3) -> int:
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
-    env["PYTHONPATH"] = str(WORKER.parent.parent) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = str(WORKER.resolve().parents[2]) + os.pathsep + env.get("PYTHONPATH", "")
     cmd = [sys.executable, str(WORKER), str(out), moment, "--nth", str(nth)]
     proc = subprocess.run(cmd + (["--resume"] if resume else []), env=env,
                           capture_output=True, text=True, timeout=300)  # fmt: skip
