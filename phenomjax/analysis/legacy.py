@@ -40,6 +40,7 @@ import contextlib
 import copyreg
 import io
 import math
+import os
 import pickle
 import warnings
 from collections.abc import Iterator
@@ -357,11 +358,14 @@ class _SafeUnpickler(pickle.Unpickler):
 def load_pickle(path: str | Path) -> Any:
     """Unpickle a legacy log through the restricted unpickler, streaming from the file (no
     second in-memory copy of a 500 MB log)."""
+    from ..runs.validate import open_regular
+
     path = Path(path)
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise DataError(f"{path}: legacy log not found")
+    f = open_regular(path, DataError)  # a FIFO or device is refused, not read
     try:
-        with open(path, "rb") as f:
+        with f:
             record = _SafeUnpickler(f, str(path)).load()
         return _checked(record, {})
     except UnsafePickleError as e:
