@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 import tomllib
 import types
 import typing
@@ -163,15 +164,26 @@ def _deepcopy(d: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
+    """A TOML file as nested dicts: a regular file of bounded size whose nesting (arrays,
+    inline and dotted tables) and integers are bounded (runs/validate.py)."""
+    from .runs.validate import MAX_TEXT_BYTES, check_tree, read_regular
+
     path = Path(path)
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise ConfigError(f"{path}: config file not found")
+    raw = read_regular(path, MAX_TEXT_BYTES, ConfigError)
     try:
-        return tomllib.loads(path.read_text())
+        data = tomllib.loads(raw.decode("utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML ({e})") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a UTF-8 text file") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: arrays or tables nested too deeply") from None
+    except ValueError as e:  # an integer of more than 4300 digits
+        raise ConfigError(f"{path}: not valid TOML ({' '.join(str(e).split())[:100]})") from None
+    check_tree(data, path, ConfigError)
+    return data
 
 
 def load_config(cls: type[T], path: str | Path | None, overrides: Iterable[str] = ()) -> T:

@@ -37,8 +37,8 @@ config() {  # module -> source file, test files, optional pytest -k expression
       tests="tests/fitting/test_scoring.py tests/fitting/test_verdict.py"
       # the fast scoring tests; the identifiability fixture trains and sweeps (minutes)
       k="score or min_overlap or shift or reference or lag or kill" ;;
-    legacy) src=phenomjax/analysis/legacy.py
-      tests="tests/test_analysis_legacy.py tests/test_hostile.py tests/test_mutation_kills_legacy.py"
+    legacy) src=phenomjax/analysis/legacy/fields.py  # the field checks (one file per config)
+      tests="tests/analysis/test_legacy.py tests/test_hostile.py tests/analysis/test_legacy_mutation_kills.py"
       # test_hostile.py: its loader tests only, not the config and CLI ones
       k="not hostile_configs and not raw_mutated_toml and not set_overrides and not toml_serializer
 and not config_file_not_text and not palette and not manifest_fields and not zz_report" ;;

@@ -19,6 +19,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import os
 import time
 import warnings
 from collections.abc import Sequence
@@ -29,11 +30,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..errors import RunDirError
 from ..runs.storage import atomic_write_bytes, atomic_write_json
+from ..runs.validate import (
+    check_manifest,
+    check_names,
+    load_json,
+    memory_limit,
+    open_regular,
+    read_parquet,
+    read_regular,
+    short,
+)
 from ..version import __version__
 from .binning import bin_by_rank
 from .lag import DEFAULT_LEVELS, PER_DECADE, matched_loss, rank_crossings
-from .load import is_run_dir, read_tables
+from .load import check_path, is_run_dir, read_tables
 from .summaries import memorized_bits
 
 SCHEMA = 2  # bump when the cached tables change shape
@@ -57,9 +69,10 @@ class Processed:
 
 
 def _input_files(path: Path) -> list[Path]:
+    """What the key hashes; a file of the wrong type is listed, for file_sha256 to refuse."""
     if is_run_dir(path):
         names = ("manifest.json", "evals.parquet", "positions.parquet")
-        return [path / n for n in names if (path / n).is_file()]
+        return [path / n for n in names if os.path.lexists(path / n)]
     return [path]
 
 
@@ -68,25 +81,36 @@ def file_sha256(path: Path, memo_dir: Path | None = None) -> str:
     (device, inode, size, mtime_ns, ctime_ns), as git's index does: any write changes ctime,
     which no tool can set back, so a changed byte is always re-hashed. A file modified within
     the last 2 s is not remembered (its timestamps may not have ticked yet: "racy git")."""
-    st = path.stat()
-    sig = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
-    memo_file = memo_dir / "digests.json" if memo_dir is not None else None
-    memo: dict[str, list] = {}
-    if memo_file is not None and memo_file.is_file():
-        try:
-            memo = json.loads(memo_file.read_text())
-        except (OSError, ValueError):
-            memo = {}
+    with open_regular(path) as fh:  # a device or FIFO would hash forever or block
+        st = os.fstat(fh.fileno())
+        sig = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+        memo_file = memo_dir / "digests.json" if memo_dir is not None else None
+        memo = _read_memo(memo_file) if memo_file is not None else {}
         entry = memo.get(str(path.resolve()))
-        if isinstance(entry, list) and entry[:5] == sig:
-            return str(entry[5])
-    with open(path, "rb") as fh:
+        if isinstance(entry, list) and len(entry) == 6 and entry[:5] == sig and _hex(entry[5]):
+            return entry[5]
         digest = hashlib.file_digest(fh, "sha256").hexdigest()
     settled = time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > 2_000_000_000
     if memo_file is not None and settled:
         memo[str(path.resolve())] = [*sig, digest]
         atomic_write_json(memo_file, memo)
     return digest
+
+
+def _hex(v: Any) -> bool:
+    return isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v)
+
+
+def _read_memo(memo_file: Path) -> dict[str, Any]:
+    """The remembered digests; anything unreadable or malformed is forgotten (it is a cache)."""
+    if not os.path.lexists(memo_file):
+        return {}
+    try:
+        memo = load_json(memo_file)
+    except RunDirError as e:
+        warnings.warn(f"{e}; re-hashing the inputs", stacklevel=4)
+        return {}
+    return memo if isinstance(memo, dict) else {}
 
 
 def cache_key(path: Path, settings: dict[str, Any], memo_dir: Path | None = None) -> str:
@@ -104,30 +128,57 @@ def _entry(cache_dir: Path, path: Path, key: str) -> Path:
     return cache_dir / f"{name[:80]}-{key[:24]}"
 
 
+def _check_record(record: Any, where: Path) -> dict[str, Any]:
+    """A cache record is {"meta": {...}, "parts": {part: sha256 or null}}, meta with the fields
+    a processed run has (the manifest's, checked as a manifest's, and the summaries')."""
+    if not isinstance(record, dict) or not isinstance(record.get("parts"), dict):
+        raise RunDirError(f"{where}: expected an object with 'meta' and 'parts'")
+    check_names(record["parts"], PARTS, f"{where}: parts")
+    for part, digest in record["parts"].items():
+        if digest is not None and not _hex(digest):
+            raise RunDirError(f"{where}: parts.{part}: expected a sha256, got {short(digest)}")
+    meta = record.get("meta")
+    check_manifest(meta, where)
+    for key, kinds in _META_TYPES.items():
+        if not isinstance(meta.get(key), kinds):
+            raise RunDirError(f"{where}: meta.{key}: expected {kinds.__name__}, got "
+                              f"{short(meta.get(key))}")  # fmt: skip
+    if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in meta["steps"]):
+        raise RunDirError(f"{where}: meta.steps: expected integers >= 0")
+    return record
+
+
+_META_TYPES = {"name": str, "label": str, "steps": list, "memorized": dict, "bits_known": bool,
+               "floor_known": bool}  # fmt: skip
+
+
 def _read_entry(base: Path) -> Processed | None:
+    """The cached entry at `base`, None (and a one-line warning) when it is missing, altered or
+    malformed in any way: a cache is rebuilt, never trusted into a traceback."""
     record_path = base.with_suffix(base.suffix + ".json")
-    if not record_path.is_file():
+    if not os.path.lexists(record_path):
         return None
     try:
-        record = json.loads(record_path.read_text())
+        record = _check_record(load_json(record_path), record_path)
         tables = {}
         for part in PARTS:
             digest = record["parts"].get(part)
             if digest is None:
                 tables[part] = None
                 continue
-            raw = Path(f"{base}.{part}.parquet").read_bytes()
+            part_path = Path(f"{base}.{part}.parquet")
+            raw = read_regular(part_path, int(min(memory_limit(), 2**62)))
             if hashlib.sha256(raw).hexdigest() != digest:
-                raise ValueError(f"{base}.{part}.parquet does not match its record")
-            tables[part] = pd.read_parquet(io.BytesIO(raw))
+                raise RunDirError(f"{part_path}: does not match its record")
+            tables[part] = read_parquet(raw, str(part_path), contract=False)
         for t in tables.values():
             if t is not None:
                 t.attrs["run"] = record["meta"]
         if tables["crossings"] is None or tables["matched"] is None:
-            raise ValueError("lag tables missing")
+            raise RunDirError(f"{record_path}: lag tables missing")
         return Processed(record["meta"], **tables, cached=True)
-    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as e:
-        warnings.warn(f"cache entry {base} unreadable ({e}); rebuilding it", stacklevel=3)
+    except RunDirError as e:
+        warnings.warn(f"cache entry unreadable ({e}); rebuilding it", stacklevel=3)
         return None
 
 
@@ -159,12 +210,13 @@ def process_run(
     """Load, bin and summarise one run, through the cache (cache_dir=None: no cache).
     levels, per_decade: the lag levels and the matched-presentations grid (lag.py)."""
     path = Path(path)
+    check_path(path)  # before the cache hashes it: a device or FIFO would never end
     settings = {"edges": [int(e) for e in edges], "ranks": sorted({int(r) for r in ranks}),
                 "steps_per_epoch": int(steps_per_epoch), "levels": [float(v) for v in levels],
                 "per_decade": int(per_decade)}  # fmt: skip
     base = None
     pending = None
-    if cache_dir is not None and path.exists():
+    if cache_dir is not None:
         if force:
             # A forced rebuild trusts nothing: it re-hashes every input, in a thread (hashlib
             # releases the GIL) while this one unpickles and bins; the key names the entry.

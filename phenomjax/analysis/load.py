@@ -9,7 +9,6 @@ n_params, label, ...) rides along in `table.attrs["run"]` and comes from `run_in
 from __future__ import annotations
 
 import functools
-import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError, RunDirError
+from ..runs.validate import check_dir, check_kind
 from .legacy import legacy_tables, load_pickle
 
 if TYPE_CHECKING:  # imported where a run directory is read: a legacy log needs none of runs/
@@ -25,14 +25,24 @@ if TYPE_CHECKING:  # imported where a run directory is read: a legacy log needs 
 
 
 def is_run_dir(path: Path) -> bool:
-    return path.is_dir() and (path / "manifest.json").is_file()
+    """A folder holding manifest.json (of whatever type: the reader refuses a FIFO there)."""
+    try:
+        return path.is_dir() and os.path.lexists(path / "manifest.json")
+    except OSError:  # an unreadable folder: _check_path names it
+        return False
 
 
 def _check_path(path: Path) -> None:
-    if not path.exists():
+    """A run is a readable folder with manifest.json or a regular file (a legacy log): devices,
+    FIFOs and /proc files are refused here, before the cache hashes them or a reader blocks."""
+    if not os.path.lexists(path):
         raise DataError(f"{path}: not found; expected a run directory or a legacy .pkl log")
-    if path.is_dir() and not is_run_dir(path):
-        raise RunDirError(f"{path}: a folder without manifest.json is not a run directory")
+    if path.is_dir():
+        check_dir(path)
+        if not is_run_dir(path):
+            raise RunDirError(f"{path}: a folder without manifest.json is not a run directory")
+    else:
+        check_kind(path, DataError)
 
 
 def check_path(path: str | os.PathLike) -> None:
@@ -93,47 +103,26 @@ def run_label(meta: dict[str, Any]) -> str:
     return ", ".join(parts) if parts else str(meta.get("name", "run"))
 
 
-def _manifest_int(m: dict, key: str, where: Path, lo: int, hi: int) -> int:
-    v = m[key]
-    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v < hi:
-        text = " ".join(repr(v).split())[:40]  # one line, whatever the file holds
-        raise RunDirError(f"{where}: {key}: expected an integer in [{lo}, {hi}), got {text}")
-    return v
-
-
 def _rundir_meta(run: RunDir) -> dict[str, Any]:
-    """The manifest fields the analysis computes with, each checked (a hand-edited or foreign
-    manifest gives a one-line error naming the field, not a ValueError from int())."""
-    where = run.manifest_path
-    m = run.manifest()
-    if not isinstance(m, dict):
-        raise RunDirError(f"{where}: expected a JSON object, got {type(m).__name__}")
-    for k in ("K", "L", "kind"):
-        if k not in m:
-            raise RunDirError(f"{where}: missing field {k!r}")
-    if not isinstance(m["kind"], str):
-        raise RunDirError(f"{where}: kind: expected a string, got {type(m['kind']).__name__}")
-    # rank and position columns are int32 and int16 (the run directory's tables)
-    K = _manifest_int(m, "K", where, 1, 2**31)
-    L = _manifest_int(m, "L", where, 2, 2**15 + 1)
-    alpha = m.get("alpha", 1.0)
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha < math.inf:
-        raise RunDirError(f"{where}: alpha: expected a finite number >= 0, got {alpha!r}")
-    for key in ("seed", "batch"):  # optional: absent or null means not recorded
-        if m.get(key) is not None:
-            _manifest_int(m, key, where, 0, 2**63)
-    return {
-        "kind": m["kind"],
-        "path": str(run.path),
-        "K": K,
-        "L": L,
-        "alpha": float(alpha),
-        "batch": m.get("batch"),
-        "seed": m.get("seed"),
-        "status": m.get("status"),
-        "config": m.get("config", {}),
-        "n_params": m.get("n_params"),
-    }
+    """The manifest fields the analysis computes with, each checked (validate.check_manifest)."""
+    from ..runs.validate import check_manifest
+
+    return {**check_manifest(run.manifest(), run.manifest_path), "path": str(run.path)}
+
+
+def check_floor_fits(meta: dict[str, Any], path: Path) -> None:
+    """Refuse, before make_bits allocates, a run whose Bayes floor (K x L bits and tables) does
+    not fit the memory this process may use (docs/design.md §8)."""
+    from ..plan.host import floor_bytes
+    from ..runs.validate import memory_limit
+
+    need, have = floor_bytes(meta["K"], meta["L"]), memory_limit()
+    if meta.get("bits_known") and need > have:
+        raise RunDirError(
+            f"{path / 'manifest.json'}: K, L: the Bayes floor of K = {meta['K']}, L = "
+            f"{meta['L']} needs about {need / 2**30:.3g} GiB, more than the "
+            f"{have / 2**30:.3g} GiB this process may use"
+        )
 
 
 def run_info(path: str | os.PathLike) -> dict[str, Any]:
@@ -183,14 +172,19 @@ def read_tables(
     _check_path(path)
     if is_run_dir(path):
         from ..runs.rundir import RunDir
+        from ..runs.validate import check_columns
 
         run = RunDir(path)
-        meta = _rundir_meta(run)
+        meta = _finish_meta(_rundir_meta(run), path)
+        check_floor_fits(meta, path)
         evals = run.read_evals()
+        check_columns(evals, str(run.evals_path), meta["K"], meta["L"])
         pos = run.read_positions() if positions else None
+        if pos is not None:
+            check_columns(pos, str(run.positions_path), meta["K"], meta["L"])
     else:
         evals, pos, meta = legacy_tables(load_pickle(path), path, steps_override=steps_per_epoch)
-    meta = _finish_meta(meta, path)
+        meta = _finish_meta(meta, path)
     if len(evals) == 0:
         raise DataError(f"{path}: holds no evaluation yet")
     try:

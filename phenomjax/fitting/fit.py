@@ -33,7 +33,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import __version__
 from ..analysis.binning import binned
 from ..analysis.lag import bin_lag, rank_crossings
 from ..config import to_dict
@@ -43,6 +42,7 @@ from ..phenom.sweep import describe, read_sweep, sweep
 from ..phenom.train import ModelSection, PhenomConfig, PhenomOptimConfig, TrainSection, train_phenom
 from ..runs import atomic_write_bytes
 from ..runs.reuse import check_outside, claim, ensure_run, ensure_sweep
+from ..version import __version__
 from .grid import FitGridConfig, GridSection, check_cost, default_grid, grid_cost
 from .holdout import Holdout, heldout_lag, predict, seed_intervals, seed_reference
 from .inputs import FitInput, RunPaths, read_input

@@ -13,9 +13,10 @@ prints it next to the measured figures on the first accelerator run.
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import jax
+
+from .host import host_memory_bytes  # noqa: F401  (re-exported: its old home)
 
 # One utilization for every device: the fraction of peak FLOP/s and of peak bandwidth a step
 # reaches. Stated in every report, since the projection is only as good as it.
@@ -45,22 +46,6 @@ def project_seconds(
     compute = flops / (device.peak_flops * util)
     memory = nbytes / (device.bandwidth * util)
     return max(compute, memory) + kernels * device.launch_s
-
-
-def host_memory_bytes() -> int:
-    """Total RAM of this machine (os.sysconf, else /proc/meminfo); 0 when neither answers."""
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError):
-        pass
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
 
 
 def device_memory_bytes() -> tuple[int, str] | None:

@@ -25,6 +25,7 @@ import pandas as pd
 
 from ..errors import RunDirError
 from .storage import atomic_write_bytes, atomic_write_json, atomic_write_parquet, jsonable, now
+from .validate import check_columns, load_json, read_parquet
 
 # positions.parquet is written by default ("auto") when one evaluation has at most this many
 # (sequence, position) rows: about 50 MB of parquet over 15 evaluations.
@@ -216,12 +217,15 @@ class RunDir:
             raise RunDirError(f"{self.path}: cannot resume with a different config: {d}")
 
     def manifest(self) -> dict[str, Any]:
-        if not self.manifest_path.is_file():
+        """manifest.json, a regular file of bounded size, depth and integers (validate.py)."""
+        if not os.path.lexists(self.manifest_path):
             raise RunDirError(f"{self.manifest_path}: not found; is {self.path} a run directory?")
-        try:
-            return json.loads(self.manifest_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise RunDirError(f"{self.manifest_path}: not valid JSON ({e})") from None
+        m = load_json(self.manifest_path)
+        if not isinstance(m, dict):
+            raise RunDirError(
+                f"{self.manifest_path}: expected a JSON object, got {type(m).__name__}"
+            )
+        return m
 
     def update_manifest(self, **fields: Any) -> dict[str, Any]:
         m = self.manifest()
@@ -237,12 +241,10 @@ class RunDir:
 
     # -- tables --------------------------------------------------------------------------
     def _read(self, path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
-        if not path.is_file():
+        if not os.path.lexists(path):
             return pd.DataFrame({c: pd.Series(dtype=_DTYPES[c]) for c in columns})
-        try:
-            df = pd.read_parquet(path)
-        except Exception as e:  # pyarrow raises several types for a cut-short file
-            raise RunDirError(f"{path}: unreadable parquet ({type(e).__name__}: {e})") from None
+        df = read_parquet(path, str(path))  # a FIFO or device is refused, not read
+        check_columns(df, str(path))  # before conform's cast, which would wrap a huge rank
         return conform(df, columns, name=str(path))
 
     def read_evals(self) -> pd.DataFrame:
@@ -251,7 +253,7 @@ class RunDir:
     def read_positions(self) -> pd.DataFrame | None:
         return (
             self._read(self.positions_path, POSITION_COLUMNS)
-            if self.positions_path.is_file()
+            if os.path.lexists(self.positions_path)
             else None
         )
 
