@@ -90,9 +90,18 @@ class GridSection:
     refit_seeds: int = 3  # seeds of the best's refit (the run's seed and the next ones)
     num_evals: int = 24  # log-spaced evaluations of every member
     batch: int = 0  # 0: the run's batch
+    halving: bool = True  # successive halving (fitting.halving); false: every member to the end
+    halving_rungs: tuple[float, ...] = (0.1, 0.3)  # rungs, as fractions of the run's steps
+    halving_keep: float = 0.34  # share of the members still running that each rung keeps
 
     def validate(self) -> None:
         from ..phenom.modes import MODES  # JAX, as above
+
+        if not all(0 < f < 1 for f in self.halving_rungs):
+            raise ConfigError(f"halving_rungs: expected fractions in (0, 1), got "
+                              f"{list(self.halving_rungs)}")  # fmt: skip
+        if not 0 < self.halving_keep <= 1:
+            raise ConfigError(f"halving_keep: expected a share in (0, 1], got {self.halving_keep}")
 
         bad = [m for m in self.mode if m not in MODES]
         if bad or not self.mode:
@@ -177,3 +186,18 @@ def check_cost(cost: GridCost, where: str) -> None:
             f"{cost.curve_bytes / 2**30:.1f} GiB before compression); at most "
             f"{MAX_CURVE_BYTES / 2**30:.0f} GiB: fewer members, evaluations or w/d values"
         )
+
+
+def on_edge(cfg: FitGridConfig, entry: int, lr: float, scale: float) -> tuple[str, ...]:
+    """The grid edges a member (of optimizer entry `entry`) sits on, in words: its lr or scale
+    is the lowest or highest swept value (a one-value axis is both). The optimum may lie past
+    it; the refinement (fitting.refine) is allowed there."""
+    out = []
+    for name, v, values in (("lr", lr, cfg.optimizers[entry].lr), ("scale", scale, cfg.grid.scale)):
+        lo, hi = min(values), max(values)
+        if np.isclose(v, lo) or np.isclose(v, hi):
+            where = "the only" if lo == hi else "the lowest" if np.isclose(v, lo) else "the highest"
+            out.append(
+                f"{name} {v:g} is {where} value swept ({', '.join(f'{x:g}' for x in values)})"
+            )
+    return tuple(out)

@@ -113,6 +113,16 @@ class Timings:
 
 
 @dataclasses.dataclass(frozen=True)
+class Rung:
+    """One rung of a sweep's successive halving (fitting.halving)."""
+
+    sweep: str  # the sweep folder's name
+    step: int  # where its members were scored on their curve prefix
+    members: int  # still running at that step
+    dropped: int  # stopped there
+
+
+@dataclasses.dataclass(frozen=True)
 class FitReport:
     version: str
     run: RunPart
@@ -127,6 +137,7 @@ class FitReport:
     intervals: Intervals | None  # seed groups only
     holdout: Holdout | None
     timings: Timings
+    halving: tuple[Rung, ...]  # every sweep's rungs; () for the exhaustive grid
     members_sha256: str  # of members.csv, written before this report
     outcome: str = dataclasses.field(default="fitted", compare=False, metadata=_LOCAL)
 
@@ -409,6 +420,19 @@ def _holdout_lines(r: FitReport) -> list[str]:
     return lines
 
 
+def halving_lines(r: FitReport) -> list[str]:
+    """Per sweep, its successive halving's rungs: members scored and dropped at each."""
+    if not r.halving:
+        return ["  halving: none (every member ran to the end)"]
+    per: dict[str, list[Rung]] = {}
+    for g in r.halving:
+        per.setdefault(g.sweep, []).append(g)
+    return ["  halving (members dropped at each rung, of those still running):"] + [
+        f"    {name}: " + ", ".join(f"step {g.step}: {g.dropped} of {g.members}" for g in rungs)
+        for name, rungs in per.items()
+    ]
+
+
 def format_report(r: FitReport) -> str:
     """The printed report: the run, the top members, the best, per-bin verdicts, the lag table,
     whether the lag is reproduced (each condition), intervals and the held-out part."""
@@ -424,6 +448,7 @@ def format_report(r: FitReport) -> str:
         *lag_lines(r),
         *reproduction_lines(r),
         *_holdout_lines(r),
+        *halving_lines(r),
         f"  wall time {t.total_s:.1f} s ({modes}, refit {t.refit_s:.1f} s); best run "
         + r.best.run
         + ("; reused (members.csv digest checked)" if r.outcome == "reused" else ""),
