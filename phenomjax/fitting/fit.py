@@ -43,12 +43,13 @@ from ..phenom.sweep import describe, read_sweep, sweep
 from ..phenom.train import ModelSection, PhenomConfig, PhenomOptimConfig, TrainSection, train_phenom
 from ..runs import atomic_write_bytes
 from ..runs.reuse import check_outside, claim, ensure_run, ensure_sweep
-from .grid import FitGridConfig, GridSection, check_cost, default_grid, grid_cost
+from .grid import FitGridConfig, GridSection, check_cost, default_grid, grid_cost, on_edge
 from .halving import halving_sweep, prefix_score, rungs_of, schedule
 from .holdout import Holdout, heldout_lag, predict, seed_intervals, seed_reference
 from .inputs import FitInput, RunPaths, read_input
 from .members import Member, live, member_of, members_table
-from .report import Best, FitReport, Ranked, Rung, RunPart, SeedScore, Settings, Timings
+from .refine import refine
+from .report import Best, FitReport, Ranked, Refined, Rung, RunPart, SeedScore, Settings, Timings
 from .scoring import MemberScore, ScoreConfig, build_reference, score_member, seed_band
 from .verdict import any_member, bin_verdicts, knobs, reproduction, sign_knob
 
@@ -196,6 +197,24 @@ def _pick(members: pd.DataFrame, inp: FitInput) -> Member:
     return member_of(ok.iloc[0])
 
 
+def _refined(inp: FitInput, cfg: FitGridConfig, swept: _Swept) -> Refined | None:
+    """The best expected-mode member refined by gradient (None without one, or when off)."""
+    ok = live(swept.members)
+    ok = ok[np.isfinite(ok["total"]) & (ok["mode"] == "expected")]
+    if cfg.grid.refine_steps < 1 or ok.empty:
+        return None
+    m = member_of(ok.iloc[0])
+    shift = swept.scores[(m.sweep, m.member)].shift
+    base = phenom_config(inp, cfg.grid, "expected", m)
+    return refine(base, m, shift if np.isfinite(shift) else 1.0, inp.ref, inp.edges,
+                  steps=cfg.grid.refine_steps, lr=cfg.grid.refine_lr)  # fmt: skip
+
+
+def _edges(cfg: FitGridConfig, best: Member) -> tuple[str, ...]:
+    """The grid edges the best sits on (its sweep folder names its optimizer entry)."""
+    return on_edge(cfg, int(best.sweep.split("-")[1]), best.lr, best.scale)
+
+
 def _seed_score(seed: int, s: MemberScore) -> SeedScore:
     return SeedScore(seed, s.rmse, s.band_score, s.lag_score, s.total, s.shift)
 
@@ -332,6 +351,7 @@ def fit_run(
     per_seed = _refit(inp, cfg, best, score, out / "refit", progress)
     train_best(best_cfg, out / "best", progress)
     refit_s = time.perf_counter() - t
+    refined = _refined(inp, cfg, swept)
     rows = knobs(swept.members, int(inp.edges[0]))
     report = FitReport(
         version=__version__,
@@ -350,6 +370,8 @@ def fit_run(
             sum(s for _, s in swept.per_mode), refit_s, time.perf_counter() - t0, swept.per_mode
         ),  # fmt: skip
         halving=swept.rungs,
+        on_edge=_edges(cfg, best),
+        refined=refined,
         members_sha256="",
     )
     return _commit(out, report, swept.members)

@@ -93,6 +93,8 @@ class GridSection:
     halving: bool = True  # successive halving (fitting.halving); false: every member to the end
     halving_rungs: tuple[float, ...] = (0.1, 0.3)  # rungs, as fractions of the run's steps
     halving_keep: float = 0.34  # share of the members still running that each rung keeps
+    refine_steps: int = 10  # Adam steps of the best expected-mode member's refinement; 0: none
+    refine_lr: float = 0.1  # their step size on the log knobs
 
     def validate(self) -> None:
         from ..phenom.modes import MODES  # JAX, as above
@@ -100,6 +102,9 @@ class GridSection:
         if not all(0 < f < 1 for f in self.halving_rungs):
             raise ConfigError(f"halving_rungs: expected fractions in (0, 1), got "
                               f"{list(self.halving_rungs)}")  # fmt: skip
+        if self.refine_steps < 0 or not self.refine_lr > 0:
+            raise ConfigError(f"refine_steps / refine_lr: expected >= 0 / > 0, got "
+                              f"{self.refine_steps} / {self.refine_lr}")  # fmt: skip
         if not 0 < self.halving_keep <= 1:
             raise ConfigError(f"halving_keep: expected a share in (0, 1], got {self.halving_keep}")
 
