@@ -351,7 +351,9 @@ def fit_run(
     per_seed = _refit(inp, cfg, best, score, out / "refit", progress)
     train_best(best_cfg, out / "best", progress)
     refit_s = time.perf_counter() - t
+    t = time.perf_counter()
     refined = _refined(inp, cfg, swept)
+    refine_s = time.perf_counter() - t
     rows = knobs(swept.members, int(inp.edges[0]))
     report = FitReport(
         version=__version__,
@@ -367,7 +369,11 @@ def fit_run(
         intervals=_intervals(inp, swept, cfg.score),
         holdout=_holdout(inp, out / "sweeps" / best.sweep, best, score.shift, cfg.score),
         timings=Timings(
-            sum(s for _, s in swept.per_mode), refit_s, time.perf_counter() - t0, swept.per_mode
+            sum(s for _, s in swept.per_mode),
+            refit_s,
+            time.perf_counter() - t0,
+            swept.per_mode,
+            refine_s,
         ),  # fmt: skip
         halving=swept.rungs,
         on_edge=_edges(cfg, best),

@@ -110,6 +110,7 @@ class Timings:
     refit_s: float
     total_s: float
     per_mode: tuple[tuple[str, float], ...]  # sweep seconds per mode
+    refine_s: float = 0.0  # the gradient refinement (fitting.refine)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -483,7 +484,8 @@ def format_report(r: FitReport) -> str:
         *_holdout_lines(r),
         *halving_lines(r),
         *refined_lines(r),
-        f"  wall time {t.total_s:.1f} s ({modes}, refit {t.refit_s:.1f} s); best run "
+        f"  wall time {t.total_s:.1f} s ({modes}, refit {t.refit_s:.1f} s, refine "
+        f"{t.refine_s:.1f} s); best run "
         + r.best.run
         + ("; reused (members.csv digest checked)" if r.outcome == "reused" else ""),
     ]
