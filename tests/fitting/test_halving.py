@@ -5,6 +5,7 @@ grid.halving = false is today's sweep (same description, same table)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -12,9 +13,11 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fitting.reports import synthetic_report
 from phenomjax.data import DataConfig, log_spaced_steps
 from phenomjax.fitting.halving import halving_sweep, rung_steps, rungs_of, survivors
 from phenomjax.fitting.members import live
+from phenomjax.fitting.report import FitReport, Refined, Rung, format_report
 from phenomjax.phenom.sweep import describe, read_sweep, sweep
 from phenomjax.phenom.train import ModelSection, PhenomConfig, PhenomOptimConfig, TrainSection
 
@@ -94,3 +97,22 @@ def test_without_halving_the_sweep_is_todays(tmp_path):
     assert "schedule" not in d and "schedule" in describe(base, AXES, {"halving": {}})
     t = sweep(base, AXES, out=tmp_path / "s", progress=False)
     assert "dropped_at" not in t.columns and rungs_of("s", t) == ()
+
+
+def test_report_keeps_the_rungs_the_edges_and_the_refinement(tmp_path):
+    """report.json round-trips the halving's rungs, the edge flags and the refined optimum;
+    the text names each."""
+    rep = synthetic_report()
+    m = rep.best.member
+    ref = Refined(m, "expected", ("lr", "scale", "shift"), (1e-3, 0.1, 1.0), (2e-3, 0.05, 1.2),
+                  1.5, 0.7, 0.03, 10)  # fmt: skip
+    rep = dataclasses.replace(rep, halving=(Rung("expected-0-adam", 40, 12, 8),),
+                              on_edge=("lr 0.001 is the lowest value swept (0.001, 0.01)",),
+                              refined=ref)  # fmt: skip
+    rep.save(tmp_path / "report.json")
+    back = FitReport.load(tmp_path / "report.json")
+    assert back.halving == rep.halving and back.refined == ref and back.on_edge == rep.on_edge
+    text = format_report(back)
+    assert "expected-0-adam: step 40: 8 of 12" in text
+    assert "best on a grid edge: lr 0.001 is the lowest" in text
+    assert "lr 0.001 -> 0.002" in text and "1.500 -> 0.700, gradient norm 0.03" in text
