@@ -10,11 +10,14 @@ import math
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fitting.reports import synthetic_report
+from fitting.test_fit import _truth_run, grid
 from phenomjax.data import DataConfig, log_spaced_steps
+from phenomjax.fitting import fit_run
 from phenomjax.fitting.halving import halving_sweep, rung_steps, rungs_of, survivors
 from phenomjax.fitting.members import live
 from phenomjax.fitting.report import FitReport, Refined, Rung, format_report
@@ -116,3 +119,22 @@ def test_report_keeps_the_rungs_the_edges_and_the_refinement(tmp_path):
     assert "expected-0-adam: step 40: 8 of 12" in text
     assert "best on a grid edge: lr 0.001 is the lowest" in text
     assert "lr 0.001 -> 0.002" in text and "1.500 -> 0.700, gradient norm 0.03" in text
+
+
+@pytest.mark.slow  # minutes on a loaded 2-core machine (the refinement's compile)
+def test_fit_halves_by_default_and_refines(tmp_path):
+    """The default path of fit_run: halved sweeps (the rungs in the report, the dropped members
+    in members.csv, ranked after the rest), the generating member still found, and the refined
+    optimum reported."""
+    run = _truth_run(tmp_path / "truth")
+    g = grid(lr=(1e-3, 3e-3, 1e-2, 3e-2), refit_seeds=1, halving=True, refine_steps=2)
+    rep = fit_run(run, tmp_path / "fit", g, progress=False)
+    assert [(r.members, r.dropped) for r in rep.halving] == [(8, 5), (3, 1)]
+    members = pd.read_csv(tmp_path / "fit" / "members.csv")
+    assert (members["dropped_at"] >= 0).sum() == 6 and len(live(members)) == 2
+    assert (members["dropped_at"].to_numpy()[:2] < 0).all()  # the finished ones rank first
+    m = rep.best.member
+    assert (m.w, m.lr, m.scale) == (2, 1e-2, 0.1) and rep.best.score.rmse < 1e-3
+    assert rep.refined is not None and rep.refined.steps == 2 and np.isfinite(rep.refined.grad_norm)
+    assert rep.on_edge == ("scale 0.1 is the only value swept (0.1)",)
+    assert "halving (members dropped at each rung" in format_report(rep)
