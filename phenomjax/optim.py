@@ -81,15 +81,16 @@ def weight_decay_mask(params: Any, stacked: tuple[str, ...] = ("blocks",)) -> An
     return jax.tree_util.tree_map_with_path(lambda p, x: ndim(p, x) >= 2, params)
 
 
-def _base(name: str, cfg: OptimConfig, learning_rate, mask=None):
+def _base(name: str, cfg: OptimConfig, learning_rate, mask=None, eps_root: float = 0.0):
     if name == "adam":
-        return optax.adam(learning_rate, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps)
+        return optax.adam(learning_rate, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, eps_root=eps_root)
     if name == "adamw":
         return optax.adamw(
             learning_rate,
             b1=cfg.b1,
             b2=cfg.b2,
             eps=cfg.eps,
+            eps_root=eps_root,
             weight_decay=cfg.weight_decay,
             mask=mask,
         )
@@ -120,14 +121,16 @@ def make_optimizer(
     return tx
 
 
-def make_injectable(cfg: OptimConfig) -> optax.GradientTransformation:
+def make_injectable(cfg: OptimConfig, eps_root: float = 0.0) -> optax.GradientTransformation:
     """A constant-rate optimizer whose learning rate lives in its state (for vmapped sweeps).
 
-    Build it once outside vmap; set the rate per member with `set_learning_rate`.
+    Build it once outside vmap; set the rate per member with `set_learning_rate`. eps_root > 0
+    (adam, adamw) keeps d sqrt(nu) finite where a gradient is exactly 0, for differentiating
+    through the optimizer (fitting.refine); 0 is optax's default.
     """
-    tx = optax.inject_hyperparams(lambda learning_rate: _base(cfg.name, cfg, learning_rate))(
-        learning_rate=cfg.lr
-    )
+    tx = optax.inject_hyperparams(
+        lambda learning_rate: _base(cfg.name, cfg, learning_rate, eps_root=eps_root)
+    )(learning_rate=cfg.lr)
     if cfg.clip_norm > 0:
         tx = optax.chain(optax.clip_by_global_norm(cfg.clip_norm), tx)
     return tx

@@ -43,11 +43,13 @@ from ..phenom.train import ModelSection, PhenomConfig, PhenomOptimConfig, TrainS
 from ..runs import atomic_write_bytes
 from ..runs.reuse import check_outside, claim, ensure_run, ensure_sweep
 from ..version import __version__
-from .grid import FitGridConfig, GridSection, check_cost, default_grid, grid_cost
+from .grid import FitGridConfig, GridSection, check_cost, default_grid, grid_cost, on_edge
+from .halving import halving_sweep, prefix_score, rungs_of, schedule
 from .holdout import Holdout, heldout_lag, predict, seed_intervals, seed_reference
 from .inputs import FitInput, RunPaths, read_input
 from .members import Member, live, member_of, members_table
-from .report import Best, FitReport, Ranked, RunPart, SeedScore, Settings, Timings
+from .refine import refine
+from .report import Best, FitReport, Ranked, Refined, Rung, RunPart, SeedScore, Settings, Timings
 from .scoring import MemberScore, ScoreConfig, build_reference, score_member, seed_band
 from .verdict import any_member, bin_verdicts, knobs, reproduction, sign_knob
 
@@ -87,9 +89,11 @@ def phenom_config(inp: FitInput, grid: GridSection, mode: str, best: Member | No
     return dataclasses.replace(cfg, model=model, optimizer=opt)
 
 
-def run_sweep(base, folder: Path, axes: dict, progress: bool) -> pd.DataFrame:
+def run_sweep(base, folder: Path, axes: dict, progress: bool, halving: dict | None = None):
     """The sweep of `axes` (singular names; "optimizer" a list of settings: name, b1, b2,
-    weight_decay) in `folder`, or the complete one already there with the same description."""
+    weight_decay) in `folder`, or the complete one already there with the same description.
+    `halving`: fitting.halving.halving_sweep's rungs, keep, edges and score (None: every
+    member runs to the end)."""
     ax = dict(axes)
     opts = []
     for s in ax.pop("optimizer"):
@@ -99,9 +103,14 @@ def run_sweep(base, folder: Path, axes: dict, progress: bool) -> pd.DataFrame:
         opts.append(PhenomOptimConfig(**kw))
     ax["optimizer"] = opts
     n = int(np.prod([len(v) for v in ax.values()]))
+    if halving is None:
+        run, note = (lambda: sweep(base, ax, out=folder, progress=progress)), None
+    else:
+        run = lambda: halving_sweep(base, ax, folder, progress=progress, **halving)  # noqa: E731
+        note = schedule(halving["rungs"], halving["keep"])
     table, how = ensure_sweep(
-        folder, describe(base, ax),
-        sweep=lambda: sweep(base, ax, out=folder, progress=progress),
+        folder, describe(base, ax, note),
+        sweep=run,
         read=lambda: pd.read_parquet(folder / "sweep.parquet"),
         complete=lambda t: len(t) == n,
     )  # fmt: skip
@@ -141,11 +150,22 @@ class _Swept:
     scores: dict  # (sweep, member) -> MemberScore
     tables: dict  # (sweep, member) -> (binned, bin_lag)
     per_mode: tuple[tuple[str, float], ...]
+    rungs: tuple[Rung, ...]  # the halving's, every sweep's in turn
+
+
+def _halving(inp: FitInput, cfg: FitGridConfig) -> dict | None:
+    """run_sweep's halving arguments of this grid (None: the exhaustive grid)."""
+    G = cfg.grid
+    if not G.halving:
+        return None
+    return {"rungs": G.halving_rungs, "keep": G.halving_keep, "edges": inp.edges,
+            "score": prefix_score(inp.ref, cfg.score)}  # fmt: skip
 
 
 def _sweep_grid(inp: FitInput, cfg: FitGridConfig, out: Path, progress: bool) -> _Swept:
     """Every mode x optimizer entry swept (one folder each) and every member scored once."""
-    G, sweeps, scores, tables, per_mode = cfg.grid, [], {}, {}, []
+    G, sweeps, scores, tables, per_mode, rungs = cfg.grid, [], {}, {}, [], []
+    halving = _halving(inp, cfg)
     for mode in G.mode:
         t = time.perf_counter()
         base = phenom_config(inp, G, mode)
@@ -155,7 +175,8 @@ def _sweep_grid(inp: FitInput, cfg: FitGridConfig, out: Path, progress: bool) ->
                     "seed": [inp.seed], "w": [int(x) for x in G.w], "d": [int(x) for x in G.d],
                     "param": list(G.param), "optimizer": entry.settings(),
                     "forget": list(G.forget), "readout_scale": list(G.readout_scale)}  # fmt: skip
-            table = run_sweep(base, folder, axes, progress)
+            table = run_sweep(base, folder, axes, progress, halving)
+            rungs += rungs_of(folder.name, table)
             ids = table["member"].astype(int).tolist()
             got = _member_tables(folder, ids, inp, G.num_evals, cfg.score.levels)
             for m, (b, lag) in got.items():
@@ -163,7 +184,7 @@ def _sweep_grid(inp: FitInput, cfg: FitGridConfig, out: Path, progress: bool) ->
                 tables[(folder.name, m)] = (b, lag)
             sweeps.append((folder.name, table))
         per_mode.append((mode, time.perf_counter() - t))
-    return _Swept(members_table(sweeps, scores), scores, tables, tuple(per_mode))
+    return _Swept(members_table(sweeps, scores), scores, tables, tuple(per_mode), tuple(rungs))
 
 
 def _pick(members: pd.DataFrame, inp: FitInput) -> Member:
@@ -174,6 +195,24 @@ def _pick(members: pd.DataFrame, inp: FitInput) -> Member:
         raise DataError(f"{inp.paths[0]}: every sweep member diverged or matched no point; "
                         "lower the learning rates")  # fmt: skip
     return member_of(ok.iloc[0])
+
+
+def _refined(inp: FitInput, cfg: FitGridConfig, swept: _Swept) -> Refined | None:
+    """The best expected-mode member refined by gradient (None without one, or when off)."""
+    ok = live(swept.members)
+    ok = ok[np.isfinite(ok["total"]) & (ok["mode"] == "expected")]
+    if cfg.grid.refine_steps < 1 or ok.empty:
+        return None
+    m = member_of(ok.iloc[0])
+    shift = swept.scores[(m.sweep, m.member)].shift
+    base = phenom_config(inp, cfg.grid, "expected", m)
+    return refine(base, m, shift if np.isfinite(shift) else 1.0, inp.ref, inp.edges,
+                  steps=cfg.grid.refine_steps, lr=cfg.grid.refine_lr)  # fmt: skip
+
+
+def _edges(cfg: FitGridConfig, best: Member) -> tuple[str, ...]:
+    """The grid edges the best sits on (its sweep folder names its optimizer entry)."""
+    return on_edge(cfg, int(best.sweep.split("-")[1]), best.lr, best.scale)
 
 
 def _seed_score(seed: int, s: MemberScore) -> SeedScore:
@@ -312,6 +351,9 @@ def fit_run(
     per_seed = _refit(inp, cfg, best, score, out / "refit", progress)
     train_best(best_cfg, out / "best", progress)
     refit_s = time.perf_counter() - t
+    t = time.perf_counter()
+    refined = _refined(inp, cfg, swept)
+    refine_s = time.perf_counter() - t
     rows = knobs(swept.members, int(inp.edges[0]))
     report = FitReport(
         version=__version__,
@@ -327,8 +369,15 @@ def fit_run(
         intervals=_intervals(inp, swept, cfg.score),
         holdout=_holdout(inp, out / "sweeps" / best.sweep, best, score.shift, cfg.score),
         timings=Timings(
-            sum(s for _, s in swept.per_mode), refit_s, time.perf_counter() - t0, swept.per_mode
+            sum(s for _, s in swept.per_mode),
+            refit_s,
+            time.perf_counter() - t0,
+            swept.per_mode,
+            refine_s,
         ),  # fmt: skip
+        halving=swept.rungs,
+        on_edge=_edges(cfg, best),
+        refined=refined,
         members_sha256="",
     )
     return _commit(out, report, swept.members)

@@ -12,8 +12,8 @@ Cost bound. Before anything runs, `grid_cost` counts the members, the compiled g
 per-sequence curve rows the sweeps (and the best's refit) will write, and `check_cost` refuses a
 grid with more than MAX_GROUPS groups, MAX_MEMBERS members or an estimated MAX_CURVE_BYTES of
 curve rows (40 bytes a row before parquet compression), with one line naming the count. The
-default grid at paper scale (K = 100000, 168 members, 24 evaluations) writes about 4e8 rows,
-17 GB before compression: well inside the bound.
+default grid at paper scale (K = 100000, 120 members, 24 evaluations) writes at most 3e8 rows,
+12 GB before compression (fewer with halving): well inside the bound.
 """
 
 from __future__ import annotations
@@ -90,9 +90,23 @@ class GridSection:
     refit_seeds: int = 3  # seeds of the best's refit (the run's seed and the next ones)
     num_evals: int = 24  # log-spaced evaluations of every member
     batch: int = 0  # 0: the run's batch
+    halving: bool = True  # successive halving (fitting.halving); false: every member to the end
+    halving_rungs: tuple[float, ...] = (0.1, 0.3)  # rungs, as fractions of the run's steps
+    halving_keep: float = 0.34  # share of the members still running that each rung keeps
+    refine_steps: int = 10  # Adam steps of the best expected-mode member's refinement; 0: none
+    refine_lr: float = 0.1  # their step size on the log knobs
 
     def validate(self) -> None:
         from ..phenom.modes import MODES  # JAX, as above
+
+        if not all(0 < f < 1 for f in self.halving_rungs):
+            raise ConfigError(f"halving_rungs: expected fractions in (0, 1), got "
+                              f"{list(self.halving_rungs)}")  # fmt: skip
+        if self.refine_steps < 0 or not self.refine_lr > 0:
+            raise ConfigError(f"refine_steps / refine_lr: expected >= 0 / > 0, got "
+                              f"{self.refine_steps} / {self.refine_lr}")  # fmt: skip
+        if not 0 < self.halving_keep <= 1:
+            raise ConfigError(f"halving_keep: expected a share in (0, 1], got {self.halving_keep}")
 
         bad = [m for m in self.mode if m not in MODES]
         if bad or not self.mode:
@@ -177,3 +191,18 @@ def check_cost(cost: GridCost, where: str) -> None:
             f"{cost.curve_bytes / 2**30:.1f} GiB before compression); at most "
             f"{MAX_CURVE_BYTES / 2**30:.0f} GiB: fewer members, evaluations or w/d values"
         )
+
+
+def on_edge(cfg: FitGridConfig, entry: int, lr: float, scale: float) -> tuple[str, ...]:
+    """The grid edges a member (of optimizer entry `entry`) sits on, in words: its lr or scale
+    is the lowest or highest swept value (a one-value axis is both). The optimum may lie past
+    it; the refinement (fitting.refine) is allowed there."""
+    out = []
+    for name, v, values in (("lr", lr, cfg.optimizers[entry].lr), ("scale", scale, cfg.grid.scale)):
+        lo, hi = min(values), max(values)
+        if np.isclose(v, lo) or np.isclose(v, hi):
+            where = "the only" if lo == hi else "the lowest" if np.isclose(v, lo) else "the highest"
+            out.append(
+                f"{name} {v:g} is {where} value swept ({', '.join(f'{x:g}' for x in values)})"
+            )
+    return tuple(out)

@@ -20,6 +20,7 @@ SETTINGS = ("mode", "optimizer", "b1", "b2", "weight_decay", "param", "w", "d", 
 SCORE_COLUMNS = ("total", "band_score", "lag_score", "rmse", "shift", "shift_at_bound",
                  "accuracy_rmse", "n_points", "rmse_unshifted")  # fmt: skip
 _MID = re.compile(r"^lag_(\d+)$")
+DROPPED = "dropped_at"  # a halving sweep's column (fitting.halving): its rung step, -1 if none
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +69,16 @@ def members_table(sweeps: list[tuple[str, pd.DataFrame]], scores: dict) -> pd.Da
         for lo in mids:
             cols[f"lag_{lo}"] = [dict(x.mid_lag).get(lo, np.nan) for x in s]
         parts.append(t.assign(**cols))
-    return pd.concat(parts, ignore_index=True).sort_values("total", kind="stable")
+    table = pd.concat(parts, ignore_index=True)
+    if DROPPED not in table.columns:
+        return table.sort_values("total", kind="stable")
+    # a member stopped by successive halving was scored on a prefix: it ranks after the rest
+    stopped = table[DROPPED].fillna(-1).to_numpy() >= 0
+    return (
+        table.assign(_stopped=stopped)
+        .sort_values(["_stopped", "total"], kind="stable")
+        .drop(columns="_stopped")
+    )
 
 
 def lag_column(members: pd.DataFrame, top_lo: int) -> str | None:
@@ -78,5 +88,8 @@ def lag_column(members: pd.DataFrame, top_lo: int) -> str | None:
 
 
 def live(members: pd.DataFrame) -> pd.DataFrame:
-    """The members that did not diverge."""
-    return members[~members["diverged"].astype(bool)]
+    """The members that did not diverge (nor were stopped early by successive halving)."""
+    ok = ~members["diverged"].astype(bool)
+    if DROPPED in members.columns:
+        ok &= members[DROPPED].fillna(-1).to_numpy() < 0
+    return members[ok]

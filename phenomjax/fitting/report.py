@@ -110,6 +110,32 @@ class Timings:
     refit_s: float
     total_s: float
     per_mode: tuple[tuple[str, float], ...]  # sweep seconds per mode
+    refine_s: float = 0.0  # the gradient refinement (fitting.refine)
+
+
+@dataclasses.dataclass(frozen=True)
+class Rung:
+    """One rung of a sweep's successive halving (fitting.halving)."""
+
+    sweep: str  # the sweep folder's name
+    step: int  # where its members were scored on their curve prefix
+    members: int  # still running at that step
+    dropped: int  # stopped there
+
+
+@dataclasses.dataclass(frozen=True)
+class Refined:
+    """The gradient refinement of the best expected-mode member (fitting.refine)."""
+
+    member: Member  # where it started
+    mode: str  # the mode it was refined in
+    knobs: tuple[str, ...]  # lr, scale, shift, then the variant's (readout_scale, forget)
+    before: tuple[float, ...]  # the knobs' values at the start (the member's, its shift)
+    after: tuple[float, ...]  # at the refined optimum
+    objective_before: float  # the surrogate band score
+    objective_after: float
+    grad_norm: float  # |d objective / d log knobs| at the refined optimum
+    steps: int  # Adam steps taken
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,6 +153,9 @@ class FitReport:
     intervals: Intervals | None  # seed groups only
     holdout: Holdout | None
     timings: Timings
+    halving: tuple[Rung, ...]  # every sweep's rungs; () for the exhaustive grid
+    on_edge: tuple[str, ...]  # the grid edges the best member sits on, in words
+    refined: Refined | None  # None: no expected-mode member, or grid.refine_steps = 0
     members_sha256: str  # of members.csv, written before this report
     outcome: str = dataclasses.field(default="fitted", compare=False, metadata=_LOCAL)
 
@@ -409,6 +438,35 @@ def _holdout_lines(r: FitReport) -> list[str]:
     return lines
 
 
+def halving_lines(r: FitReport) -> list[str]:
+    """Per sweep, its successive halving's rungs: members scored and dropped at each."""
+    if not r.halving:
+        return ["  halving: none (every member ran to the end)"]
+    per: dict[str, list[Rung]] = {}
+    for g in r.halving:
+        per.setdefault(g.sweep, []).append(g)
+    return ["  halving (members dropped at each rung, of those still running):"] + [
+        f"    {name}: " + ", ".join(f"step {g.step}: {g.dropped} of {g.members}" for g in rungs)
+        for name, rungs in per.items()
+    ]
+
+
+def refined_lines(r: FitReport) -> list[str]:
+    """The best's grid edges, and the refined optimum against its start."""
+    lines = [f"  best on a grid edge: {e} (the refinement may go past it)" for e in r.on_edge]
+    f = r.refined
+    if f is None:
+        return lines + ["  refined: not run"]
+    m = f.member
+    pairs = ", ".join(f"{k} {a:.3g} -> {b:.3g}" for k, a, b in zip(f.knobs, f.before, f.after,
+                                                                   strict=True))  # fmt: skip
+    return lines + [
+        f"  refined ({f.mode} {m.optimizer} w={m.w} d={m.d}, {f.steps} Adam steps on the log "
+        f"knobs): {pairs}; surrogate band score {_num(f.objective_before, '.3f')} -> "
+        f"{_num(f.objective_after, '.3f')}, gradient norm {_num(f.grad_norm, '.3g')}"
+    ]
+
+
 def format_report(r: FitReport) -> str:
     """The printed report: the run, the top members, the best, per-bin verdicts, the lag table,
     whether the lag is reproduced (each condition), intervals and the held-out part."""
@@ -424,7 +482,10 @@ def format_report(r: FitReport) -> str:
         *lag_lines(r),
         *reproduction_lines(r),
         *_holdout_lines(r),
-        f"  wall time {t.total_s:.1f} s ({modes}, refit {t.refit_s:.1f} s); best run "
+        *halving_lines(r),
+        *refined_lines(r),
+        f"  wall time {t.total_s:.1f} s ({modes}, refit {t.refit_s:.1f} s, refine "
+        f"{t.refine_s:.1f} s); best run "
         + r.best.run
         + ("; reused (members.csv digest checked)" if r.outcome == "reused" else ""),
     ]

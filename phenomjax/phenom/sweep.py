@@ -137,6 +137,17 @@ class _Members(NamedTuple):
     metrics: Callable  # jitted metrics(params, bits) -> (loss, accuracy), members leading
     S: int
     H: int
+    rows: tuple[tuple[int, float, float], ...] = ()  # (seed, lr, scale) per member, in order
+
+
+def take_members(vm: _Members, keep: Sequence[int]) -> _Members:
+    """The members `keep` (indices into the member axis) of a one-seed group, their states as
+    they are: a smaller vmapped batch (the jitted programs retrace once for the new size)."""
+    if vm.S != 1:
+        raise ValueError("take_members: only a one-seed group has a flat member axis")
+    idx = jnp.asarray(np.asarray(keep, np.int32))
+    state = jax.tree_util.tree_map(lambda x: x[idx], vm.state)
+    return vm._replace(state=state, H=len(keep), rows=tuple(vm.rows[int(i)] for i in keep))
 
 
 def _members(cfg: PhenomConfig, model, ax: Mapping[str, tuple], devices: int) -> _Members:
@@ -188,45 +199,80 @@ def _members(cfg: PhenomConfig, model, ax: Mapping[str, tuple], devices: int) ->
     state, data = _shard_members(state, data, len(seeds), len(hyper), devices, flat)
     chunk = chunk_length(tr.max_chunk, tr.steps)
     advance = make_advance(vstep, chunk, loss_of=jnp.nanmin)  # progress: the best member
-    return _Members(state, data, advance, metrics, len(seeds), len(hyper))
+    rows = tuple(
+        (int(sd), float(lr), float(sc)) for sd, (lr, sc) in itertools.product(seeds, hyper)
+    )
+    return _Members(state, data, advance, metrics, len(seeds), len(hyper), rows)
+
+
+def group_members(cfg: PhenomConfig, model, ax, devices: int = 1) -> _Members:
+    """One outer-loop group's members at step 0 (seed x lr x scale, vmapped)."""
+    return _members(cfg, model, ax, devices)
+
+
+def evaluator(cfg: PhenomConfig, vm: _Members, ids, out: Path | None, gid: int, last: dict,
+              on_rows: Callable[[pd.DataFrame], None] | None = None) -> Callable:  # fmt: skip
+    """evaluate(state, t): every member's per-sequence loss and accuracy at step t, kept in
+    `last`, written to out/curves (one file per (group, eval)) and handed to `on_rows`."""
+    tr, K = cfg.train, cfg.data.K
+    weights = zipf_weights(K, cfg.data.alpha)
+
+    def evaluate(s, t: int) -> None:
+        loss, acc = (gather(x).reshape(-1, K) for x in vm.metrics(s["params"], vm.data.bits))
+        last.update(step=t, loss=loss, acc=acc)
+        if (out is None or not is_main()) and on_rows is None:
+            return
+        pres, expected = _presentations(s, t, tr, weights, len(ids))
+        rows = _curve_rows(ids, t, pres, expected, loss, acc)
+        if out is not None and is_main():
+            atomic_write_parquet(out / CURVES / f"g{gid:03d}-step{t:010d}.parquet", rows)
+        if on_rows is not None:
+            on_rows(rows)
+
+    return evaluate
+
+
+def advance_members(cfg: PhenomConfig, model, vm: _Members, state, *, start: int, stop: int,
+                    evaluate: Callable, progress: bool) -> tuple[Any, bool]:  # fmt: skip
+    """Run the members from `state` at step `start` (an evaluation step already evaluated,
+    or 0) to `stop`, evaluating on the run's log-spaced steps in (start, stop] (and at 0).
+    Returns (state, stopped): stopped when every member diverged (the last state is kept)."""
+    tr, n = cfg.train, vm.S * vm.H
+    sched = Schedule.log_spaced(tr.steps, tr.num_evals, max_chunk=tr.max_chunk,
+                                batch=n * (tr.batch if tr.mode == "stochastic" else cfg.data.K),
+                                desc=_desc(cfg, model, n), stop_at=stop)  # fmt: skip
+    held = {"state": state}
+
+    def advance(s, k):
+        s, buf = vm.advance(s, jnp.int32(k), vm.data)
+        held["state"] = s
+        return s, buf
+
+    done = [e for e in sched.eval_steps if e <= start] if start > 0 else []
+    try:
+        state = drive(state, sched, step=start, advance=advance, evaluate=evaluate,
+                      progress=progress, evaluated=done)  # fmt: skip
+    except NonFiniteLossError:
+        return held["state"], True
+    return state, False
 
 
 def _group(cfg: PhenomConfig, model, ax, first: int, out: Path | None, gid: int, progress: bool,
            devices: int = 1) -> list[dict]:  # fmt: skip
     """Run one outer-loop group of len(seed) x len(lr) x len(scale) members; its member rows."""
-    tr, K = cfg.train, cfg.data.K
     vm = _members(cfg, model, ax, devices)
-    weights = zipf_weights(K, cfg.data.alpha)
     ids = first + np.arange(vm.S * vm.H)
     last: dict = {}
-
-    def evaluate(s, t: int) -> None:
-        loss, acc = (gather(x).reshape(-1, K) for x in vm.metrics(s["params"], vm.data.bits))
-        last.update(step=t, loss=loss, acc=acc)
-        if out is not None and is_main():
-            pres, expected = _presentations(s, t, tr, weights, len(ids))
-            atomic_write_parquet(out / CURVES / f"g{gid:03d}-step{t:010d}.parquet",
-                                 _curve_rows(ids, t, pres, expected, loss, acc))  # fmt: skip
-
-    held = {"state": vm.state}
-
-    def advance(s, n):
-        s, buf = vm.advance(s, jnp.int32(n), vm.data)
-        held["state"] = s
-        return s, buf
-
-    sched = Schedule.log_spaced(tr.steps, tr.num_evals, max_chunk=tr.max_chunk,
-                                batch=len(ids) * (tr.batch if tr.mode == "stochastic" else K),
-                                desc=_desc(cfg, model, len(ids)))  # fmt: skip
-    try:
-        drive(vm.state, sched, step=0, advance=advance, evaluate=evaluate, progress=progress)
-    except NonFiniteLossError:
+    evaluate = evaluator(cfg, vm, ids, out, gid, last)
+    state, stopped = advance_members(cfg, model, vm, vm.state, start=0, stop=cfg.train.steps,
+                                     evaluate=evaluate, progress=progress)  # fmt: skip
+    if stopped:
         warnings.warn(
             f"sweep group w={model.w} d={model.d} {model.param}: every member diverged; "
             "stopped early",
             stacklevel=3,
         )
-    return _member_rows(cfg, model, ax, held["state"], last, ids, weights)
+    return member_rows(cfg, model, vm, state, last, ids)
 
 
 def _desc(cfg: PhenomConfig, model, members: int) -> str:
@@ -260,15 +306,16 @@ def _curve_rows(ids, t: int, pres, expected, loss, acc) -> pd.DataFrame:
     )
 
 
-def _member_rows(cfg: PhenomConfig, model, ax, s, last, ids, weights) -> list[dict]:
-    """The member table's rows of one group, from its final state and last evaluation."""
+def member_rows(cfg: PhenomConfig, model, vm: _Members, s, last, ids) -> list[dict]:
+    """The member table's rows of a group's members `ids` (vm.rows' settings), from their
+    state and last evaluation."""
     tr, o = cfg.train, cfg.optimizer
+    weights = zipf_weights(cfg.data.K, cfg.data.alpha)
     live = gather(s["live"]).reshape(-1)
     train_loss = gather(s["train_loss"]).reshape(-1)
     diverged_step = gather(s["diverged_step"]).reshape(-1)
-    hyper = itertools.product(ax["lr"], ax["scale"])
     rows = []
-    for j, (seed, (lr, scale)) in enumerate(itertools.product(ax["seed"], list(hyper))):
+    for j, (seed, lr, scale) in enumerate(vm.rows):
         ok = bool(live[j])
         lo, ac = last["loss"][j], last["acc"][j]
         rows.append(
@@ -351,14 +398,17 @@ def recorded_axes(base_cfg: PhenomConfig, ax: Mapping[str, tuple]) -> dict:
     return out
 
 
-def describe(base_cfg: PhenomConfig, axes: Mapping[str, Sequence] | None) -> dict:
-    """What sweep.json holds for a sweep of `base_cfg` over `axes`."""
-    return {
+def describe(base_cfg: PhenomConfig, axes: Mapping[str, Sequence] | None,
+             schedule: dict | None = None) -> dict:  # fmt: skip
+    """What sweep.json holds for a sweep of `base_cfg` over `axes`; `schedule` (recorded only
+    when given) says how members are stopped early, e.g. a successive halving's rungs."""
+    out = {
         "base_config": to_dict(base_cfg),
         "axes": recorded_axes(base_cfg, sweep_axes(base_cfg, axes)),
         "curves": "per (member, step, rank); presentations int64 = floor(t B p + 0.5) "
         "in expected mode, counts in stochastic mode; expected_presentations float",
     }
+    return out if schedule is None else {**out, "schedule": schedule}
 
 
 def _groups(base_cfg: PhenomConfig, ax: Mapping[str, tuple]) -> list[tuple[PhenomConfig, Any]]:
@@ -377,6 +427,24 @@ def _groups(base_cfg: PhenomConfig, ax: Mapping[str, tuple]) -> list[tuple[Pheno
         cfg.validate()
         out.append((cfg, build_model(cfg)))
     return out
+
+
+def open_sweep(base_cfg: PhenomConfig, axes: Mapping[str, Sequence] | None, out,
+               schedule: dict | None = None) -> tuple[dict, list]:  # fmt: skip
+    """(axes, groups) of a sweep, every group checked against memory before anything is
+    allocated; with `out`, its sweep.json written (refused where a sweep already is)."""
+    ax = sweep_axes(base_cfg, axes)
+    groups = _groups(base_cfg, ax)
+    members, seeds = len(ax["lr"]) * len(ax["scale"]) * len(ax["seed"]), len(ax["seed"])
+    for cfg, model in groups:
+        what = f"sweep group (w={model.w}, d={model.d}, {model.param})"
+        check_fits(phenom_cost.memory(cfg, model, members, seeds), what)
+    if out is not None:
+        outp = Path(out)
+        if (outp / "sweep.parquet").exists() or (outp / CURVES).exists():
+            raise ConfigError(f"{outp}: a sweep already exists here; choose another --out")
+        atomic_write_json(outp / "sweep.json", describe(base_cfg, axes, schedule))
+    return ax, groups
 
 
 def sweep(
@@ -398,17 +466,8 @@ def sweep(
     (`describe`) to out/sweep.json. `devices` > 1 (0 = all) splits the members over a device
     mesh; the numbers equal one device's.
     """
-    ax = sweep_axes(base_cfg, axes)
-    groups = _groups(base_cfg, ax)
-    members, seeds = len(ax["lr"]) * len(ax["scale"]) * len(ax["seed"]), len(ax["seed"])
-    for cfg, model in groups:  # before anything is allocated
-        what = f"sweep group (w={model.w}, d={model.d}, {model.param})"
-        check_fits(phenom_cost.memory(cfg, model, members, seeds), what)
+    ax, groups = open_sweep(base_cfg, axes, out)
     outp = Path(out) if out is not None else None
-    if outp is not None:
-        if (outp / "sweep.parquet").exists() or (outp / CURVES).exists():
-            raise ConfigError(f"{outp}: a sweep already exists here; choose another --out")
-        atomic_write_json(outp / "sweep.json", describe(base_cfg, axes))
     rows: list[dict] = []
     for gid, (cfg, model) in enumerate(groups):
         rows += _group(cfg, model, ax, len(rows), outp, gid, progress, devices)

@@ -89,6 +89,9 @@ def synthetic_report(*, inputs=("s3",), runs=None, K=16, L=8, alpha=1.0, edges=(
         intervals=inter if groups else None,
         holdout=hold if groups else None,
         timings=Timings(1.0, 2.0, 3.5, (("stochastic", 1.0),)),
+        halving=(),
+        on_edge=(),
+        refined=None,
         members_sha256="0" * 64,
     )
 

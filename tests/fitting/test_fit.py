@@ -31,8 +31,10 @@ LRS = (3e-3, 1e-2, 3e-2)
 
 
 def grid(lr=LRS, **kw) -> FitGridConfig:
-    """A small grid: expected mode, w 1-2, d 4, scale 0.1, adam at `lr`; kw: GridSection fields."""
-    g = dict(mode=("expected",), w=(1, 2), d=(4,), scale=(0.1,), refit_seeds=3, num_evals=12)
+    """A small grid: expected mode, w 1-2, d 4, scale 0.1, adam at `lr`, every member to the
+    end and no refinement (test_halving, test_refine test those); kw: GridSection fields."""
+    g = dict(mode=("expected",), w=(1, 2), d=(4,), scale=(0.1,), refit_seeds=3, num_evals=12,
+             halving=False, refine_steps=0)  # fmt: skip
     return FitGridConfig(grid=GridSection(**{**g, **kw}), optimizers=(OptimizerEntry(lr=lr),))
 
 
@@ -151,7 +153,8 @@ def test_cli_old_flags_reach_the_same_fit(truth_fit, capsys):
     run, out, _ = truth_fit
     args = ["fit", str(run), "--out", str(out), "--w", "1,2", "--d", "4", "--lr",
             "3e-3,1e-2,3e-2", "--scale", "0.1", "--modes", "expected", "--num-evals", "12",
-            "--refit-seeds", "3", "--no-progress"]  # fmt: skip
+            "--refit-seeds", "3", "--set", "grid.halving=false", "--set", "grid.refine_steps=0",
+            "--no-progress"]  # fmt: skip
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "full w=2 d=4" in text and "report.json (reused)" in text

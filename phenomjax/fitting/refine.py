@@ -1,0 +1,165 @@
+"""Gradient refinement of the best grid member (docs/design.md §6, "Fitting to a run").
+
+    refined = refine(cfg, member, shift, ref, edges, steps=10)
+
+The grid has a few points of lr and scale; the optimum lies between them, or past the grid's
+edges. This differentiates a smooth surrogate of the per-bin score through the phenomenological
+model's expected-mode training loop (jax.grad through lax.scan) and follows it with Optax Adam
+from the best grid member, past the grid's edges when the gradient points there.
+
+Knobs (in logs, so every step is a relative change): lr, the initial scale, the presentation
+shift s, and the variant's knobs that the member has (`variant_knobs`: readout_scale, forget).
+Surrogate: per rank bin, the mean over the reference points matched at the start of
+((interp(log n_ref - log s; log n_fit, log L_fit) - log L_ref) / sigma)^2, the objective being
+the root mean over bins: band_score's form, with the matched set fixed and the queries clipped
+to the fitted range so that it stays continuous. Memory: the steps run as a scan over chunks of
+about sqrt(steps) steps, each chunk under jax.checkpoint, so the backward pass holds about
+2 sqrt(steps) states instead of steps.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ..data import key_streams, log_spaced_steps, make_bits, zipf_weights
+from ..optim import make_injectable, set_learning_rate
+from ..phenom import model as phenom
+from ..phenom.modes import freeze_untrained, init_state, make_data, make_step
+from ..phenom.train import build_model
+from .members import Member
+from .report import Refined
+from .scoring import Reference
+
+EPS_ROOT = 1e-16
+
+
+def variant_knobs(member: Member) -> dict[str, float]:
+    """The variant's continuous knobs a member has (0 is the model as stated: no knob)."""
+    return {k: float(getattr(member, k)) for k in ("readout_scale", "forget") if getattr(member, k)}
+
+
+def knob_names(member: Member) -> tuple[str, ...]:
+    return ("lr", "scale", "shift", *variant_knobs(member))
+
+
+def _targets(ref: Reference, edges: np.ndarray, x_fit: np.ndarray, shift: float):
+    """(x_ref, y_ref, weight) per bin, padded: log presentations and log loss of the reference
+    points matched at `shift`, each weighted 1 / (n matched sigma^2) of its bin."""
+    c = ref.curves[(ref.curves["presentations"] > 0) & (ref.curves["loss"] > 0)]
+    per = []
+    for b, (lo, hi) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
+        g = c[(c["rank_lo"] == lo) & (c["rank_hi"] == hi)]
+        x = np.log(g["presentations"].to_numpy(np.float64))
+        q = x - np.log(shift)
+        ok = (q >= x_fit[b, 0] - 1e-9) & (q <= x_fit[b, -1] + 1e-9)
+        sigma = ref.sigma.get((int(lo), int(hi)), np.nan)
+        per.append((x[ok], np.log(g["loss"].to_numpy(np.float64))[ok], sigma))
+    P = max(1, max(len(x) for x, _, _ in per))
+    X, Y, W = (np.zeros((len(per), P)) for _ in range(3))
+    for b, (x, y, sigma) in enumerate(per):
+        if len(x) and np.isfinite(sigma):
+            X[b, : len(x)], Y[b, : len(x)] = x, y
+            W[b, : len(x)] = 1.0 / (len(x) * sigma**2)
+    return X, Y, W
+
+
+def objective_fn(cfg, member: Member, ref: Reference, edges: np.ndarray, shift: float):
+    """(objective(theta), theta0): the surrogate (module docstring) of the member's model in
+    expected mode as a function of its log knobs (knob_names' order), and their start."""
+    K, B, T = cfg.data.K, cfg.train.batch, cfg.train.steps
+    knobs = variant_knobs(member)
+    model = build_model(cfg, forget=0.0, readout_scale=0.0)  # both knobs applied by hand, traced
+    weights = zipf_weights(K, cfg.data.alpha)
+    streams = key_streams(member.seed)
+    data = make_data(make_bits(member.seed, K, cfg.data.L), weights, streams["batches"])
+    like = jax.eval_shape(lambda k: phenom.init_params(k, model), streams["init"])
+    # eps_root: Adam's sqrt(nu) has an infinite derivative at the always-zero gradients of the
+    # masked (i > n) entries of A, which makes the whole gradient NaN; 1e-16 moves nothing else
+    tx = freeze_untrained(make_injectable(cfg.optimizer, eps_root=EPS_ROOT), like, model)
+    step = make_step(tx, mode="expected", batch=B)
+    e = edges.astype(np.int64)
+    evals = np.asarray([t for t in log_spaced_steps(T, cfg.train.num_evals) if t > 0])
+    pbar = np.asarray([weights[lo:hi].mean() for lo, hi in zip(e[:-1], e[1:], strict=True)])
+    x_fit = np.log(evals[None, :] * B * pbar[:, None])  # (bins, evals): fixed by t B p
+    X, Y, W = (jnp.asarray(a, jnp.float32) for a in _targets(ref, e, x_fit, shift))
+    rank_bin = np.searchsorted(e, np.arange(K), side="right") - 1
+    avg = jnp.asarray((rank_bin[None, :] == np.arange(len(pbar))[:, None]) / np.diff(e)[:, None],
+                      jnp.float32)  # fmt: skip
+    chunk = max(1, math.isqrt(T))
+    n = -(-T // chunk)
+    is_eval = np.zeros(n * chunk, bool)
+    is_eval[evals - 1] = True  # index t runs step t + 1
+    is_eval = jnp.asarray(is_eval)
+    xf = jnp.asarray(x_fit, jnp.float32)
+
+    def binned_loss(params):
+        return avg @ phenom.sequence_metrics(params, data.bits, chunk=min(4096, K))[0]
+
+    def body(state, t):
+        def one(s):
+            new, _ = step(s, data)
+            if "forget" in knobs:  # the forget variant: A <- A + update - forget A
+                a = "a" if "a" in s["params"] else "A"
+                new["params"] = {**new["params"], a: new["params"][a] - s["f"] * s["params"][a]}
+            return new
+
+        state = jax.lax.cond(t < T, one, lambda s: dict(s), state)
+        y = jax.lax.cond(is_eval[t], binned_loss, lambda p: jnp.zeros(len(pbar)), state["params"])
+        return state, y
+
+    run_chunk = jax.checkpoint(lambda s, ts: jax.lax.scan(body, s, ts))
+
+    def objective(theta):
+        lr, scale, log_s = jnp.exp(theta[0]), jnp.exp(theta[1]), theta[2]
+        st = init_state(streams["init"], model, tx, mode="expected", K=K, scale=scale)
+        if "readout_scale" in knobs:
+            r = jnp.exp(theta[3])
+            st["params"] = {**st["params"], "B": st["params"]["B"] * (r / scale)}
+        st["opt_state"] = set_learning_rate(st["opt_state"], lr)
+        st["f"] = jnp.exp(theta[-1]) if "forget" in knobs else jnp.float32(0)
+        _, ys = jax.lax.scan(run_chunk, st, jnp.arange(n * chunk).reshape(n, chunk))
+        logL = jnp.log(ys.reshape(n * chunk, -1)[evals - 1]).T  # (bins, evals)
+        q = jnp.clip(X - log_s, xf[:, :1], xf[:, -1:])
+        fit = jax.vmap(jnp.interp)(q, xf, logL)
+        per_bin = (W * (fit - Y) ** 2).sum(axis=1)
+        has = W.sum(axis=1) > 0
+        return jnp.sqrt(jnp.where(has, per_bin, 0.0).sum() / jnp.maximum(has.sum(), 1))
+
+    theta0 = [math.log(member.lr), math.log(member.scale), math.log(shift)]
+    theta0 += [math.log(v) for v in knobs.values()]
+    return objective, np.asarray(theta0, np.float32)
+
+
+def refine(cfg, member: Member, shift: float, ref: Reference, edges: np.ndarray, *,
+           steps: int, lr: float = 0.1,
+           objective: Callable | None = None) -> Refined:  # fmt: skip
+    """Optax Adam on the log knobs for `steps` steps from the member (its fitted shift); the
+    best point seen is the refined optimum, reported with its gradient norm."""
+    f, theta = objective_fn(cfg, member, ref, edges, shift)
+    f = objective or f
+    value_grad = jax.jit(jax.value_and_grad(f))
+    opt = optax.adam(lr)
+    state = opt.init(jnp.asarray(theta))
+    th = jnp.asarray(theta)
+    seen = []
+    for _ in range(steps + 1):
+        v, g = value_grad(th)
+        seen.append((float(v), np.asarray(th), float(jnp.linalg.norm(g))))
+        if not np.isfinite(float(v)):
+            break
+        up, state = opt.update(g, state, th)
+        th = optax.apply_updates(th, up)
+    best = min((s for s in seen if np.isfinite(s[0])), key=lambda s: s[0], default=seen[0])
+    names = knob_names(member)
+    return Refined(
+        member=member, mode="expected", knobs=names,
+        before=tuple(map(float, np.exp(theta))), after=tuple(map(float, np.exp(best[1]))),
+        objective_before=seen[0][0], objective_after=best[0], grad_norm=best[2],
+        steps=len(seen) - 1,
+    )  # fmt: skip

@@ -1,0 +1,79 @@
+"""Benchmark of the fit (issue 20): side by side in one process, the wall time of training a
+transformer run, of `fit` with the default grid (successive halving, the smaller grid, the
+gradient refinement) and of the exhaustive grid of before (every member to the end, 4 / 3 / 3
+rates for adam / sgd / momentum, no refinement), and the best score each finds.
+
+    python scripts/bench_fit.py                         # the demo run (K = 512, 4000 steps)
+    python scripts/bench_fit.py --config experiments/medium_cpu.toml --steps 1000
+    python scripts/bench_fit.py --out /tmp/bench --keep  # keep the runs and fits
+
+Prints the seconds of each, fit time / training time for both fits, the speed-up, and each
+fit's best member and total (the refinement's surrogate before and after, for the default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import tempfile
+import time
+from pathlib import Path
+
+from phenomjax.config import load_config
+from phenomjax.configs import packaged
+from phenomjax.fitting import fit_run, format_report
+from phenomjax.fitting.grid import default_grid
+from phenomjax.fitting.report import best_line
+from phenomjax.transformer.train import TrainConfig, train
+
+OLD_RATES = {"adam": (3e-5, 1e-4, 3e-4, 1e-3), "sgd": (0.3, 1.0, 3.0), "momentum": (0.03, 0.1, 0.3)}
+
+
+def exhaustive_grid():
+    """The default grid of before this change: more rates, every member to the end."""
+    g = default_grid()
+    opts = tuple(dataclasses.replace(e, lr=OLD_RATES.get(e.name, e.lr)) for e in g.optimizers)
+    grid = dataclasses.replace(g.grid, halving=False, refine_steps=0)
+    return dataclasses.replace(g, grid=grid, optimizers=opts)
+
+
+def timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--config", default=None, help="a training config (default: the demo's)")
+    p.add_argument("--steps", type=int, default=0, help="train.steps (0: the config's)")
+    p.add_argument("--out", default=None, help="where runs and fits go (default: a temp dir)")
+    p.add_argument("--progress", action="store_true")
+    a = p.parse_args()
+    over = [f"train.steps={a.steps}"] if a.steps else []
+    cfg = load_config(TrainConfig, a.config or packaged("demo"), over)
+    out = Path(a.out or tempfile.mkdtemp(prefix="bench_fit-"))
+    run, train_s = timed(lambda: train(cfg, out / "run", progress=a.progress))
+    new, new_s = timed(lambda: fit_run(run.path, out / "fit-new", progress=a.progress))
+    old, old_s = timed(lambda: fit_run(run.path, out / "fit-old", exhaustive_grid(),
+                                       progress=a.progress))  # fmt: skip
+    d, t = cfg.data, cfg.train
+    print(f"run: K={d.K} L={d.L} batch {t.batch} steps {t.steps} ({out / 'run'})")
+    print(f"train                 {train_s:8.1f} s")
+    for name, rep, s in (("fit (default)", new, new_s), ("fit (exhaustive)", old, old_s)):
+        members = rep.settings.cost.members
+        print(f"{name:<22}{s:8.1f} s  fit / train {s / train_s:5.2f}  ({members} members; "
+              f"sweeps {rep.timings.sweep_s:.1f} s, refit {rep.timings.refit_s:.1f} s, refine "
+              f"{rep.timings.refine_s:.1f} s)")  # fmt: skip
+    print(f"speed-up of the default over the exhaustive grid: {old_s / new_s:.2f}x")
+    for name, rep in (("default", new), ("exhaustive", old)):
+        print(f"best ({name}): {best_line(rep)}")
+    print(
+        f"best total: default {new.best.score.total:.3f}, exhaustive "
+        f"{old.best.score.total:.3f} (ratio {new.best.score.total / old.best.score.total:.3f})"
+    )
+    print("\n-- the default fit's report --\n" + format_report(new))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""fitting.refine: the gradient of the surrogate through the training loop against central
+finite differences (a small model), and the refinement lowering it from a grid member."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+from phenomjax.data import DataConfig
+from phenomjax.fitting.fit import phenom_config
+from phenomjax.fitting.grid import GridSection
+from phenomjax.fitting.inputs import read_input
+from phenomjax.fitting.members import Member
+from phenomjax.fitting.refine import knob_names, objective_fn, refine
+from phenomjax.fitting.scoring import ScoreConfig
+from phenomjax.phenom.train import (
+    ModelSection,
+    PhenomConfig,
+    PhenomOptimConfig,
+    TrainSection,
+    train_phenom,
+)
+
+
+@pytest.fixture(scope="module")
+def problem(tmp_path_factory):
+    """A run of the phenom model (w 2, lr 1e-2, scale 0.1, forget 0.02) and a member off it."""
+    cfg = PhenomConfig(
+        data=DataConfig(K=24, L=6, alpha=1.0, seed=3),
+        model=ModelSection(w=2, d=2, init_scale=0.1, forget=0.02),
+        optimizer=PhenomOptimConfig(name="adam", lr=1e-2),
+        train=TrainSection(mode="expected", steps=40, batch=16, num_evals=8),
+    )
+    run = train_phenom(cfg, tmp_path_factory.mktemp("r") / "run", progress=False).path
+    inp = read_input(run, ScoreConfig())
+    m = Member("x", 0, 3, "expected", "adam", 0.9, 0.999, 0.0, "full", 2, 2, 3e-3, 0.03, 0.05, 0)
+    base = phenom_config(inp, GridSection(num_evals=8), "expected", m)
+    return inp, m, base
+
+
+def test_gradient_matches_finite_differences(problem):
+    inp, m, base = problem
+    f, th = objective_fn(base, m, inp.ref, inp.edges, 1.1)
+    assert knob_names(m) == ("lr", "scale", "shift", "forget") and len(th) == 4
+    v, g = jax.jit(jax.value_and_grad(f))(th)
+    assert np.isfinite(float(v)) and np.all(np.isfinite(g))
+    eps = 1e-2
+    fd = [(f(th + e) - f(th - e)) / (2 * eps) for e in np.eye(len(th), dtype=np.float32) * eps]
+    np.testing.assert_allclose(np.asarray(g), np.asarray(fd), rtol=0.05, atol=2e-3)
+
+
+def test_refinement_lowers_the_surrogate(problem):
+    inp, m, base = problem
+    r = refine(base, m, 1.1, inp.ref, inp.edges, steps=6, lr=0.2)
+    assert r.knobs == knob_names(m) and r.steps == 6 and np.isfinite(r.grad_norm)
+    assert r.before[0] == pytest.approx(m.lr) and r.before[2] == pytest.approx(1.1)
+    assert r.objective_after < r.objective_before
