@@ -7,6 +7,7 @@
 Layout under --out (default ./runs):
     demo/            the transformer run directory (phenomjax/configs/demo.toml)
     demo-fit/        the phenomenological fit (report.json, members.csv, sweeps/, refit/, best/)
+                     and report.html, the fit on one self-contained page (`phenomjax report`)
     demo-figures/    demo_loss, demo_accuracy, demo_heatmap and demo_overlay (.png, .pdf; the
                      overlay's drawn data as demo_overlay.csv), and processed/ (the analysis
                      cache of the run's binned tables)
@@ -37,6 +38,7 @@ from .config import load_config, to_dict
 from .configs import packaged
 from .fitting.fit import fit_run
 from .fitting.grid import FitGridConfig, default_grid
+from .fitting.html import write_html
 from .fitting.overlay import overlay_figure
 from .fitting.report import (
     FitReport,
@@ -60,6 +62,7 @@ class DemoSummary:
     fit: Path
     figures: tuple[Path, ...]
     overlay: Path
+    html: Path  # the fit's report page
     report: FitReport
     top_bin: str
     top_loss: float  # nats, at the last evaluation
@@ -148,13 +151,15 @@ def demo(
 
     t = time.perf_counter()
     ov = overlay_figure(run.path, fit_dir, figures, name="demo_overlay")
+    page = write_html(fit_dir, run.path)
     times["compare_s"] = time.perf_counter() - t
     times["total_s"] = time.perf_counter() - t0
     last = p.binned[p.binned["step"] == p.binned["step"].max()]
     top = last[last["rank_lo"] == 0].iloc[0]
     return DemoSummary(
         how=how, cached_analysis=bool(p.cached), run=run.path, fit=fit_dir,
-        figures=tuple(paths + ov.paths), overlay=figures / "demo_overlay.png", report=report,
+        figures=tuple(paths + ov.paths), overlay=figures / "demo_overlay.png", html=page,
+        report=report,
         top_bin=bin_label(int(top.rank_lo), int(top.rank_hi)), top_loss=float(top.loss),
         top_floor=float(top.get("floor", np.nan)),
         memorized_bits=p.meta.get("memorized", {}).get("memorized_bits"),
@@ -172,6 +177,7 @@ def format_summary(s: DemoSummary) -> str:
         f"  figures:  {s.overlay.parent}/ (demo_loss, demo_accuracy, demo_heatmap, demo_overlay: "
         ".png/.pdf; demo_overlay.csv holds the drawn data)",
         f"  overlay:  {s.overlay}",
+        f"  report:   {s.html} (the fit on one page: figures, tables, settings)",
         f"  fit:      {best_line(r)}",
         f"  {s.top_bin}: final loss {s.top_loss:.4f} nats vs Bayes floor {s.top_floor:.4f} "
         f"(ratio {s.top_loss / s.top_floor:.2f})",

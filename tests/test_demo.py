@@ -61,6 +61,9 @@ def test_demo_end_to_end_on_tiny(first, capsys):
     assert s.top_bin == "ranks 0-4" and s.overlay == out / "tiny-figures" / "demo_overlay.png"
     assert set(s.wall_time_s) == {"train_s", "analyse_s", "fit_s", "compare_s", "total_s"}
     text = format_summary(s)
+    assert s.html == out / "tiny-fit" / "report.html" and f"report:   {s.html}" in text
+    figures = 2 if any(v.levels for v in report.verdicts) else 1  # the lag figure, if a lag
+    assert s.html.read_text().count('src="data:image/png;base64,') == figures
     rmse = f"log-loss RMSE {report.best.score.rmse:.4f}"
     assert rmse in text and "spread over a bin's ranks (one run)" in text  # the one RMSE
 

@@ -96,11 +96,28 @@ def lag_figure(
     with an optional `experiment` column (default: each run is its own). A bin none of whose
     runs has a ratio (half or more of its ranks never reach the level) has no point."""
     band = lag_band(lag)
+    exps = list(dict.fromkeys(lag["experiment"] if "experiment" in lag else band["experiment"]))
+    return band_figure(band, exps, plot=plot, title=title, out_dir=out_dir, name=name, keep=keep)
+
+
+def band_figure(
+    band: pd.DataFrame,
+    exps: list,
+    *,
+    plot: PlotSettings,
+    title: str = "",
+    out_dir: Path | None = None,
+    name: str = "lag_ratio",
+    keep: bool = False,
+):
+    """The lag figure of a banded table (lag_band's columns: experiment, level, rank_lo,
+    rank_hi, lag_ratio_mean, _lo, _hi, _n, n_runs, n_zero), experiments drawn in `exps` order;
+    a fit's report holds its lag in this form (fitting.html)."""
+    band = band.copy()
     bins = band[["rank_lo", "rank_hi"]].drop_duplicates().sort_values("rank_lo")
     pos = {(lo, hi): i for i, (lo, hi) in enumerate(bins.itertuples(index=False))}
     band["x"] = [pos[(lo, hi)] for lo, hi in zip(band["rank_lo"], band["rank_hi"], strict=True)]
     levels = sorted(band["level"].unique(), reverse=True)
-    exps = list(dict.fromkeys(lag["experiment"] if "experiment" in lag else band["experiment"]))
     colors = dict(zip(exps, palette(plot.run_palette, len(exps)), strict=True))
     fig, axs = plt.subplots(
         1, len(levels), figsize=(plot.figsize[0] * 0.6 * len(levels), plot.figsize[1]),

@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "analyze": ("phenomjax.cli.analyze", "tables, caches and figures (the historical CLI)"),
     "fit": ("phenomjax.cli.fit", "fit the phenomenological model to a run's curves"),
     "compare": ("phenomjax.cli.compare", "overlay fitted curves on the empirical ones"),
+    "report": ("phenomjax.cli.report", "one self-contained HTML page of a fit"),
     "plan": ("phenomjax.cli.plan", "parameters, FLOPs, memory and time of a config before it runs"),
     "capacity": ("phenomjax.cli.capacity", "memorized bits per parameter over model sizes and K"),
     "regime": ("phenomjax.cli.regime", "the regime map: transformer and fitted lags by size and K"),

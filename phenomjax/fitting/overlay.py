@@ -350,10 +350,17 @@ def draw_overlay(
     fresh_bits: bool = False,
 ) -> list[Path]:
     """The overlay figure of one pair's tidy rows (overlay_data); returns the files written."""
+    plot = plot or PlotSettings()
+    fig = overlay_axes(data, elabel, flabel, plot, fresh_bits)
+    return _save(fig, data, Path(out_dir) if out_dir else None, safe_name(name), plot)
+
+
+def overlay_axes(data: pd.DataFrame, elabel: str, flabel: str, plot: PlotSettings,
+                 fresh_bits: bool = False):  # fmt: skip
+    """The open matplotlib figure of draw_overlay (the HTML report embeds it unsaved)."""
     use_backend(False)
     import matplotlib.pyplot as plt
 
-    plot = plot or PlotSettings()
     fig, axs = plt.subplots(1, 3, figsize=(15.0, 4.6))
     colors, note = _bins_drawn(data, plot)
     shared = _draw(axs, data, colors, plot, residual=True)
@@ -366,7 +373,7 @@ def draw_overlay(
     axs[2].set_title("fit minus empirical, at the empirical points", fontsize=FONT + 2)
     fig.suptitle(f"{elabel}\n{flabel} (dashed)" + (f"\n{note}" if note else ""), fontsize=FONT + 2)
     fig.tight_layout()
-    return _save(fig, data, Path(out_dir) if out_dir else None, safe_name(name), plot)
+    return fig
 
 
 def overlay_figure(

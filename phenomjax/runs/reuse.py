@@ -32,7 +32,7 @@ _OURS = re.compile(
         manifest\.json | evals\.parquet | positions\.parquet | train\.parquet | \.lock
       | meta\.json | state-\d+\.npz | state\.npz
       | sweep\.json | sweep\.parquet | g\d+-step\d+\.parquet
-      | report\.json | members\.csv | \.phenomjax
+      | report\.json | report\.html | members\.csv | \.phenomjax
       | \..+\.tmp                                  # an atomic write cut short
     )$""",
     re.X,
