@@ -225,3 +225,26 @@ def test_a_hard_linked_lock_is_refused_and_its_other_name_untouched(tmp_path):
         with lifecycle.run_lock(run.path):
             pass
     assert victim.read_text() == "precious"
+
+
+@pytest.mark.parametrize("step", [-7, 30.5, "2", 5])
+def test_resume_from_a_tampered_step_is_one_line_exit_2(tmp_path, capsys, step):
+    """A step outside [0, train.steps] used to resume and mark the run complete with other
+    numbers; now `--resume` refuses it, naming the file and the field."""
+    from phenomjax.cli import main
+
+    cfg = tmp_path / "p.toml"
+    cfg.write_text(
+        '[data]\nK = 6\nL = 4\n[model]\nw = 1\nd = 2\n[optimizer]\nname = "adam"\nlr = 0.01\n'
+        '[train]\nmode = "expected"\nsteps = 4\nbatch = 4\nnum_evals = 1\nmax_chunk = 4\n'
+    )
+    out = tmp_path / "run"
+    assert main(["train-phenom", str(cfg), "--out", str(out), "--no-progress"]) == 0
+    run = RunDir(out)
+    run.set_status("running")
+    (run.checkpoint_dir / "meta.json").write_bytes(_good_meta(run, step=step))
+    capsys.readouterr()
+    assert main(["train-phenom", str(cfg), "--out", str(out), "--no-progress", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "meta.json: step: expected an integer in [0, 4]" in err, err
+    assert run.manifest()["status"] == "running"
