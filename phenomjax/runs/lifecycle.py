@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import fcntl
 import os
+import stat
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from ..config import to_dict
 from ..errors import RunDirError
 from .checkpoint import arrays_to_pytree
 from .log import RunLog
+from .reuse import RUN_NAMES, claim
 from .rundir import RunDir
 
 LOCK_NAME = ".lock"
@@ -43,19 +45,11 @@ def run_lock(path: Path) -> Iterator[None]:
     """Hold an exclusive advisory lock on the run folder `path` (`path/.lock`), or refuse.
 
     flock is released by the kernel when the process ends, however it ends, so a killed run
-    never leaves its folder locked.
+    never leaves its folder locked. The lock file is never a link, FIFO or device: lstat refuses
+    those before opening, and O_NOFOLLOW closes the race, so nothing is written through one.
     """
     lock = Path(path) / LOCK_NAME
-    try:
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
-    except PermissionError:
-        raise RunDirError(
-            f"{lock.parent}: not writable (cannot create {LOCK_NAME}); "
-            "make it writable or choose another folder"
-        ) from None
-    except OSError as e:
-        raise RunDirError(f"{lock.parent}: cannot lock it ({e.strerror or e})") from None
+    fd = _open_lock(lock)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -67,6 +61,30 @@ def run_lock(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def _open_lock(lock: Path) -> int:
+    """The lock file's descriptor, opened without truncating or following anything."""
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        st = os.lstat(lock) if os.path.lexists(lock) else None
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            kind = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a regular file"
+            raise RunDirError(f"{lock}: is {kind}; remove it (phenomjax writes no lock through it)")
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(lock, flags, 0o666)
+    except PermissionError:
+        raise RunDirError(
+            f"{lock.parent}: not writable (cannot create {LOCK_NAME}); "
+            "make it writable or choose another folder"
+        ) from None
+    except OSError as e:  # ELOOP: it became a link after the lstat
+        raise RunDirError(f"{lock}: cannot open the lock ({e.strerror or e})") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:  # a FIFO swapped in, or a hard link
+        os.close(fd)
+        raise RunDirError(f"{lock}: not a regular file of its own (a link?); remove it")
+    return fd
 
 
 @dataclasses.dataclass
@@ -91,6 +109,7 @@ def open_run(
     resume: bool = False,
     extra: Callable[[Any], Mapping[str, Any]] | None = None,
     writer: bool = True,
+    force: bool = False,
 ) -> Iterator[OpenRun]:
     """Create the run directory `out` for `cfg` (a config with [data] and [train] sections), or
     reopen it with resume=True; the writing process holds the folder's lock until the block ends.
@@ -98,8 +117,12 @@ def open_run(
     `init()` builds the initial state (on resume only its shapes are used, unless there is no
     checkpoint yet); `extra(state)` gives manifest fields of a new run (e.g. n_params).
     resume=True on a folder without a run starts one, so a requeued job can always pass --resume.
+    `out` must be missing, empty or phenomjax's own (runs/reuse.claim); `force` accepts another
+    folder when it holds none of the names a run writes (RUN_NAMES), keeping the user's files.
     """
     run = RunDir(out)
+    if writer:
+        claim(run.path, f"a {kind} run", force=force, writes=RUN_NAMES)
     with run_lock(run.path) if writer else contextlib.nullcontext():
         if resume and run.exists():
             yield _reopen(run, kind, cfg, init, writer)
@@ -117,9 +140,9 @@ def _reopen(run: RunDir, kind: str, cfg: Any, init: Callable[[], Any], writer: b
     if not run.has_checkpoint():  # stopped before its first checkpoint: start it over
         state, step, log = init(), 0, RunLog(run)
     else:
-        arrays, meta = run.load_checkpoint()
+        arrays, meta = run.load_checkpoint(steps=cfg.train.steps)  # a step in [0, steps]
         state = arrays_to_pytree(jax.eval_shape(init), arrays)
-        step = int(meta["step"])
+        step = meta["step"]
         log = RunLog(run, resume_step=step)
     complete = manifest.get("status") == "complete"
     if writer and not complete:

@@ -26,6 +26,10 @@ from .rundir import KINDS, RunDir, config_difference
 from .storage import atomic_write_json, jsonable, now
 
 MARKER = ".phenomjax"
+# What a run writes into its folder: with --force, a folder phenomjax did not write may hold
+# anything but these (runs/rundir.py names them).
+RUN_NAMES = ("manifest.json", "evals.parquet", "positions.parquet", "train.parquet",
+             "checkpoint", ".lock")  # fmt: skip
 # Names phenomjax writes inside the folders it owns (run, sweep, fit, figures, cache folders).
 _OURS = re.compile(
     r"""^(
@@ -85,26 +89,46 @@ def owned(path: str | os.PathLike) -> bool:
     return isinstance(s, dict) and "base_config" in s
 
 
-def claim(path: str | os.PathLike, what: str) -> Path:
+def claim(
+    path: str | os.PathLike, what: str, *, force: bool = False, writes: Iterable[str] = ()
+) -> Path:
     """Make `path` an output folder of phenomjax (mkdir and the marker), or accept it when it
-    is one already or empty; any other folder or file there is a ReuseError naming it."""
+    is one already or empty; any other folder or file there is a ReuseError naming it.
+
+    `force` accepts a folder phenomjax did not write as long as none of `writes` (the names it
+    would write there) exists in it: the user's files are kept, never overwritten or deleted."""
     p = Path(path)
-    if _exists(p) and not _is_dir(p):
-        raise ReuseError(f"{p}: exists and is not a folder; choose another output path for {what}")
+    check_folder(p, what)
     if _is_dir(p) and not owned(p):
         try:
             entries = sorted(os.listdir(p))
         except OSError as e:
             raise ReuseError(f"{p}: cannot list it ({e.strerror or e})") from None
-        if entries:
+        # a lone lock file: a run cut short before its manifest (one older than the marker)
+        entries = [] if entries == [".lock"] and _regular(p / ".lock") else entries
+        clash = [n for n in writes if _exists(p / n)] if force else entries
+        if clash:
+            hint = "" if force or not writes else " (or pass --force to write beside them)"
             raise ReuseError(
-                f"{p}: holds files phenomjax did not write ({entries[0]}, ...); choose another "
-                f"output folder for {what} (nothing there was changed)"
+                f"{p / clash[0]}: in a folder phenomjax did not write; choose another output "
+                f"folder for {what}{hint}; nothing there was changed"
             )
     p.mkdir(parents=True, exist_ok=True)
     if not _regular(p / MARKER):
         atomic_write_json(p / MARKER, {"what": what, "created": now()})
     return p
+
+
+def check_folder(path: str | os.PathLike, what: str) -> None:
+    """A ReuseError when `path` exists but is not a real folder (a file, a link, a FIFO), or a
+    folder above it is a file: phenomjax writes into folders only, never through a link."""
+    p = Path(path)
+    if _exists(p) and not _is_dir(p):
+        kind = "a symbolic link" if os.path.islink(p) else "not a folder"
+        raise ReuseError(f"{p}: exists and is {kind}; choose another output folder for {what}")
+    above = next((q for q in p.parents if os.path.lexists(q)), None)
+    if above is not None and not os.path.isdir(above):  # links above the folder are the user's
+        raise ReuseError(f"{above}: exists and is not a folder; choose another output folder")
 
 
 def _leftovers(path: Path) -> tuple[list[Path], list[Path]]:
@@ -183,7 +207,7 @@ def ensure_run(
     if _exists(p) and not _is_dir(p):
         raise ReuseError(f"{p}: exists and is not a folder; choose another output folder")
     if not run.exists():
-        if _is_dir(p) and os.listdir(p):
+        if _is_dir(p) and os.listdir(p) and not owned(p):
             raise ReuseError(
                 f"{p}: holds files but no run (no manifest.json); choose another output folder "
                 "(nothing there was changed)"

@@ -13,7 +13,6 @@ killed at any moment leaves either the old or the new file, never half of one.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 from collections.abc import Mapping
@@ -24,7 +23,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import RunDirError
-from .storage import atomic_write_bytes, atomic_write_json, atomic_write_parquet, jsonable, now
+from .checkpoint import read_meta, read_state, real_folder, write_state
+from .storage import atomic_write_json, atomic_write_parquet, jsonable, now
 from .validate import check_columns, load_json, read_parquet
 
 # positions.parquet is written by default ("auto") when one evaluation has at most this many
@@ -271,61 +271,36 @@ class RunDir:
 
     # -- checkpoint ----------------------------------------------------------------------
     def save_checkpoint(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
-        """Arrays to checkpoint/state-<step>.npz, then meta.json naming that file and its digest.
+        """Arrays to checkpoint/state-<step>.npz, then meta.json naming it (checkpoint.write_state:
+        meta.json is the commit point; a linked checkpoint folder is refused)."""
+        write_state(self.checkpoint_dir, arrays, meta)
 
-        meta.json is the commit point: it is replaced only after its state file is complete,
-        and older state files are removed only after that, so a kill at any moment leaves a
-        meta.json whose state file exists and matches.
-        """
-        import hashlib
-        import io
-
-        buf = io.BytesIO()
-        np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
-        data = buf.getvalue()
-        name = f"state-{int(meta.get('step', 0)):012d}.npz"
-        atomic_write_bytes(self.checkpoint_dir / name, data)
-        digest = hashlib.sha256(data).hexdigest()
-        atomic_write_json(
-            self.checkpoint_dir / "meta.json", {**dict(meta), "state": name, "sha256": digest}
-        )
-        for old in self.checkpoint_dir.glob("state*.npz"):
-            if old.name != name:
-                old.unlink(missing_ok=True)
-
-    def load_checkpoint(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        import hashlib
-        import io
-
-        meta_path = self.checkpoint_dir / "meta.json"
-        if not meta_path.is_file():
+    def load_checkpoint(
+        self, steps: int | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """(arrays, meta) of the checkpoint, each file checked before use (checkpoint.read_meta,
+        read_state): a step outside [0, steps], a bad header or dtype is one RunDirError."""
+        meta_path = real_folder(self.checkpoint_dir) / "meta.json"
+        if not os.path.lexists(meta_path):
             raise RunDirError(
                 f"{self.checkpoint_dir}: no checkpoint yet (the run stopped before its first "
                 "evaluation was saved); --resume starts such a run again from step 0"
             )
-        try:
-            meta = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as e:
-            raise RunDirError(f"{meta_path}: not valid JSON ({e})") from None
-        state_path = self.checkpoint_dir / str(meta.get("state", "state.npz"))
-        if not state_path.is_file():
+        meta = read_meta(meta_path, steps)
+        state_path = self.checkpoint_dir / meta.get("state", "state.npz")
+        if not os.path.lexists(state_path):
             raise RunDirError(f"{state_path}: named by {meta_path} but missing")
-        data = state_path.read_bytes()
-        if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
-            raise RunDirError(f"{state_path}: does not match {meta_path} (cut short or stale)")
-        with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-        return arrays, meta
+        return read_state(state_path, meta["sha256"]), meta
 
     def has_checkpoint(self) -> bool:
-        return (self.checkpoint_dir / "meta.json").is_file()
+        return os.path.lexists(self.checkpoint_dir / "meta.json")
 
     def _where(self) -> str:
         """The suffix " (status S, checkpoint at step N)" for messages about this run."""
         try:
             status = self.manifest().get("status", "unknown")
-            meta = self.checkpoint_dir / "meta.json"
-            step = json.loads(meta.read_text()).get("step") if meta.is_file() else None
+            meta = real_folder(self.checkpoint_dir) / "meta.json"
+            step = read_meta(meta)["step"] if self.has_checkpoint() else None  # never a FIFO
         except (RunDirError, OSError, ValueError, AttributeError):
             return ""
         saved = f"checkpoint at step {step}" if step is not None else "no checkpoint yet"
