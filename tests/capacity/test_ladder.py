@@ -14,6 +14,7 @@ from phenomjax.capacity import (
     CapacityConfig,
     PhenomSize,
     SaturationSection,
+    first_K,
     param_counts,
     run_capacity,
 )
@@ -91,13 +92,18 @@ def searched(tmp_path_factory):
 
 def test_the_search_writes_its_tables(searched):
     out, result, paths, calls = searched
-    # K = 4 (full batch) and 12 (batches of 8); the sweep (at K0 = 4) is K0's first budget
+    # K0 and 3 K0 (full batch up to 8, then batches of 8); the sweep at K0 is K0's first budget
+    cfg = _tiny()
+    params, core = param_counts(GPTConfig(n_layer=1, n_head=1, head_dim=4), cfg.ladder.L)
+    Ks = first_K(params, cfg.ladder.L, cfg.bracket)
+    assert len(Ks) == 2 and Ks[0] <= 8 < Ks[1]
     assert calls[0] == ("lr_sweep", "trained") and calls[1] == ("bracket", "reused")
     runs = pd.read_csv(out / "runs.csv")
     assert set(runs["role"]) == {"lr_sweep", "bracket", "zipf", "phenom"}
     cap = pd.read_csv(out / "capacity.csv")
     t = cap[cap["model"] == "transformer"]
-    assert sorted(t["K"]) == [4, 12] and set(cap[cap["model"] == "phenom"]["K"]) == {4, 12}
+    assert sorted(t["K"]) == Ks and sorted(cap[cap["model"] == "phenom"]["K"]) == Ks
+    assert (t["params"] == params).all() and (t["params_core"] == core).all()
     np.testing.assert_array_equal(cap["dataset_bits"], cap["K"] * (cap["L"] - 1))
     assert (t["exposures"] <= 16).all() and (t["n_budgets"] >= 2).all()
     # each transformer K: its last budget, and whether it converged or was extrapolated
