@@ -104,7 +104,8 @@ def extrapolate(
     hi = float(ranked[math.ceil((1 - tail) * (resamples - 1))])
     return {
         "bits": math.nan if edge else float(b_inf),
-        "lo": max(lo, float(totals[-1])) if np.isfinite(lo) else float(totals[-1]),
+        # no saturation (edge) or an infinite end: the measured bits are the only lower end
+        "lo": float(totals[-1]) if edge or not np.isfinite(lo) else max(lo, float(totals[-1])),
         "hi": math.inf if edge else hi,
         "q": float(Q_GRID[best]),
         "n": len(e),

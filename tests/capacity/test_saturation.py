@@ -80,6 +80,12 @@ def test_noisy_curves_get_an_interval_and_gains_that_never_shrink_none():
     linear = np.stack([np.full(K, 1.0 + i) for i in range(4)])  # the same gain every doubling
     g = extrapolate(exposures, linear, resamples=20)
     assert math.isnan(g["bits"]) and g["hi"] == math.inf and g["lo"] == pytest.approx(4.0 * K)
+    # one sequence that saturates among many that keep gaining: still no estimate, and the
+    # lower end is what was measured, not a resample's extrapolation
+    mixed = linear.copy()
+    mixed[:, 0] = [5.0, 7.5, 8.75, 9.375]
+    h = extrapolate(exposures, mixed, resamples=50)
+    assert math.isnan(h["bits"]) and h["lo"] == pytest.approx(mixed[-1].sum())
 
 
 def test_extrapolate_refuses_too_few_budgets():
