@@ -65,3 +65,25 @@ def test_min_presentations_tells_the_initial_plateau_from_the_final_one():
     assert not plateaued(
         steps[steps < first], loss[steps < first], rule, presentations[steps < first]
     )
+
+
+def test_the_rule_as_train_stop_hook_ends_the_run_as_complete(tmp_path):
+    from phenomjax.capacity import stop_rule
+    from phenomjax.data import DataConfig
+    from phenomjax.transformer.model import GPTConfig
+    from phenomjax.transformer.train import LoopConfig, TrainConfig, train
+
+    cfg = TrainConfig(
+        data=DataConfig(K=8, L=8, alpha=0.0),
+        model=GPTConfig(n_layer=1, n_head=1, head_dim=4),
+        train=LoopConfig(steps=200, batch=8, num_evals=20, max_chunk=50, per_position=False),
+    )
+    rule = PlateauSection(window=2, rel_tol=1e3, min_steps=5)  # any gain below ln 2 stops it
+    run = train(cfg, tmp_path / "r", progress=False, stop=stop_rule(rule))
+    m = run.manifest()
+    ev = run.read_evals()
+    assert m["status"] == "complete" and m["stopped_early"] is True
+    assert m["stopped_step"] == ev["step"].max() < 200
+    steps = np.sort(ev["step"].unique())
+    loss = ev.groupby("step")["loss"].mean().to_numpy()
+    assert plateaued(steps, loss, rule) and not plateaued(steps[:-1], loss[:-1], rule)
