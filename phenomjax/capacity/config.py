@@ -1,6 +1,7 @@
-"""The capacity experiment's config (docs/design.md §9): a ladder of transformer sizes times a
-ladder of K, each run trained until its evaluated loss stops falling, plus optional Zipf runs
-(presentations to memorize) and phenomenological-model rungs on the same data.
+"""The capacity experiment's config (docs/design.md §9): transformer sizes, each trained on an
+adaptive bracket of K around its peak of memorized bits, each K trained to saturation (budgets
+doubled until the gain is small, else extrapolated), plus optional Zipf runs (presentations to
+memorize) and phenomenological-model rungs on the same K.
 
     cfg = load_config(CapacityConfig, "experiments/capacity_cpu.toml")
 """
@@ -39,16 +40,13 @@ class PhenomSize:
 @dataclasses.dataclass(frozen=True)
 class LadderSection:
     sizes: tuple[Size, ...] = (Size(1, 1, 8), Size(1, 2, 8))  # transformer sizes, small first
-    K: tuple[int, ...] = (32, 128, 512, 2048)  # sequences per run; dataset bits = K (L - 1)
-    L: int = 32  # bits per sequence; positions 1..L-1 are predicted
+    L: int = 32  # bits per sequence (positions 1..L-1 predicted); longer L: fewer shared bits
     alpha: float = 0.0  # sampling exponent of the capacity runs; 0 is uniform (Morris et al.)
     seed: int = 0  # the seed of every run (bits, init, batches): all sizes see the same data
 
     def validate(self) -> None:
         if not self.sizes:
             raise ConfigError("sizes: expected at least one transformer size")
-        if not self.K or min(self.K) < 1:
-            raise ConfigError(f"K: expected a non-empty list of integers >= 1, got {self.K}")
         if self.L < 2:
             raise ConfigError(f"L: expected an integer >= 2, got {self.L}")
         if not self.alpha >= 0:
@@ -56,7 +54,47 @@ class LadderSection:
 
 
 @dataclasses.dataclass(frozen=True)
-class PlateauSection:
+class BracketSection:
+    guess: float = 2.0  # bits per parameter of the first estimate: K0 = guess * params / (L - 1)
+    factors: tuple[float, ...] = (0.3, 1.0, 3.0)  # the first K of every size, times K0
+    step: float = 3.0  # a peak at the bracket's edge adds K times (or divided by) this
+    resolution: float = 2.0  # bisect in log K until the peak's neighbours are this close
+    flat: float = 0.02  # a top K within this fraction of the K below it is a plateau: bracketed
+    max_K: int = 6  # at most this many K per size
+    min_K: int = 2  # never fewer sequences than this
+
+    def validate(self) -> None:
+        require_positive(self, ("max_K", "min_K"))
+        if not self.factors or min(self.factors) <= 0:
+            raise ConfigError(f"factors: expected positive numbers, got {self.factors}")
+        if not (self.guess > 0 and self.step > 1 and self.resolution > 1 and self.flat >= 0):
+            raise ConfigError("guess > 0, step > 1, resolution > 1 and flat >= 0 expected")
+
+
+@dataclasses.dataclass(frozen=True)
+class SaturationSection:
+    first_exposures: int = 250  # the first budget: presentations per sequence
+    min_exposures: int = 1000  # every K trains at least this far (1000 exposures, Allen-Zhu & Li)
+    max_exposures: int = 4000  # doubling stops here; a run still gaining is extrapolated
+    rel_tol: float = 0.02  # converged: memorized bits grew < this over the last doubling
+    full_batch_max_K: int = 1024  # K up to this: every step presents all K sequences once
+    lrs: tuple[float, ...] = (0.001, 0.003, 0.01)  # lr sweep per size (at K0, first budget)
+    warmup_frac: float = 0.05  # linear warm-up over this share of each run, then cosine to 0
+    data_limited: float = 0.95  # a peak at this share of its Bayes ceiling is data-limited
+    resamples: int = 200  # bootstrap resamples of sequences for an extrapolation's interval
+
+    def validate(self) -> None:
+        require_positive(self, ("first_exposures", "min_exposures", "max_exposures", "resamples"))
+        if not self.first_exposures <= self.min_exposures <= self.max_exposures:
+            raise ConfigError("first_exposures <= min_exposures <= max_exposures expected")
+        if not self.lrs or min(self.lrs) <= 0:
+            raise ConfigError(f"lrs: expected positive learning rates, got {self.lrs}")
+        if not (self.rel_tol > 0 and 0 <= self.warmup_frac < 1 and 0 < self.data_limited <= 1):
+            raise ConfigError("rel_tol > 0, 0 <= warmup_frac < 1, 0 < data_limited <= 1 expected")
+
+
+@dataclasses.dataclass(frozen=True)
+class PlateauSection:  # the phenomenological rungs' rule (constant rate, fixed budget)
     window: int = 4  # evaluations per window: the last window's mean loss against the one before
     rel_tol: float = 0.01  # converged: memorized bits grew less than this fraction over a window
     min_steps: int = 500  # never converged before this step (the loss starts near ln 2)
@@ -103,27 +141,33 @@ class PhenomSection:
 @dataclasses.dataclass(frozen=True)
 class QuickSection:
     sizes: int = 2  # --quick trains only the first this many transformer sizes
-    K: tuple[int, ...] = (32, 128, 512)  # --quick K ladder (also for the phenomenological rungs)
     phenom_sizes: int = 1  # --quick trains only the first this many phenomenological sizes
     zipf: bool = False  # --quick also trains the Zipf runs
-    steps: int = 0  # --quick step budget of every run (transformer and phenom); 0: unchanged
+    max_K: int = 0  # --quick K per size (bracket.max_K); 0: unchanged
+    max_exposures: int = 0  # --quick saturation.max_exposures; 0: unchanged
+    first_exposures: int = 0  # --quick saturation.first_exposures; 0: unchanged
+    lrs: tuple[float, ...] = ()  # --quick lr sweep; (): unchanged
+    phenom_steps: int = 0  # --quick phenom.steps; 0: unchanged
 
     def validate(self) -> None:
-        if self.steps < 0:
-            raise ConfigError(f"steps: expected an integer >= 0, got {self.steps}")
+        if min(self.max_K, self.max_exposures, self.first_exposures, self.phenom_steps) < 0:
+            raise ConfigError("max_K, max_exposures, first_exposures, phenom_steps: expected >= 0")
         if self.sizes < 1 or self.phenom_sizes < 0:
             raise ConfigError("sizes: expected >= 1 (and phenom_sizes >= 0)")
-        if not self.K or min(self.K) < 1:
-            raise ConfigError(f"K: expected a non-empty list of integers >= 1, got {self.K}")
+        if self.lrs and min(self.lrs) <= 0:
+            raise ConfigError(f"lrs: expected positive learning rates, got {self.lrs}")
 
 
 @dataclasses.dataclass(frozen=True)
 class CapacityConfig:
-    ladder: LadderSection = LadderSection()  # sizes x K, L, alpha, seed
+    ladder: LadderSection = LadderSection()  # sizes, L, alpha, seed
+    bracket: BracketSection = BracketSection()  # which K each size trains (adaptive)
+    saturation: SaturationSection = SaturationSection()  # budgets, lr sweep, convergence
     model: GPTConfig = GPTConfig()  # what every size shares (positions, bias, init_std)
-    optimizer: OptimConfig = OptimConfig()  # the transformer optimizer (constant rate suits)
-    train: LoopConfig = LoopConfig(steps=20000, num_evals=80)  # steps = budget; dense evals
-    plateau: PlateauSection = PlateauSection()  # the stopping rule
+    optimizer: OptimConfig = OptimConfig(weight_decay=0.0, decay="cosine")  # lr: swept
+    train: LoopConfig = LoopConfig(steps=20000, num_evals=20)  # batch above full_batch_max_K;
+    # steps: the Zipf runs' budget only (a capacity run's budget is its exposures)
+    plateau: PlateauSection = PlateauSection()  # the phenomenological rungs' convergence
     zipf: ZipfSection = ZipfSection()  # Zipf runs for presentations to memorize
     phenom: PhenomSection = PhenomSection()  # phenomenological rungs
     quick: QuickSection = QuickSection()  # the smaller ladder of --quick
@@ -133,3 +177,22 @@ class CapacityConfig:
         for f in ("n_layer", "n_head", "head_dim"):  # a silent override would mislabel rows
             if getattr(self.model, f) != getattr(base, f):
                 raise ConfigError(f"model.{f}: set per size in ladder.sizes, not in [model]")
+
+
+def apply_quick(cfg: CapacityConfig) -> CapacityConfig:
+    """The config --quick runs: the [quick] section's overrides applied (sizes are cut in plan)."""
+    q = cfg.quick
+    b, s, p = cfg.bracket, cfg.saturation, cfg.phenom
+    if q.max_K:
+        b = dataclasses.replace(b, max_K=q.max_K)
+    if q.max_exposures:
+        low = min(q.max_exposures, s.min_exposures)
+        s = dataclasses.replace(s, max_exposures=q.max_exposures, min_exposures=low,
+                                first_exposures=min(s.first_exposures, low))  # fmt: skip
+    if q.first_exposures:
+        s = dataclasses.replace(s, first_exposures=min(q.first_exposures, s.min_exposures))
+    if q.lrs:
+        s = dataclasses.replace(s, lrs=q.lrs)
+    if q.phenom_steps:
+        p = dataclasses.replace(p, steps=q.phenom_steps)
+    return dataclasses.replace(cfg, bracket=b, saturation=s, phenom=p)

@@ -1,11 +1,10 @@
-"""The capacity ladder (docs/design.md §9): plan the runs, train each to its plateau (or reuse
-it), and read one row per run.
+"""The capacity runs (docs/design.md §9): the jobs (a transformer size at one K, learning rate
+and budget; a phenomenological rung at one K), training each (or reusing it), and one row per run.
 
-Every run is an ordinary run directory under `<out>/runs/`, named by its size, K, alpha and a
-short hash of everything that changes its numbers (for transformer runs, the plateau rule too,
-since it decides where a run ends). A second call reuses runs that finished (complete, or
-failed on a non-finite loss) with the same config, resumes runs left `running` from their
-checkpoint, and trains the rest.
+Every run is an ordinary run directory under `<out>/runs/`, named by its size, K, alpha, rate,
+budget and a short hash of its config. Reuse follows `runs.reuse.ensure_run`: a finished run
+with the same config is reused, one left `running` is resumed from its checkpoint, anything
+else in its folder is an error and nothing is deleted.
 """
 
 from __future__ import annotations
@@ -13,26 +12,28 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
-import pandas as pd
 
 from ..analysis.load import load_run
-from ..analysis.summaries import memorized_bits
+from ..analysis.summaries import memorized_bits, sequence_bits
 from ..config import to_dict
 from ..data import DataConfig
 from ..errors import NonFiniteLossError
 from ..phenom.train import ModelSection, PhenomConfig, PhenomOptimConfig, TrainSection, train_phenom
 from ..runs import RunDir, jsonable
+from ..runs.reuse import ensure_run
+from ..transformer import model as gpt
 from ..transformer.train import TrainConfig, train
 from .config import CapacityConfig, PlateauSection
-from .plateau import converged_step, loss_curve, stop_rule
+from .plateau import converged_step, loss_curve
 
 MODELS = ("transformer", "phenom")
+# leaves that embed or normalize rather than compute: left out of the second parameter count
+NOT_CORE = ("wte", "wpe", "ln1_g", "ln1_b", "ln2_g", "ln2_b", "lnf_g", "lnf_b")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +42,8 @@ class Job:
     name: str  # the run directory's name under <out>/runs
     cfg: Any  # TrainConfig or PhenomConfig
     size: dict[str, int]  # n_layer, n_head, head_dim (transformer) or w, d (phenom)
+    role: str = "bracket"  # bracket (a budget of a K), lr_sweep, zipf or phenom
+    exposures: int | None = None  # the budget in presentations per sequence (transformer)
 
     @property
     def data(self) -> DataConfig:
@@ -52,18 +55,56 @@ def _digest(*parts: Any) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:8]
 
 
-def _transformer_job(cfg: CapacityConfig, size, K: int, alpha: float) -> Job:
-    data = DataConfig(K=K, L=cfg.ladder.L, alpha=alpha, seed=cfg.ladder.seed)
-    model = dataclasses.replace(
+def param_counts(model, L: int) -> tuple[int, int]:
+    """(all parameters, those outside embeddings, positions and LayerNorm) of a GPT size, from
+    the shapes of its real init (nothing is allocated)."""
+    shapes = jax.eval_shape(lambda k: gpt.init_params(k, model, L), jax.random.key(0))
+    flat = jax.tree_util.tree_flatten_with_path(shapes)[0]
+    sizes = [(path, int(np.prod(x.shape))) for path, x in flat]
+    core = sum(
+        n for path, n in sizes if not {getattr(k, "key", None) for k in path} & set(NOT_CORE)
+    )
+    return sum(n for _, n in sizes), core
+
+
+def size_model(cfg: CapacityConfig, size):
+    return dataclasses.replace(
         cfg.model, n_layer=size.n_layer, n_head=size.n_head, head_dim=size.head_dim
     )
-    tc = TrainConfig(data=data, model=model, optimizer=cfg.optimizer, train=cfg.train)
-    tag = f"t{size.n_layer}x{size.n_head}x{size.head_dim}-K{K}-a{alpha:g}"
-    name = f"{tag}-{_digest(to_dict(tc), to_dict(cfg.plateau))}"
-    return Job("transformer", name, tc, dataclasses.asdict(size))
 
 
-def _phenom_job(cfg: CapacityConfig, size, K: int) -> Job:
+def transformer_job(
+    cfg: CapacityConfig, size, K: int, lr: float, exposures: int, role: str = "bracket"
+) -> Job:
+    """One capacity run: full batch (each sequence once per step) up to full_batch_max_K, else
+    batches of train.batch; steps for `exposures` presentations per sequence; warm-up then
+    the configured decay (cosine to 0) over exactly those steps."""
+    from .saturation import steps_for
+
+    sat = cfg.saturation
+    full = K <= sat.full_batch_max_K
+    batch = K if full else cfg.train.batch
+    steps = steps_for(K, batch, exposures)
+    data = DataConfig(K=K, L=cfg.ladder.L, alpha=cfg.ladder.alpha, seed=cfg.ladder.seed)
+    opt = dataclasses.replace(cfg.optimizer, lr=lr, warmup_steps=round(sat.warmup_frac * steps))
+    loop = dataclasses.replace(cfg.train, steps=steps, batch=batch, full_batch=full)
+    tc = TrainConfig(data=data, model=size_model(cfg, size), optimizer=opt, train=loop)
+    tag = f"t{size.n_layer}x{size.n_head}x{size.head_dim}-K{K}-a{data.alpha:g}-lr{lr:g}"
+    name = f"{tag}-e{exposures}-{_digest(to_dict(tc))}"
+    return Job("transformer", name, tc, dataclasses.asdict(size), role, exposures)
+
+
+def zipf_job(cfg: CapacityConfig, size, K: int, lr: float) -> Job:
+    """A Zipf run of a size (presentations to memorize): train.steps of sampled batches."""
+    data = DataConfig(K=K, L=cfg.ladder.L, alpha=cfg.zipf.alpha, seed=cfg.ladder.seed)
+    warm = round(cfg.saturation.warmup_frac * cfg.train.steps)
+    opt = dataclasses.replace(cfg.optimizer, lr=lr, warmup_steps=warm)
+    tc = TrainConfig(data=data, model=size_model(cfg, size), optimizer=opt, train=cfg.train)
+    tag = f"t{size.n_layer}x{size.n_head}x{size.head_dim}-K{K}-a{data.alpha:g}-lr{lr:g}"
+    return Job("transformer", f"{tag}-{_digest(to_dict(tc))}", tc, dataclasses.asdict(size), "zipf")
+
+
+def phenom_job(cfg: CapacityConfig, size, K: int) -> Job:
     p = cfg.phenom
     data = DataConfig(K=K, L=cfg.ladder.L, alpha=cfg.ladder.alpha, seed=cfg.ladder.seed)
     fc = PhenomConfig(
@@ -81,52 +122,25 @@ def _phenom_job(cfg: CapacityConfig, size, K: int) -> Job:
         ),
     )
     name = f"p-w{size.w}d{size.d}-K{K}-a{cfg.ladder.alpha:g}-{_digest(to_dict(fc))}"
-    return Job("phenom", name, fc, dataclasses.asdict(size))
+    return Job("phenom", name, fc, dataclasses.asdict(size), "phenom")
 
 
-def plan(cfg: CapacityConfig, *, quick: bool = False) -> list[Job]:
-    """The runs of the ladder, smallest size and K first: every size x K (uniform unless
-    ladder.alpha says otherwise), every size x zipf.K with Zipf sampling, and every
-    phenomenological (w, d) x K. quick: the smaller ladder of the [quick] section."""
-    q = cfg.quick
-    if quick and q.steps:
-        cfg = dataclasses.replace(
-            cfg,
-            train=dataclasses.replace(cfg.train, steps=q.steps),
-            phenom=dataclasses.replace(cfg.phenom, steps=q.steps),
-        )
-    sizes = cfg.ladder.sizes[: q.sizes] if quick else cfg.ladder.sizes
-    Ks = sorted(set(q.K if quick else cfg.ladder.K))
-    jobs = [_transformer_job(cfg, s, K, cfg.ladder.alpha) for s in sizes for K in Ks]
-    if cfg.zipf.K and (q.zipf or not quick):
-        jobs += [_transformer_job(cfg, s, K, cfg.zipf.alpha) for s in sizes for K in cfg.zipf.K]
-    psizes = cfg.phenom.sizes[: q.phenom_sizes] if quick else cfg.phenom.sizes
-    jobs += [_phenom_job(cfg, s, K) for s in psizes for K in Ks]
-    return jobs
-
-
-def run_job(job: Job, runs: Path, rule: PlateauSection, *, progress: bool = False) -> str:
-    """Train `job` into runs/<name> unless it already finished; returns what happened:
-    "reused", "resumed", "trained" or "failed" (a non-finite loss; the run keeps its evals)."""
+def run_job(job: Job, runs: Path, *, progress: bool = False) -> str:
+    """Train `job` into runs/<name> unless it already finished (`ensure_run`); returns what
+    happened: "reused", "resumed", "trained" or "failed" (a non-finite loss; the run keeps its
+    evaluations)."""
     path = runs / job.name
-    run = RunDir(path)
-    resume = False
-    if run.exists():
-        run.check_resumable(job.model, to_dict(job.cfg))  # a different config is an error
-        if run.manifest().get("status") in ("complete", "failed"):
-            return "reused"
-        if run.has_checkpoint():
-            resume = True
-        else:  # killed before its first checkpoint: nothing in it to keep
-            shutil.rmtree(path)
+    trainer = train if job.model == "transformer" else train_phenom
+
+    def fit(resume: bool) -> RunDir:
+        return trainer(job.cfg, path, resume=resume, progress=progress)
+
+    defaults = to_dict(type(job.cfg)())
     try:
-        if job.model == "transformer":
-            train(job.cfg, path, resume=resume, progress=progress, stop=stop_rule(rule))
-        else:
-            train_phenom(job.cfg, path, resume=resume, progress=progress)
+        _, what = ensure_run(path, to_dict(job.cfg), kind=job.model, train=fit, defaults=defaults)
     except NonFiniteLossError:
         return "failed"
-    return "resumed" if resume else "trained"
+    return what
 
 
 def mark_converged(run: RunDir, rule: PlateauSection) -> dict[str, Any]:
@@ -143,65 +157,49 @@ def mark_converged(run: RunDir, rule: PlateauSection) -> dict[str, Any]:
     return m
 
 
-def run_row(job: Job, run: RunDir, rule: PlateauSection) -> dict[str, Any]:
-    """One capacity.csv row: the run's size, data, memorized bits at its last evaluation
-    (`phenomjax.analysis.memorized_bits`: clipped per sequence, unclipped, the Bayes ceiling),
-    bits per parameter (all parameters; the phenomenological model's trainable ones), whether
-    it converged, and how much its memorized bits grew over the last doubling of steps."""
-    m = mark_converged(run, rule)
+def sequence_memorized(table, L: int) -> np.ndarray:
+    """Memorized bits per sequence at the last evaluation, clipped at 0 (rank order)."""
+    last = table[table["step"] == table["step"].max()].sort_values("rank")
+    return np.clip(sequence_bits(last["loss"].to_numpy(np.float64), L), 0.0, None)
+
+
+def run_row(job: Job, run: RunDir, rule: PlateauSection) -> tuple[dict[str, Any], np.ndarray]:
+    """One row of runs.csv and the run's memorized bits per sequence. The row: size, data,
+    rate and budget, memorized bits at the last evaluation (`analysis.memorized_bits`: clipped
+    per sequence, unclipped, the Bayes ceiling), bits per parameter over all parameters. A
+    phenomenological rung (constant rate) also gets the plateau rule's verdict and its gain
+    over the last doubling of its own steps; a transformer budget's verdict is the next one's
+    gain (search.py)."""
+    m = run.manifest()
     table = load_run(run.path)
     d = job.data
     mb = memorized_bits(table, d.L, m.get("n_params"))
-    last = table[table["step"] == table["step"].max()]
-    # how far from converged: the gain since the evaluation nearest half the final step
-    steps_seen = np.unique(table["step"].to_numpy())
-    half = steps_seen[np.argmin(np.abs(steps_seen - steps_seen[-1] / 2))]
-    before = memorized_bits(table[table["step"] == half], d.L)["memorized_bits"]
-    steps = job.cfg.train.steps
-    return {
+    row = {
         "model": job.model,
+        "role": job.role,
         "run": job.name,
         **{k: job.size.get(k) for k in ("n_layer", "n_head", "head_dim", "w", "d")},
         "params": m.get("n_params"),
         "K": d.K,
         "L": d.L,
         "alpha": d.alpha,
+        "lr": job.cfg.optimizer.lr,
+        "exposures": job.exposures,
+        "budget": job.cfg.train.steps,
+        "steps": mb["step"],
         "dataset_bits": mb["dataset_bits"],
         "memorized_bits": mb["memorized_bits"],
         "memorized_bits_unclipped": mb["memorized_bits_unclipped"],
         "bits_ceiling": mb["bits_ceiling"],
         "bits_per_param": mb["bits_per_param"],
-        "converged": bool(m["converged"]),
-        "converged_step": m["converged_step"],
-        # memorized bits gained over the last doubling of steps (0.2: a fifth more); NaN at 0
-        "gain_last_doubling": mb["memorized_bits"] / before - 1 if before > 0 else float("nan"),
-        "steps": mb["step"],
-        "budget": steps,
-        "final_loss": float(last["loss"].mean()),
+        "final_loss": float(table.loc[table["step"] == mb["step"], "loss"].mean()),
         "status": m.get("status"),
     }
-
-
-def run_ladder(
-    cfg: CapacityConfig,
-    out: str | Path,
-    *,
-    quick: bool = False,
-    progress: bool = False,
-    on_run: Callable[[int, int, Job, str, dict[str, Any]], None] | None = None,
-) -> pd.DataFrame:
-    """Run (or reuse) every job of `plan(cfg, quick=quick)` under out/runs; the capacity table,
-    one row per run. on_run(i, n, job, what, row) is called after each run (for printing)."""
-    runs = Path(out) / "runs"
-    jobs = plan(cfg, quick=quick)
-    rows = []
-    for i, job in enumerate(jobs):
-        what = run_job(job, runs, cfg.plateau, progress=progress)
-        row = run_row(job, RunDir(runs / job.name), cfg.plateau)
-        rows.append(row)
-        if on_run is not None:
-            on_run(i, len(jobs), job, what, row)
-    table = pd.DataFrame(rows)
-    for c in ("n_layer", "n_head", "head_dim", "w", "d", "converged_step"):  # blanks, not 1.0
-        table[c] = table[c].astype("Int64")
-    return table
+    if job.model == "phenom":
+        m = mark_converged(run, rule)
+        steps_seen = np.unique(table["step"].to_numpy())
+        half = steps_seen[np.argmin(np.abs(steps_seen - steps_seen[-1] / 2))]
+        before = memorized_bits(table[table["step"] == half], d.L)["memorized_bits"]
+        row["converged"] = bool(m["converged"])
+        row["gain_last_doubling"] = mb["memorized_bits"] / before - 1 if before > 0 else np.nan
+    return row, sequence_memorized(table, d.L)

@@ -1,5 +1,6 @@
-"""The capacity command's outputs: the tables (capacity.csv, capacity_sizes.csv,
-presentations.csv), the fits (capacity_fit.json) and the figures, all under one folder."""
+"""The capacity command's outputs: the tables (capacity.csv, capacity_sizes.csv, runs.csv,
+presentations.csv), the fits (capacity_fit.json) and the figures, all under one output folder
+that phenomjax claims as its own (`runs.reuse.claim`)."""
 
 from __future__ import annotations
 
@@ -13,30 +14,35 @@ import pandas as pd
 
 from ..analysis import capacity_plots
 from ..runs import atomic_write, atomic_write_json
+from ..runs.reuse import claim
 from .config import CapacityConfig
-from .ladder import Job, run_ladder
+from .ladder import Job
+from .search import run_ladder
 from .summary import capacity_by_size, fit_capacity, fit_presentations, presentations_to_memorize
 
 
 @dataclasses.dataclass
 class CapacityResult:
-    table: pd.DataFrame  # capacity.csv: one row per run
+    table: pd.DataFrame  # capacity.csv: one row per (model, size, K), its last budget
+    runs: pd.DataFrame  # runs.csv: every run (each budget, the lr sweep, Zipf, phenom)
     sizes: pd.DataFrame  # capacity_sizes.csv: one row per (model, size)
     fit: dict[str, Any]  # capacity_fit.json: bits per parameter per model, with intervals
     presentations: pd.DataFrame  # presentations.csv: per Zipf run and rank bin
     presentations_fit: pd.DataFrame  # power law of presentations against params per bin
 
 
-def summarize(table: pd.DataFrame, cfg: CapacityConfig, runs: Path) -> CapacityResult:
-    """Sizes, fits and presentations from a capacity table whose runs live under `runs`."""
-    sizes = capacity_by_size(table, cfg.ladder.alpha)
+def summarize(
+    table: pd.DataFrame, runs_table: pd.DataFrame, cfg: CapacityConfig, runs: Path
+) -> CapacityResult:
+    """Sizes, fits and presentations from the capacity and runs tables (runs under `runs`)."""
+    sizes = capacity_by_size(table, cfg.ladder.alpha, cfg.bracket, cfg.saturation.data_limited)
     fit = {m: fit_capacity(sizes, m) for m in sizes["model"].unique()}
-    zipf = table[(table["model"] == "transformer") & ~np.isclose(table["alpha"], cfg.ladder.alpha)]
+    zipf = runs_table[runs_table["role"] == "zipf"]
     pres = pd.DataFrame()
     if len(zipf):
         level = cfg.zipf.levels[0]
         pres = presentations_to_memorize([runs / r for r in zipf["run"]], level, cfg.zipf.edges)
-    return CapacityResult(table, sizes, fit, pres, fit_presentations(pres))
+    return CapacityResult(table, runs_table, sizes, fit, pres, fit_presentations(pres))
 
 
 def _finite(obj: Any) -> Any:
@@ -59,6 +65,7 @@ def write_outputs(result: CapacityResult, out: str | Path, cfg: CapacityConfig) 
     paths = [
         _csv(out / "capacity.csv", result.table),
         _csv(out / "capacity_sizes.csv", result.sizes),
+        _csv(out / "runs.csv", result.runs),
     ]
     atomic_write_json(out / "capacity_fit.json", _finite(result.fit))
     paths.append(out / "capacity_fit.json")
@@ -80,9 +87,12 @@ def run_capacity(
     *,
     quick: bool = False,
     progress: bool = False,
-    on_run: Callable[[int, int, Job, str, dict[str, Any]], None] | None = None,
+    on_run: Callable[[Job, str, dict[str, Any]], None] | None = None,
 ) -> tuple[CapacityResult, list[Path]]:
-    """The whole experiment: run (or reuse) the ladder under out/runs, summarize, write."""
-    table = run_ladder(cfg, out, quick=quick, progress=progress, on_run=on_run)
-    result = summarize(table, cfg, Path(out) / "runs")
+    """The whole experiment: claim `out`, run (or reuse) the search under out/runs, summarize,
+    write. on_run(job, what, row) is called after each run (for printing)."""
+    claim(out, "phenomjax capacity")
+    claim(Path(out) / "runs", "phenomjax capacity runs")
+    table, runs_table = run_ladder(cfg, out, quick=quick, progress=progress, on_run=on_run)
+    result = summarize(table, runs_table, cfg, Path(out) / "runs")
     return result, write_outputs(result, out, cfg)

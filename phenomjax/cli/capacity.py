@@ -23,6 +23,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override a config field, e.g. --set train.steps=5000 (repeatable)",
     )
+    p.add_argument(
+        "--length",
+        type=int,
+        metavar="L",
+        help="bits per sequence (ladder.L): longer L makes the ~log2 K shared bits a small share",
+    )
     p.add_argument("--progress", action="store_true", help="a progress bar per run")
 
 
@@ -31,31 +37,33 @@ def _interval(f: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = load_config(CapacityConfig, args.config, args.set)
+    sets = [*args.set, *([f"ladder.L={args.length}"] if args.length is not None else [])]
+    cfg = load_config(CapacityConfig, args.config, sets)
     stem = Path(args.config).stem + ("-quick" if args.quick else "")
     out = Path(args.out) if args.out else Path("runs") / stem
     t0 = time.perf_counter()
 
-    def on_run(i, n, job, what, row):
-        conv = (
-            f"converged at step {row['converged_step']}"
-            if row["converged"]
-            else f"not converged ({row['gain_last_doubling']:+.0%} over its last doubling of steps)"
-        )
+    def on_run(job, what, row):
+        budget = f"{row['exposures']} exposures" if job.exposures else f"{row['budget']} steps"
         print(
-            f"[{i + 1}/{n}] {job.name}: {what}; {row['params']} params, K={row['K']}, "
-            f"{row['memorized_bits']:.0f} of {row['dataset_bits']} bits "
-            f"({row['bits_per_param']:.2f}/param), {conv} ({time.perf_counter() - t0:.0f} s)",
+            f"{job.name} ({job.role}): {what}; {row['params']} params, K={row['K']}, lr "
+            f"{row['lr']:g}, {budget}: {row['memorized_bits']:.0f} bits of a ceiling of "
+            f"{row['bits_ceiling']:.0f} ({row['dataset_bits']} in the data) "
+            f"({time.perf_counter() - t0:.0f} s)",
             flush=True,
         )
 
     result, paths = run_capacity(cfg, out, quick=args.quick, progress=args.progress, on_run=on_run)
-    print(result.sizes.to_string(index=False))
+    cols = ["model", "size", "params", "params_core", "K_at_max", "capacity", "capacity_lo",
+            "capacity_hi", "estimate", "bits_per_param", "bits_per_param_core", "bits_ceiling",
+            "dataset_bits", "data_limited", "bracketed", "gain_last_doubling", "lr"]  # fmt: skip
+    print(result.sizes[cols].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     for model, fit in result.fit.items():
-        b, ll = fit.get("bits_per_param"), fit.get("loglog")
+        b, ll, c = fit.get("bits_per_param"), fit.get("loglog"), fit.get("bits_per_param_core")
         if b:
             print(
-                f"{model}: {b['slope']:.3f} bits/param {_interval(b)} "
+                f"{model}: {b['slope']:.3f} bits/param {_interval(b)}, "
+                f"{c['slope']:.3f} {_interval(c)} without embeddings, positions and LayerNorm "
                 f"(95% t-interval; {fit['used']}: {fit['n_sizes']}); log-log exponent "
                 f"{ll['exponent']:.2f} {_interval(ll)}; Morris et al. 2025: 3.6"
             )

@@ -55,6 +55,7 @@ class LoopConfig:
     # the loss buffer is min(max_chunk, steps) floats on the device and on the host
     eval_chunk: int = 1000  # sequences per evaluation batch (memory ~ eval_chunk * L * width)
     per_position: Literal["auto"] | bool = "auto"  # positions.parquet; auto: K*(L-1) <= 2e6
+    full_batch: bool = False  # every step presents all K sequences once (batch must be K)
 
     def validate(self) -> None:
         require_positive(self, ("steps", "batch", "num_evals", "max_chunk", "eval_chunk"))
@@ -67,6 +68,13 @@ class TrainConfig:
     optimizer: OptimConfig = OptimConfig()  # optimizer, schedule, weight decay, clipping
     train: LoopConfig = LoopConfig()  # steps, batch, evaluations, dispatch sizes
     distributed: DistributedConfig = DistributedConfig()  # mesh size, multi-host start
+
+    def validate(self) -> None:
+        if self.train.full_batch and self.train.batch != self.data.K:
+            raise ConfigError(
+                f"train.batch: full_batch presents each of the K = {self.data.K} sequences once "
+                f"per step, so batch must be K, got {self.train.batch}"
+            )
 
     def cost(self, members: int = 1, seeds: int = 1) -> Cost:
         """What this run costs (transformer/cost.py): what `phenomjax plan` reports and what
@@ -112,7 +120,10 @@ def make_step(cfg: TrainConfig, mesh=None):
 
     def step(state, bits):
         t = state["step"]
-        ranks = sample_ranks(jax.random.fold_in(batches_key, t), cdf, cfg.train.batch)
+        if cfg.train.full_batch:  # each sequence once per step: presentations = steps exactly
+            ranks = jnp.arange(cfg.data.K, dtype=jnp.int32)
+        else:
+            ranks = sample_ranks(jax.random.fold_in(batches_key, t), cdf, cfg.train.batch)
         x = distributed.constrain_rows(bits[ranks], mesh)
         loss, grads = grad_fn(state["params"], x, cfg.model)
         params, opt_state = apply_optimizer(tx, grads, state)

@@ -151,7 +151,7 @@ def test_chunked_evaluation_matches_one_batch():
     assert loss.shape == accuracy.shape == (13,)
 
 
-@pytest.mark.parametrize(  # capacity_cpu.toml is a CapacityConfig (tests/test_capacity.py)
+@pytest.mark.parametrize(  # capacity_cpu.toml is a CapacityConfig (tests/capacity/)
     "path",
     sorted(p for p in (ROOT / "experiments").glob("*_cpu.toml") if p.stem != "capacity_cpu")
     + [packaged("demo")],
