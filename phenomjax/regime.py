@@ -155,13 +155,22 @@ def lag_of(path: Path, K: int) -> pd.DataFrame:
 
 
 def _capacity(path: str) -> dict[str, float]:
-    """size name -> capacity in bits, from a capacity_sizes.csv."""
+    """size name -> capacity in bits, from the transformer rows of a capacity_sizes.csv (its
+    size column reads n_layer x n_head x head_dim, as `phenomjax capacity` writes it)."""
     table = pd.read_csv(path)
-    need = ("n_layer", "n_head", "head_dim", "capacity_bits")
+    need = ("model", "size", "capacity")
     if any(c not in table.columns for c in need):
         raise DataError(f"{path}: expected a capacity_sizes.csv with columns {list(need)}")
-    return {RegimeSize(int(r.n_layer), int(r.n_head), int(r.head_dim)).name:
-            float(r.capacity_bits) for r in table.itertuples()}  # fmt: skip
+    out = {}
+    for r in table[table["model"] == "transformer"].itertuples():
+        try:
+            n_layer, n_head, head_dim = (int(v) for v in str(r.size).split("x"))
+        except ValueError:
+            raise DataError(
+                f"{path}: size {r.size!r}: expected n_layer x n_head x head_dim"
+            ) from None
+        out[RegimeSize(n_layer, n_head, head_dim).name] = float(r.capacity)
+    return out
 
 
 def predict_regime(

@@ -80,3 +80,14 @@ def test_a_bad_map_is_one_line(tmp_path, capsys):
     assert main(["regime", str(cfg), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert "map.seeds" in err and "\n" not in err
+
+
+def test_the_capacity_table_of_phenomjax_capacity_is_read(tmp_path):
+    from phenomjax.regime import _capacity
+
+    path = tmp_path / "capacity_sizes.csv"
+    path.write_text("model,size,capacity\ntransformer,1x1x8,507.5\nphenom,w6 d2,1202.0\n")
+    assert _capacity(str(path)) == {"l1h1d8": 507.5}
+    path.write_text("model,size,capacity\ntransformer,big,1.0\n")
+    with pytest.raises(Exception, match="expected n_layer x n_head x head_dim"):
+        _capacity(str(path))
