@@ -289,7 +289,7 @@ def test_a_figures_folder_phenomjax_did_not_write_is_refused(tmp_path, monkeypat
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine/thesis.tex").write_text("x")
     assert main(["analyze", "--run", "runs/tiny", "--no-show-plots", "--figures-dir", "mine"]) == 2
-    assert "holds files phenomjax did not write" in capsys.readouterr().err
+    assert "in a folder phenomjax did not write" in capsys.readouterr().err
     assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["thesis.tex"]
 
 
