@@ -125,17 +125,22 @@ def experiments_section(runs: Path) -> list[str]:
 
 
 def capacity_section(runs: Path) -> list[str]:
-    cap = runs / "capacity"
-    out = ["## Capacity", "", "`phenomjax capacity experiments/capacity_cpu.toml --out "
-           f"{cap}` (add `--quick` for two sizes). One row per size:", ""]  # fmt: skip
-    if not (cap / "capacity_sizes.csv").is_file():
-        return out + _missing(f"{cap}/capacity_sizes.csv", f"phenomjax capacity "
-                              f"experiments/capacity_cpu.toml --out {cap}")  # fmt: skip
-    out += [_markdown(pd.read_csv(cap / "capacity_sizes.csv")), ""]
-    fit_path = cap / "capacity_fit.json"
-    if fit_path.is_file():
-        out += ["Fitted bits per parameter (capacity_fit.json):", "", "```",
-                json.dumps(json.loads(fit_path.read_text()), indent=1), "```", ""]  # fmt: skip
+    out = ["## Capacity", ""]
+    forms = (("capacity", ""), ("capacity-quick", " --quick"))
+    found = [(runs / n, flag) for n, flag in forms if (runs / n / "capacity_sizes.csv").is_file()]
+    if not found:
+        cmd = f"phenomjax capacity experiments/capacity_cpu.toml --out {runs / 'capacity'}"
+        return out + _missing(f"{runs}/capacity/capacity_sizes.csv", cmd)
+    for cap, flag in found:
+        out += [f"`phenomjax capacity experiments/capacity_cpu.toml{flag} --out {cap}`. One row "
+                "per size (capacity in bits: the peak of memorized bits over K; `estimate` says "
+                "whether it converged, was extrapolated or is a lower bound; bits_per_param_core "
+                "counts parameters without embeddings, positions and LayerNorm):", "",
+                _markdown(pd.read_csv(cap / "capacity_sizes.csv")), ""]  # fmt: skip
+        fit_path = cap / "capacity_fit.json"
+        if fit_path.is_file():
+            out += ["Fitted bits per parameter (capacity_fit.json):", "", "```",
+                    json.dumps(json.loads(fit_path.read_text()), indent=1), "```", ""]  # fmt: skip
     return out
 
 
