@@ -131,13 +131,20 @@ def to_dict(obj: Any) -> dict[str, Any]:
 
 
 def _parse_value(text: str, where: str) -> Any:
+    """A --set value as TOML, nesting and integers bounded as in a file (read_toml)."""
+    from .runs.validate import check_tree, short
+
     try:
-        return tomllib.loads(f"v = {text}")["v"]
+        value = tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         # bare words (rope, adamw) are strings
         if text and all(ch.isalnum() or ch in "_-./" for ch in text):
             return text
-        raise ConfigError(f"{where}: cannot parse value {text!r}") from None
+        raise ConfigError(f"{where}: cannot parse value {short(text)}") from None
+    except (RecursionError, ValueError):  # nested too deeply; an integer of 4300+ digits
+        raise ConfigError(f"{where}: cannot parse value {short(text)}") from None
+    check_tree(value, Path(where), ConfigError)
+    return value
 
 
 def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:

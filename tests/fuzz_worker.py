@@ -31,12 +31,17 @@ def _readers() -> dict:
     }
 
 
+def _vm_size() -> int:
+    """Bytes of address space mapped now (the imports): the cap is set that far above it."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+
+
 def main() -> None:
     readers = _readers()  # imported before the cap: the cap is on what reading takes
     from phenomjax.errors import PhenomjaxError
-    from phenomjax.runs.validate import _vm_size
 
-    cap = int(_vm_size()) + int(sys.argv[1])
+    cap = _vm_size() + int(sys.argv[1])
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     warnings.simplefilter("ignore")  # a rebuilt cache entry warns; that is a success
     for line in sys.stdin:

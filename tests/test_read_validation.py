@@ -272,3 +272,15 @@ def test_a_toml_fifo_is_refused(tmp_path):
     with pytest.raises(ConfigError) as info:
         read_toml(tmp_path / "c.toml")
     _one_line(info, "c.toml", "FIFO")
+
+
+@pytest.mark.parametrize("value", ["[" * 3000 + "]" * 3000, "1" + "0" * 5000, "[" * 40 + "]" * 40,
+                                   "99999999999999999999"])  # fmt: skip
+def test_hostile_set_values_are_one_line(value):
+    """--set values are TOML too: nesting and integers bounded (before: RecursionError and
+    ValueError tracebacks, or an integer past int64 into an Any field)."""
+    from phenomjax.config import apply_overrides
+
+    with pytest.raises(ConfigError) as info:
+        apply_overrides({}, [f"x.y={value}"])
+    _one_line(info, "--set x.y")

@@ -8,8 +8,9 @@ or an allocation without limit.
     load_json      JSON with bounded size, nesting depth and integer length
     check_tree     nesting depth and integer size of an already-parsed value (TOML)
     check_manifest the manifest fields the analysis computes with, typed and bounded
-    parquet_file   a parquet file's metadata checked (row groups, rows, column types)
+    read_parquet   a parquet table whose metadata passed first (row groups, rows, column types)
     check_columns  the value ranges of a run table's contract columns
+    memory_limit   what a reader may still allocate (RAM, or RLIMIT_AS above what is mapped)
 
 Every function takes the error class to raise (RunDirError for run folders and caches,
 ConfigError for configs, DataError for legacy logs), so each reader keeps its own.
@@ -314,7 +315,7 @@ _INT_MAX = {"step": INT64 - 1, "rank": 2**31 - 1, "position": 2**15 - 1,
 
 def check_columns(df: Any, name: str, K: int | None = None, L: int | None = None) -> None:
     """Value ranges of the contract columns present in `df`: step, presentations >= 0; rank in
-    [0, K); position in [1, L) (position j predicts bit j from bits < j); loss, train_loss
+    [0, K); position in [1, L) (position j predicts bit j from bits < j); loss
     finite or NaN; accuracy in [0, 1] or NaN. Checked before the cast to canonical dtypes,
     which would wrap an out-of-range integer."""
     hi = {"rank": K, "position": L}
@@ -330,7 +331,7 @@ def check_columns(df: Any, name: str, K: int | None = None, L: int | None = None
         if bad.any():
             raise RunDirError(f"{name}: column {col}: expected integers in [{lo}, {bound}), "
                               f"got {short(v[bad][0].item())}")  # fmt: skip
-    for col in ("loss", "train_loss", "accuracy"):
+    for col in ("loss", "accuracy"):  # train_loss may hold the inf that failed a run
         if col not in df.columns or len(df) == 0:
             continue
         v = df[col].to_numpy().astype(np.float64)
