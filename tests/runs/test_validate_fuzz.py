@@ -1,5 +1,5 @@
 """Fuzz tests, one per reader (manifest, parquet, cache record, TOML): hypothesis mutates a
-valid file, a child process under a memory cap (tests/fuzz_worker.py) reads it, and the only
+valid file, a child process under a memory cap (tests/runs/fuzz_worker.py) reads it, and the only
 outcomes allowed are success or the package's one-line error; never another exception, never
 a hang (each answer has a timeout), never the child dying."""
 
