@@ -26,6 +26,7 @@ from typing import Any
 
 from ..errors import DataError
 from ..runs import atomic_write_json, jsonable
+from ..runs.validate import load_json
 from .grid import FitGridConfig, GridCost
 from .holdout import Holdout, Intervals
 from .members import Member
@@ -186,11 +187,7 @@ class FitReport:
     def load(cls, path: str | Path) -> FitReport:
         """report.json read back and checked field by field (one-line DataError otherwise)."""
         path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
-            why = getattr(e, "strerror", None) or type(e).__name__
-            raise DataError(f"{path}: unreadable report ({why})") from None
+        data = load_json(path, DataError)  # a regular file of bounded JSON, else one line
         return _build(cls, data, "", path)
 
 

@@ -13,7 +13,6 @@ other file makes the removal an error that names it, and then nothing is removed
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import stat
@@ -24,6 +23,7 @@ from typing import Any
 from ..errors import RunDirError
 from .rundir import KINDS, RunDir, config_difference
 from .storage import atomic_write_json, jsonable, now
+from .validate import load_json
 
 MARKER = ".phenomjax"
 # What a run writes into its folder: with --force, a folder phenomjax did not write may hold
@@ -68,9 +68,11 @@ def _regular(path: Path) -> bool:
 
 
 def _read_json(path: Path) -> Any:
+    """The JSON at path, or None where it is missing, not a regular file, or not bounded JSON
+    (validate.load_json: a FIFO never blocks, a deep value never recurses)."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        return load_json(path)
+    except (OSError, RunDirError):
         return None
 
 
