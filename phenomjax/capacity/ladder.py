@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from ..data import DataConfig
 from ..errors import NonFiniteLossError
 from ..phenom.train import ModelSection, PhenomConfig, PhenomOptimConfig, TrainSection, train_phenom
 from ..runs import RunDir, jsonable
+from ..runs.reuse import claim, remove_owned
 from ..transformer.train import TrainConfig, train
 from .config import CapacityConfig, PlateauSection
 from .plateau import converged_step, loss_curve, stop_rule
@@ -117,8 +117,8 @@ def run_job(job: Job, runs: Path, rule: PlateauSection, *, progress: bool = Fals
             return "reused"
         if run.has_checkpoint():
             resume = True
-        else:  # killed before its first checkpoint: nothing in it to keep
-            shutil.rmtree(path)
+        else:  # killed before its first checkpoint: nothing in it to keep (only ours goes)
+            remove_owned(path)
     try:
         if job.model == "transformer":
             train(job.cfg, path, resume=resume, progress=progress, stop=stop_rule(rule))
@@ -192,7 +192,7 @@ def run_ladder(
 ) -> pd.DataFrame:
     """Run (or reuse) every job of `plan(cfg, quick=quick)` under out/runs; the capacity table,
     one row per run. on_run(i, n, job, what, row) is called after each run (for printing)."""
-    runs = Path(out) / "runs"
+    runs = claim(claim(out, "capacity outputs") / "runs", "capacity runs")
     jobs = plan(cfg, quick=quick)
     rows = []
     for i, job in enumerate(jobs):
