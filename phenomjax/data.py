@@ -10,7 +10,6 @@ JAX; the key streams and the on-device sampling import it when first called.
 from __future__ import annotations
 
 import dataclasses
-import operator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -26,6 +25,20 @@ STREAMS = ("bits", "init", "batches", "eval", "sweep")
 
 # Ranks, positions and presentation counts are int32 on the device.
 INT32_MAX = 2**31 - 1
+# Seeds: JAX's default keys take 32 bits, so any other integer would alias one of these.
+SEED_RANGE = 2**32
+
+
+def check_seed(seed: object, *, where: str = "data.seed") -> int:
+    """`seed` as an int when it is an integer in [0, 2^32), else a DataError naming `where`.
+
+    The one seed rule (train, train-phenom, sweep, analyze, fit): a seed outside the range would
+    silently alias seed mod 2^32, and one run would be another's copy under a different name."""
+    ok = isinstance(seed, (int, np.integer)) and not isinstance(seed, (bool, np.bool_))
+    if not ok or not 0 <= int(seed) < SEED_RANGE:
+        shown = repr(seed) if len(repr(seed)) <= 40 else repr(seed)[:40] + "..."
+        raise DataError(f"{where}: expected an integer in [0, 2^32), got {shown}")
+    return int(seed)
 
 
 def check_sizes(K: int, L: int, alpha: float, *, where: str = "data") -> None:
@@ -48,6 +61,7 @@ class DataConfig:
     def validate(self) -> None:
         try:
             check_sizes(self.K, self.L, self.alpha, where="data")
+            check_seed(self.seed)
         except DataError as e:
             raise ConfigError(str(e)) from None
 
@@ -56,7 +70,7 @@ def key_streams(seed: int) -> dict[str, jax.Array]:
     """One root key, split once into the named streams of STREAMS."""
     import jax
 
-    keys = jax.random.split(jax.random.key(seed), len(STREAMS))
+    keys = jax.random.split(jax.random.key(check_seed(seed, where="seed")), len(STREAMS))
     return dict(zip(STREAMS, keys, strict=True))
 
 
@@ -96,15 +110,13 @@ def make_bits(seed: int, K: int, L: int, *, chunk: int = 1 << 16) -> np.ndarray:
     """K i.i.d. uniform sequences of L bits, fixed by seed; uint8 array (K, L).
 
     Bit for bit `jax.random.bernoulli(key_streams(seed)["bits"], 0.5, (K, L))` under JAX's
-    defaults (threefry2x32, partitionable counters, 32-bit seeds: a seed is taken mod 2^32),
+    defaults (threefry2x32, partitionable counters, 32-bit seeds: check_seed),
     computed in NumPy so that a floor never needs JAX. With the key (k1, k2) of the "bits"
     stream, element n is 1 exactly when the top bit of the two hashed words of the counter
     (n >> 32, n mod 2^32), xor-ed, is 0 (uniform() < 0.5 in float32). `chunk` bounds memory.
     """
     check_sizes(K, L, 0.0)
-    seed = operator.index(seed)
-    if not -(2**63) <= seed < 2**63:
-        raise DataError(f"seed: expected a 64-bit integer, got {seed}")
+    seed = check_seed(seed, where="seed")
     zero = np.zeros(1, dtype=np.uint32)
     # jax.random.key(seed) is (0, seed mod 2^32) in 32-bit mode; split(key, 5)[i] hashes the
     # counter (0, i); "bits" is stream 0

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..capacity import CapacityConfig, run_capacity
 from ..config import load_config
+from ..runs.reuse import check_outside
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -41,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(CapacityConfig, args.config, sets)
     stem = Path(args.config).stem + ("-quick" if args.quick else "")
     out = Path(args.out) if args.out else Path("runs") / stem
+    check_outside([args.config], out)
     t0 = time.perf_counter()
 
     def on_run(job, what, row):

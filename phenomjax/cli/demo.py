@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..demo import demo, format_summary
+from ..runs.reuse import check_folder
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -14,6 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_folder(args.out, "the demo")  # its run, fit and figures folders are checked each
     summary = demo(
         args.out,
         fresh=args.fresh,

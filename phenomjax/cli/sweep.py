@@ -10,6 +10,7 @@ import pandas as pd
 from ..config import comma_floats, comma_ints, comma_words, load_config
 from ..phenom.sweep import CURVES, sweep
 from ..phenom.train import PhenomConfig
+from ..runs.reuse import check_outside
 
 # flag -> axis (phenom.sweep.AXES); a flag left out leaves the base config's value
 FLAGS = {"lr": "lr", "scale": "scale", "seeds": "seed", "w": "w", "d": "d", "param": "param",
@@ -47,13 +48,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-progress", action="store_true", help="no progress bars (e.g. in batch jobs)"
     )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="write into an existing folder phenomjax did not write, beside its files (refused "
+        "when one has a name phenomjax would write; nothing there is deleted or overwritten)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(PhenomConfig, args.config, args.set)
     out = Path(args.out) if args.out else Path("runs") / f"sweep-{Path(args.config).stem}"
     axes = {axis: getattr(args, flag) for flag, axis in FLAGS.items() if getattr(args, flag)}
-    table = sweep(cfg, axes, out=out, progress=not args.no_progress, devices=args.devices)
+    check_outside([args.config], out)
+    table = sweep(cfg, axes, out=out, progress=not args.no_progress, devices=args.devices,
+                  force=args.force)  # fmt: skip
     cols = ["member", "w", "d", "param", "lr", "scale", "seed", "final_loss", "diverged"]
     with pd.option_context("display.width", 120):
         print(table[cols].sort_values("final_loss").to_string(index=False))

@@ -9,8 +9,9 @@ from pathlib import Path
 from ..bayes import per_sequence_floor
 from ..config import comma_ints, load_config
 from ..configs import packaged
-from ..data import make_bits, zipf_weights
+from ..data import check_seed, make_bits, zipf_weights
 from ..runs import RunDir
+from ..runs.reuse import check_folder, check_outside
 from ..transformer.train import TrainConfig, train
 
 
@@ -36,6 +37,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="train a seed group: one run per seed (data.seed = s: bits, init and batches) "
         "in <out>/seed-<s>; `phenomjax fit <out>` reads the group as one experiment",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="write into an existing folder phenomjax did not write, beside its files (refused "
+        "when one has a name phenomjax would write; nothing there is deleted or overwritten)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -71,12 +78,14 @@ def run(args: argparse.Namespace) -> int:
     path = resolve(args.config)
     cfg = load_config(TrainConfig, path, args.set)
     out = Path(args.out) if args.out else Path("runs") / path.stem
+    check_outside([path], out)
+    go = dict(resume=args.resume, progress=not args.no_progress, force=args.force)
     if args.seeds is None:
-        result = train(cfg, out, resume=args.resume, progress=not args.no_progress)
-        print(summary(result))
+        print(summary(train(cfg, out, **go)))
         return 0
-    for s in dict.fromkeys(args.seeds):
+    check_folder(out, "a seed group")
+    seeds = [check_seed(s, where="--seeds") for s in dict.fromkeys(args.seeds)]
+    for s in seeds:
         seeded = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, seed=s))
-        result = train(seeded, out / f"seed-{s}", resume=args.resume, progress=not args.no_progress)
-        print(summary(result))
+        print(summary(train(seeded, out / f"seed-{s}", **go)))
     return 0

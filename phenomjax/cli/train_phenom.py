@@ -10,6 +10,7 @@ import numpy as np
 from ..config import load_config
 from ..data import zipf_weights
 from ..phenom.train import PhenomConfig, train_phenom
+from ..runs.reuse import check_outside
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,13 +25,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="continue the run in --out from its last checkpoint (from step 0 if it has none; "
         "a new run if there is none)",
     )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="write into an existing folder phenomjax did not write, beside its files (refused "
+        "when one has a name phenomjax would write; nothing there is deleted or overwritten)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(PhenomConfig, args.config, args.set)
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
-    rd = train_phenom(cfg, out, resume=args.resume, progress=not args.no_progress)
+    check_outside([args.config], out)
+    rd = train_phenom(cfg, out, resume=args.resume, progress=not args.no_progress,
+                      force=args.force)  # fmt: skip
     ev = rd.read_evals()
     last = ev[ev.step == ev.step.max()]
     weights = zipf_weights(cfg.data.K, cfg.data.alpha)

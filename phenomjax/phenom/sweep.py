@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -44,12 +45,13 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ..config import to_dict
-from ..data import key_streams, make_bits, zipf_weights
+from ..data import check_seed, key_streams, make_bits, zipf_weights
 from ..distributed import gather, is_main, make_mesh, place
-from ..errors import ConfigError, NonFiniteLossError
+from ..errors import ConfigError, DataError, NonFiniteLossError
 from ..optim import OptimConfig, make_injectable, schedule, set_learning_rate
 from ..plan.memory import check_fits
 from ..runs import atomic_write_json, atomic_write_parquet
+from ..runs.reuse import claim
 from ..training import Schedule, chunk_length, drive, make_advance
 from . import cost as phenom_cost
 from . import model as phenom
@@ -65,6 +67,8 @@ from .modes import (
 from .train import PhenomConfig, build_model
 
 CURVES = "curves"
+# What a sweep writes into its folder (--force writes beside anything else, keeping it).
+SWEEP_NAMES = ("sweep.json", "sweep.parquet", CURVES)
 
 
 def sweep_optimizer(cfg: PhenomConfig) -> optax.GradientTransformation:
@@ -365,7 +369,8 @@ def sweep_axes(base_cfg: PhenomConfig, axes: Mapping[str, Sequence] | None) -> d
     """Every axis of a sweep of `base_cfg`: the values given, or the base config's one value.
 
     Axis names are singular (lr, scale, seed, w, d, param, optimizer, forget, readout_scale);
-    an unknown one, or a learning rate or scale that is not finite and > 0, is a ConfigError.
+    an unknown one, a learning rate or scale that is not finite and > 0, or a seed outside
+    [0, 2^32) (data.check_seed) is a ConfigError.
     `optimizer` values are OptimConfigs whose lr is ignored (the rates are the lr axis).
     """
     given = dict(axes or {})
@@ -376,11 +381,15 @@ def sweep_axes(base_cfg: PhenomConfig, axes: Mapping[str, Sequence] | None) -> d
     base = {"lr": o.lr, "scale": m.init_scale, "seed": base_cfg.data.seed, "w": m.w, "d": m.d,
             "param": m.param, "optimizer": o, "forget": m.forget,
             "readout_scale": m.readout_scale}  # fmt: skip
-    kind = {"lr": float, "scale": float, "seed": int, "forget": float, "readout_scale": float}
+    seed = lambda v: check_seed(v, where="sweep seed")  # noqa: E731  (the one seed rule)
+    kind = {"lr": float, "scale": float, "seed": seed, "forget": float, "readout_scale": float}
     out = {}
     for name in AXES:
         values = tuple(given.get(name) or (base[name],))
-        out[name] = tuple(kind[name](v) for v in values) if name in kind else values
+        try:
+            out[name] = tuple(kind[name](v) for v in values) if name in kind else values
+        except DataError as e:
+            raise ConfigError(str(e)) from None
     for name in ("lr", "scale"):
         if not all(np.isfinite(v) and v > 0 for v in out[name]):
             raise ConfigError(f"sweep {name}: expected finite values > 0, got {list(out[name])}")
@@ -430,9 +439,10 @@ def _groups(base_cfg: PhenomConfig, ax: Mapping[str, tuple]) -> list[tuple[Pheno
 
 
 def open_sweep(base_cfg: PhenomConfig, axes: Mapping[str, Sequence] | None, out,
-               schedule: dict | None = None) -> tuple[dict, list]:  # fmt: skip
+               schedule: dict | None = None, force: bool = False) -> tuple[dict, list]:  # fmt: skip
     """(axes, groups) of a sweep, every group checked against memory before anything is
-    allocated; with `out`, its sweep.json written (refused where a sweep already is)."""
+    allocated; with `out`, its sweep.json written (refused where a sweep already is, and in a
+    folder that is not phenomjax's own unless `force`: runs/reuse.claim)."""
     ax = sweep_axes(base_cfg, axes)
     groups = _groups(base_cfg, ax)
     members, seeds = len(ax["lr"]) * len(ax["scale"]) * len(ax["seed"]), len(ax["seed"])
@@ -441,8 +451,9 @@ def open_sweep(base_cfg: PhenomConfig, axes: Mapping[str, Sequence] | None, out,
         check_fits(phenom_cost.memory(cfg, model, members, seeds), what)
     if out is not None:
         outp = Path(out)
-        if (outp / "sweep.parquet").exists() or (outp / CURVES).exists():
+        if os.path.lexists(outp / "sweep.parquet") or os.path.lexists(outp / CURVES):
             raise ConfigError(f"{outp}: a sweep already exists here; choose another --out")
+        claim(outp, "a sweep", force=force, writes=SWEEP_NAMES)  # the user's folder is kept
         atomic_write_json(outp / "sweep.json", describe(base_cfg, axes, schedule))
     return ax, groups
 
@@ -454,6 +465,7 @@ def sweep(
     out: str | Path | None = None,
     progress: bool = True,
     devices: int = 1,
+    force: bool = False,
 ) -> pd.DataFrame:
     """Train every member of lr x scale x seed (one vmapped program) for each outer-loop group
     (optimizer x forget x readout_scale x w x d x param); returns the member table.
@@ -464,9 +476,10 @@ def sweep(
     `readout_scale` B's initial scale (0: the member's scale). With `out`, the table is also
     written to out/sweep.parquet, the curves under out/curves and the description
     (`describe`) to out/sweep.json. `devices` > 1 (0 = all) splits the members over a device
-    mesh; the numbers equal one device's.
+    mesh; the numbers equal one device's. `out` must be missing, empty or phenomjax's own
+    (runs/reuse.claim); `force` accepts another folder that holds none of SWEEP_NAMES.
     """
-    ax, groups = open_sweep(base_cfg, axes, out)
+    ax, groups = open_sweep(base_cfg, axes, out, force=force)
     outp = Path(out) if out is not None else None
     rows: list[dict] = []
     for gid, (cfg, model) in enumerate(groups):

@@ -156,9 +156,15 @@ def programs(cfg: PhenomConfig) -> Programs:
 
 
 def train_phenom(
-    cfg: PhenomConfig, out: str | Path, *, resume: bool = False, progress: bool = True
+    cfg: PhenomConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    force: bool = False,
 ) -> RunDir:
-    """Train the phenomenological model of `cfg`, writing the run directory `out`."""
+    """Train the phenomenological model of `cfg`, writing the run directory `out` (force=True:
+    into a folder phenomjax did not write, as runs/lifecycle.open_run allows)."""
     cfg.validate()
     check_fits(phenom_cost.memory(cfg, build_model(cfg)), "run")  # before anything is allocated
     p, tr = programs(cfg), cfg.train
@@ -177,7 +183,8 @@ def train_phenom(
     def extra(state: State) -> dict:
         return _manifest_extra(cfg, state["params"], p.model)
 
-    with open_run(out, kind="phenom", cfg=cfg, init=p.init, resume=resume, extra=extra) as opened:
+    with open_run(out, kind="phenom", cfg=cfg, init=p.init, resume=resume, extra=extra,
+                  force=force) as opened:  # fmt: skip
         if opened.complete:
             return opened.run
         batch = tr.batch if tr.mode == "stochastic" else cfg.data.K  # sequences per step

@@ -194,6 +194,7 @@ def train(
     progress: bool = True,
     stop_at: int | None = None,
     stop: Callable[[pd.DataFrame], bool] | None = None,
+    force: bool = False,
 ) -> RunDir:
     """Train, evaluate and write the run directory `out`; returns it.
 
@@ -202,6 +203,7 @@ def train(
     stop(evals) is called after each evaluation with the per-sequence evaluations so far (step,
     rank, presentations, loss, accuracy); True ends the run there as complete, the manifest
     recording stopped_early and stopped_step (e.g. a plateau rule with cfg.train.steps as budget).
+    force=True writes the run into a folder phenomjax did not write (runs/lifecycle.open_run).
     """
     distributed.initialize(cfg.distributed)
     check_fits(transformer_cost.memory(cfg), "run")  # before the bits, the state or the folder
@@ -210,7 +212,7 @@ def train(
     main = distributed.is_main()  # only process 0 writes; every process computes
     bits = jnp.asarray(make_bits(cfg.data.seed, cfg.data.K, cfg.data.L), jnp.int32)
     with open_run(out, kind="transformer", cfg=cfg, init=lambda: init_state(cfg), resume=resume,
-                  extra=_manifest_extra(cfg), writer=main) as opened:  # fmt: skip
+                  extra=_manifest_extra(cfg), writer=main, force=force) as opened:  # fmt: skip
         if opened.complete:
             return opened.run
         state = distributed.place(opened.state, distributed.replicated(mesh))
