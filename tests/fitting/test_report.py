@@ -4,8 +4,8 @@ naming the file and the field, and the printed wording matches the noise referen
 from __future__ import annotations
 
 import json
-import os
 import math
+import os
 
 import pytest
 from hypothesis import given, settings
