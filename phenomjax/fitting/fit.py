@@ -39,6 +39,7 @@ from ..analysis.lag import bin_lag, rank_crossings
 from ..config import to_dict
 from ..data import DataConfig
 from ..errors import ConfigError, DataError
+from ..phenom import variants
 from ..phenom.sweep import describe, read_sweep, sweep
 from ..phenom.train import ModelSection, PhenomConfig, PhenomOptimConfig, TrainSection, train_phenom
 from ..runs import atomic_write_bytes
@@ -79,9 +80,9 @@ def phenom_config(inp: FitInput, grid: GridSection, mode: str, best: Member | No
     )  # fmt: skip
     if best is None:
         return cfg
+    knobs = {k: getattr(best, k) for k in ("variant",) + variants.knob_names()}
     model = dataclasses.replace(cfg.model, w=best.w, d=best.d, param=best.param,
-                                init_scale=best.scale, forget=best.forget,
-                                readout_scale=best.readout_scale)  # fmt: skip
+                                init_scale=best.scale, **knobs)  # fmt: skip
     opt = dataclasses.replace(cfg.optimizer, name=best.optimizer, lr=best.lr, b1=best.b1,
                               b2=best.b2, weight_decay=best.weight_decay)  # fmt: skip
     return dataclasses.replace(cfg, model=model, optimizer=opt)
@@ -98,7 +99,8 @@ def run_sweep(base, folder: Path, axes: dict, progress: bool) -> pd.DataFrame:
         kw.update({"b2": s["b2"]} if "b2" in s else {})
         opts.append(PhenomOptimConfig(**kw))
     ax["optimizer"] = opts
-    n = int(np.prod([len(v) for v in ax.values()]))
+    shared = ("lr", "scale", "seed", "w", "d", "param", "optimizer")
+    n = int(np.prod([len(ax[k]) for k in shared])) * len(variants.combinations(ax))
     table, how = ensure_sweep(
         folder, describe(base, ax),
         sweep=lambda: sweep(base, ax, out=folder, progress=progress),
@@ -154,7 +156,8 @@ def _sweep_grid(inp: FitInput, cfg: FitGridConfig, out: Path, progress: bool) ->
             axes = {"lr": [float(x) for x in entry.lr], "scale": [float(x) for x in G.scale],
                     "seed": [inp.seed], "w": [int(x) for x in G.w], "d": [int(x) for x in G.d],
                     "param": list(G.param), "optimizer": entry.settings(),
-                    "forget": list(G.forget), "readout_scale": list(G.readout_scale)}  # fmt: skip
+                    **{k: list(getattr(G, k))
+                       for k in ("variant",) + variants.knob_names()}}  # fmt: skip
             table = run_sweep(base, folder, axes, progress)
             ids = table["member"].astype(int).tolist()
             got = _member_tables(folder, ids, inp, G.num_evals, cfg.score.levels)
