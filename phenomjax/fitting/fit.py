@@ -40,7 +40,7 @@ from ..config import to_dict
 from ..data import DataConfig
 from ..errors import ConfigError, DataError
 from ..phenom import variants
-from ..phenom.sweep import describe, read_sweep, sweep
+from ..phenom.sweep import describe, read_sweep, sweep, sweep_axes
 from ..phenom.train import ModelSection, PhenomConfig, PhenomOptimConfig, TrainSection, train_phenom
 from ..runs import atomic_write_bytes
 from ..runs.reuse import check_outside, claim, ensure_run, ensure_sweep
@@ -99,8 +99,9 @@ def run_sweep(base, folder: Path, axes: dict, progress: bool) -> pd.DataFrame:
         kw.update({"b2": s["b2"]} if "b2" in s else {})
         opts.append(PhenomOptimConfig(**kw))
     ax["optimizer"] = opts
+    full = sweep_axes(base, ax)  # the axes left out at the base config's value
     shared = ("lr", "scale", "seed", "w", "d", "param", "optimizer")
-    n = int(np.prod([len(ax[k]) for k in shared])) * len(variants.combinations(ax))
+    n = int(np.prod([len(full[k]) for k in shared])) * len(variants.combinations(full))
     table, how = ensure_sweep(
         folder, describe(base, ax),
         sweep=lambda: sweep(base, ax, out=folder, progress=progress),
