@@ -48,6 +48,14 @@ class _Shared:
         """w = 1 memorizes nothing (docs/design.md §6, capacity): such a member proves nothing."""
         return self.w > 1
 
+    @property
+    def variant_text(self) -> str:
+        """ " v1 D_eff=16" (the variant and its own knobs); "" for the model as stated."""
+        if self.variant == "stated":
+            return ""
+        own = [f.name for f in dataclasses.fields(variants.get(self.variant).Knobs)]
+        return f" {self.variant}" + "".join(f" {k}={getattr(self, k):g}" for k in own)
+
 
 # The shared settings, `variant`, then every variant's knob (phenom/variants) at its default.
 Member = dataclasses.make_dataclass(
