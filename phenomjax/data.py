@@ -188,3 +188,19 @@ def log_spaced_steps(total: int, n: int, *, include_zero: bool = True) -> np.nda
     if include_zero:
         grid = np.concatenate([[0], grid])
     return grid
+
+
+def head_and_constant_tail(
+    bits: np.ndarray, weights: np.ndarray, head: int = 10
+) -> tuple[np.ndarray, np.ndarray]:
+    """The V3 control (issue 18): ranks 0..head-1 kept, the tail replaced by ONE constant
+    sequence (all zeros) carrying the tail's total mass. (head + 1, L) bits and weights.
+
+    Cross-talk from an unlearned tail (V3) needs many tail sequences; one constant sequence
+    has none of it, while a finite shared readout (V1) still deflates the rarer head ranks.
+    """
+    bits, weights = check_bits(bits), np.asarray(weights, np.float64)
+    if not 1 <= head < len(bits):
+        raise DataError(f"head: expected an integer in [1, {len(bits) - 1}], got {head!r}")
+    tail = np.zeros((1, bits.shape[1]), np.uint8)
+    return np.concatenate([bits[:head], tail]), np.append(weights[:head], weights[head:].sum())

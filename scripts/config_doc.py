@@ -96,12 +96,30 @@ def _own_comments(cls: type) -> dict[str, str]:
     return out
 
 
+def _knob_comments() -> dict[str, str]:
+    """The comments of every phenomenological variant's knobs (phenom/variants: each module's
+    Knobs), which the [model] section and the fit grid take as fields of their own."""
+    from phenomjax.phenom.variants import VARIANTS
+
+    out: dict[str, str] = {}
+    for name, module in VARIANTS.items():
+        out.update({k: f"{v} (variant {name})" for k, v in _own_comments(module.Knobs).items()})
+    return out
+
+
 def field_comments(cls: type) -> dict[str, str]:
-    """Each field's comment, inherited ones from the base classes that declare them."""
+    """Each field's comment, inherited ones from the base classes that declare them; a class
+    made by dataclasses.make_dataclass (no source) takes its fields' comments from the variant
+    knobs it was made of."""
     out: dict[str, str] = {}
     for base in reversed(cls.__mro__):
         if dataclasses.is_dataclass(base) and base.__module__.startswith("phenomjax"):
-            out.update({k: v for k, v in _own_comments(base).items() if v})
+            try:
+                own = _own_comments(base)
+            except (OSError, TypeError):  # made by make_dataclass: its knobs' comments
+                own = {k: v for k, v in _knob_comments().items()
+                       if k in {f.name for f in dataclasses.fields(base)}}  # fmt: skip
+            out.update({k: v for k, v in own.items() if v})
     return out
 
 

@@ -8,13 +8,15 @@ from pathlib import Path
 import pandas as pd
 
 from ..config import comma_floats, comma_ints, comma_words, load_config
+from ..phenom import variants
 from ..phenom.sweep import CURVES, sweep
 from ..phenom.train import PhenomConfig
 from ..runs.reuse import check_outside
 
-# flag -> axis (phenom.sweep.AXES); a flag left out leaves the base config's value
+# flag -> axis (phenom.sweep.AXES); a flag left out leaves the base config's value. Every
+# variant's knob is a flag of its own (--forget, --readout-scale, --D-eff, ...).
 FLAGS = {"lr": "lr", "scale": "scale", "seeds": "seed", "w": "w", "d": "d", "param": "param",
-         "forget": "forget", "readout_scale": "readout_scale"}  # fmt: skip
+         "variant": "variant", **{k: k for k in variants.knob_names()}}  # fmt: skip
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,13 +36,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--d", type=comma_ints, default=None, help="widths (outer loop)")
     parser.add_argument("--param", type=comma_words, default=None, help="full,shared,relative")
     parser.add_argument(
-        "--forget", type=comma_floats, default=None,
-        help="variant: per-step shrinks of A (outer loop; 0 is the model as stated)",
+        "--variant", type=comma_words, default=None,
+        help=f"variants (outer loop): some of {','.join(variants.VARIANTS)}",
     )  # fmt: skip
-    parser.add_argument(
-        "--readout-scale", type=comma_floats, default=None,
-        help="variant: initial scales of B (outer loop; 0: the member's scale)",
-    )  # fmt: skip
+    kinds = {int: comma_ints, float: comma_floats}
+    for f in variants.knob_fields():
+        kind = variants.knob_types()[f.name]
+        parser.add_argument(
+            "--" + f.name.replace("_", "-"), dest=f.name, type=kinds[kind], default=None,
+            help=f"{variants.owner(f.name)} knob (outer loop; default {f.default})",
+        )  # fmt: skip
     parser.add_argument("--out", default=None, help="sweep folder (default runs/sweep-<stem>)")
     parser.add_argument(
         "--devices", type=int, default=1, help="devices to split members over (0 = all)"

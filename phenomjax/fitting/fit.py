@@ -38,7 +38,8 @@ from ..analysis.lag import bin_lag, rank_crossings
 from ..config import to_dict
 from ..data import DataConfig
 from ..errors import ConfigError, DataError
-from ..phenom.sweep import describe, read_sweep, sweep
+from ..phenom import variants
+from ..phenom.sweep import describe, read_sweep, sweep, sweep_axes
 from ..phenom.train import ModelSection, PhenomConfig, PhenomOptimConfig, TrainSection, train_phenom
 from ..runs import atomic_write_bytes
 from ..runs.reuse import check_outside, claim, ensure_run, ensure_sweep
@@ -81,9 +82,9 @@ def phenom_config(inp: FitInput, grid: GridSection, mode: str, best: Member | No
     )  # fmt: skip
     if best is None:
         return cfg
+    knobs = {k: getattr(best, k) for k in ("variant",) + variants.knob_names()}
     model = dataclasses.replace(cfg.model, w=best.w, d=best.d, param=best.param,
-                                init_scale=best.scale, forget=best.forget,
-                                readout_scale=best.readout_scale)  # fmt: skip
+                                init_scale=best.scale, **knobs)  # fmt: skip
     opt = dataclasses.replace(cfg.optimizer, name=best.optimizer, lr=best.lr, b1=best.b1,
                               b2=best.b2, weight_decay=best.weight_decay)  # fmt: skip
     return dataclasses.replace(cfg, model=model, optimizer=opt)
@@ -102,7 +103,9 @@ def run_sweep(base, folder: Path, axes: dict, progress: bool, halving: dict | No
         kw.update({"b2": s["b2"]} if "b2" in s else {})
         opts.append(PhenomOptimConfig(**kw))
     ax["optimizer"] = opts
-    n = int(np.prod([len(v) for v in ax.values()]))
+    full = sweep_axes(base, ax)  # the axes left out at the base config's value
+    shared = ("lr", "scale", "seed", "w", "d", "param", "optimizer")
+    n = int(np.prod([len(full[k]) for k in shared])) * len(variants.combinations(full))
     if halving is None:
         run, note = (lambda: sweep(base, ax, out=folder, progress=progress)), None
     else:
@@ -174,7 +177,8 @@ def _sweep_grid(inp: FitInput, cfg: FitGridConfig, out: Path, progress: bool) ->
             axes = {"lr": [float(x) for x in entry.lr], "scale": [float(x) for x in G.scale],
                     "seed": [inp.seed], "w": [int(x) for x in G.w], "d": [int(x) for x in G.d],
                     "param": list(G.param), "optimizer": entry.settings(),
-                    "forget": list(G.forget), "readout_scale": list(G.readout_scale)}  # fmt: skip
+                    **{k: list(getattr(G, k))
+                       for k in ("variant",) + variants.knob_names()}}  # fmt: skip
             table = run_sweep(base, folder, axes, progress, halving)
             rungs += rungs_of(folder.name, table)
             ids = table["member"].astype(int).tolist()

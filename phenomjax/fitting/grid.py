@@ -3,10 +3,13 @@
     phenomjax fit RUN --config GRID.toml --set grid.w=[1,8] --set score.within=3
 
 Learning rates and initial scales are vmapped inside one compiled program per group; a group is
-one (mode, optimizer setting, w, d, param, forget, readout_scale). Every [[optimizers]] entry is
+one (mode, optimizer setting, variant and its knobs, w, d, param). Every [[optimizers]] entry is
 an outer loop over its b1 x b2 x weight_decay (the fields its optimizer does not use are left
-out of the product). Axis names are singular everywhere (w, d, lr, scale, seed, param,
-optimizer, forget, readout_scale): the grid, the sweep folders and the members table agree.
+out of the product). `variant` lists names of phenom/variants and every variant's knob is a
+list of its own (forget, readout_scale, D_eff, ...); each variant takes its own knobs' lists,
+the others keep their defaults (phenom/variants.combinations). Axis names are singular
+everywhere (w, d, lr, scale, seed, param, optimizer, variant, the knobs): the grid, the sweep
+folders and the members table agree.
 
 Cost bound. Before anything runs, `grid_cost` counts the members, the compiled groups and the
 per-sequence curve rows the sweeps (and the best's refit) will write, and `check_cost` refuses a
@@ -27,6 +30,7 @@ import numpy as np
 from ..config import load_config
 from ..configs import packaged
 from ..errors import ConfigError
+from ..phenom import variants
 from .scoring import ScoreConfig
 
 MAX_GROUPS = 1000  # compiled programs (each a few seconds of compile time at least)
@@ -78,15 +82,14 @@ class OptimizerEntry:
 
 
 @dataclasses.dataclass(frozen=True)
-class GridSection:
+class _GridFields:
     mode: tuple[str, ...] = ("expected", "stochastic")  # some of phenom.modes.MODES
     w: tuple[int, ...] = (1, 4, 8)  # windows
     d: tuple[int, ...] = (8,)  # widths
     param: tuple[str, ...] = ("full",)  # full, shared, relative
     embedding: str = "random"  # random, learned, spin
     scale: tuple[float, ...] = (0.01, 0.1)  # initial scales (vmapped)
-    forget: tuple[float, ...] = (0.0,)  # variant: per-step shrink of A (0: the model as stated)
-    readout_scale: tuple[float, ...] = (0.0,)  # variant: initial B scale (0: as stated, = scale)
+    variant: tuple[str, ...] = ("stated",)  # phenom/variants names; their knobs' lists follow
     refit_seeds: int = 3  # seeds of the best's refit (the run's seed and the next ones)
     num_evals: int = 24  # log-spaced evaluations of every member
     batch: int = 0  # 0: the run's batch
@@ -117,15 +120,31 @@ class GridSection:
             raise ConfigError(f"num_evals: expected >= 1, got {self.num_evals}")
         if self.batch < 0:
             raise ConfigError(f"batch: expected >= 0 (0: the run's batch), got {self.batch}")
-        for f in ("w", "d", "param", "scale", "forget", "readout_scale"):
+        for f in ("w", "d", "param", "scale", "variant") + variants.knob_names():
             if not getattr(self, f):
                 raise ConfigError(f"{f}: expected a non-empty list")
-        if not all(0 <= x < 1 for x in self.forget):
-            raise ConfigError(f"forget: expected numbers in [0, 1), got {list(self.forget)}")
-        if not all(x >= 0 for x in self.readout_scale):
-            raise ConfigError(
-                f"readout_scale: expected numbers >= 0, got {list(self.readout_scale)}"
-            )
+        bad = [v for v in self.variant if v not in variants.VARIANTS]
+        if bad:
+            raise ConfigError(f"variant: expected names of {list(variants.VARIANTS)}, got {bad}")
+        for k in variants.knob_names():
+            variants.check_values(k, getattr(self, k))
+
+    def variant_settings(self) -> list[dict]:
+        """The (variant, knobs) combinations of the grid (phenom/variants.combinations)."""
+        return variants.combinations({k: getattr(self, k) for k in
+                                      ("variant",) + variants.knob_names()})  # fmt: skip
+
+
+# [grid]: the shared lists, `variant`, then a list per variant knob (phenom/variants), each
+# at its one default value: `forget = [0.0, 0.003]`, `D_eff = [32, 64]`.
+GridSection = dataclasses.make_dataclass(
+    "GridSection",
+    [(f.name, f"tuple[{f.type}, ...]", dataclasses.field(default=(f.default,)))
+     for f in variants.knob_fields()],
+    bases=(_GridFields,),
+    frozen=True,
+    namespace={"__module__": __name__},
+)  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,7 +175,7 @@ class GridCost:
     """What a grid will compute and write on a run of K sequences (module docstring)."""
 
     members: int  # sweep members over every mode and optimizer entry
-    groups: int  # compiled (mode, optimizer setting, w, d, param, forget, readout) programs
+    groups: int  # compiled (mode, optimizer setting, variant setting, w, d, param) programs
     refit_members: int  # the best's extra seeds
     curve_rows: int  # per-sequence rows the sweeps and the refit write, at most
     curve_bytes: int  # their size before compression (ROW_BYTES a row)
@@ -165,7 +184,7 @@ class GridCost:
 def grid_cost(cfg: FitGridConfig, K: int) -> GridCost:
     """The cost of `cfg` on a run of K sequences, counted before anything runs."""
     g = cfg.grid
-    per = len(g.w) * len(g.d) * len(g.param) * len(g.forget) * len(g.readout_scale)
+    per = len(g.w) * len(g.d) * len(g.param) * len(g.variant_settings())
     groups = members = 0
     for e in cfg.optimizers:
         n = len(e.settings()) * per

@@ -1,8 +1,9 @@
 """The members of a fit grid: their settings (`Member`) and the members table (members.csv).
 
-One row per sweep member, in sweep order: its settings, its `MemberScore` columns (total,
-band_score, lag_score, rmse, shift, ...) and lag_<lo>, its lag ratio per rank bin at the middle
-level. The table is sorted by `total` (stable), which is the fit's ranking.
+One row per sweep member, in sweep order: its settings (the variant and every variant's knobs
+among them: phenom/variants), its `MemberScore` columns (total, band_score, lag_score, rmse,
+shift, ...) and lag_<lo>, its lag ratio per rank bin at the middle level. The table is sorted by
+`total` (stable), which is the fit's ranking.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import re
 import numpy as np
 import pandas as pd
 
+from ..phenom import variants
 from .scoring import MemberScore
 
 SETTINGS = ("mode", "optimizer", "b1", "b2", "weight_decay", "param", "w", "d", "lr", "scale",
-            "forget", "readout_scale")  # fmt: skip
+            "variant") + variants.knob_names()  # fmt: skip
 SCORE_COLUMNS = ("total", "band_score", "lag_score", "rmse", "shift", "shift_at_bound",
                  "accuracy_rmse", "n_points", "rmse_unshifted")  # fmt: skip
 _MID = re.compile(r"^lag_(\d+)$")
@@ -24,7 +26,7 @@ DROPPED = "dropped_at"  # a halving sweep's column (fitting.halving): its rung s
 
 
 @dataclasses.dataclass(frozen=True)
-class Member:
+class _Shared:
     """One member's settings, and where its curves are (sweep folder name, member id)."""
 
     sweep: str
@@ -40,21 +42,40 @@ class Member:
     d: int
     lr: float
     scale: float
-    forget: float
-    readout_scale: float
+    variant: str = "stated"  # phenom/variants; every variant's knobs follow
 
     @property
     def can_memorize(self) -> bool:
         """w = 1 memorizes nothing (docs/design.md §6, capacity): such a member proves nothing."""
         return self.w > 1
 
+    @property
+    def variant_text(self) -> str:
+        """ " v1 D_eff=16" (the variant and its own knobs); "" for the model as stated."""
+        if self.variant == "stated":
+            return ""
+        own = [f.name for f in dataclasses.fields(variants.get(self.variant).Knobs)]
+        return f" {self.variant}" + "".join(f" {k}={getattr(self, k):g}" for k in own)
+
+
+# The shared settings, `variant`, then every variant's knob (phenom/variants) at its default.
+Member = dataclasses.make_dataclass(
+    "Member",
+    [(f.name, f.type, dataclasses.field(default=f.default)) for f in variants.knob_fields()],
+    bases=(_Shared,),
+    frozen=True,
+    namespace={"__module__": __name__, "__doc__": _Shared.__doc__},
+)
+
 
 def member_of(row) -> Member:
-    """The Member of a members-table row (a Series or a namedtuple of itertuples)."""
+    """The Member of a members-table row (a Series or a namedtuple of itertuples); a knob or
+    the variant that a sweep before the registry did not record takes its default."""
     get = row.__getitem__ if isinstance(row, pd.Series) else lambda k: getattr(row, k)
+    has = (lambda k: k in row.index) if isinstance(row, pd.Series) else (lambda k: hasattr(row, k))
     kinds = {f.name: f.type for f in dataclasses.fields(Member)}
     cast = {"int": int, "float": float, "str": str}
-    return Member(**{k: cast[t](get(k)) for k, t in kinds.items()})
+    return Member(**{k: cast[t](get(k)) for k, t in kinds.items() if has(k)})
 
 
 def members_table(sweeps: list[tuple[str, pd.DataFrame]], scores: dict) -> pd.DataFrame:

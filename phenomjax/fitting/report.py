@@ -334,7 +334,8 @@ def best_line(r: FitReport) -> str:
     flag = " [w = 1 memorizes nothing: flagged]" if not m.can_memorize else ""
     bound = " (AT ITS BOUND: a warning, not a result)" if s.shift_at_bound else ""
     return (f"{m.mode} {m.optimizer} (b1 {m.b1:g}, b2 {m.b2:g}, wd {m.weight_decay:g}) {m.param} "
-            f"w={m.w} d={m.d} lr={m.lr:g} scale={m.scale:g}{flag}; total {_num(s.total)} (band "
+            f"w={m.w} d={m.d}{m.variant_text} lr={m.lr:g} scale={m.scale:g}{flag}; total "
+            f"{_num(s.total)} (band "
             f"{_num(s.band_score)}, lag {_num(s.lag_score)}), log-loss RMSE {_num(s.rmse, '.4f')}, "
             f"presentations x {_num(s.shift)}{bound}")  # fmt: skip
 

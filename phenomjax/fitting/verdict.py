@@ -19,11 +19,12 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
+from ..phenom import variants
 from .members import Member, lag_column, live, member_of
 from .scoring import MemberScore, Reference, ScoreConfig
 
-KNOBS = ("optimizer", "weight_decay", "param", "w", "d", "mode", "scale", "lr", "forget",
-         "readout_scale")  # fmt: skip
+KNOBS = ("optimizer", "weight_decay", "param", "w", "d", "mode", "scale", "lr",
+         "variant") + variants.knob_names()  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,7 +182,7 @@ def knobs(members: pd.DataFrame, top_lo: int) -> tuple[KnobRow, ...]:
     if col is None or alive.empty:
         return ()
     rows = []
-    for knob in KNOBS:
+    for knob in (k for k in KNOBS if k in alive.columns):  # a sweep before the registry
         for v, g in alive.groupby(knob, sort=True):
             r = g[col].to_numpy(np.float64)
             fin = r[np.isfinite(r)]

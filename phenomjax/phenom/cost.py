@@ -2,7 +2,9 @@
 parameter counts, analytic FLOPs and traffic, and the peak memory part by part.
 
 M rows per step (K in expected mode, the batch in stochastic mode), N-1 = P predicted positions,
-features of width F (P for w = 1, P 2^w for the one-hot windows, P d for gathered embeddings):
+features of width F (the model as stated: P for w = 1, P 2^w for the one-hot windows, P d for
+gathered embeddings). Each variant (phenom/variants) gives its F, its FLOPs per row and of its
+table; for the model as stated:
 
     step = 4 M F P (+ 2 M F P when embeddings are gathered) + 12 M P    two GEMMs + the loss
          + 6 (table build and its VJP, independent of M) + 12 * trainable parameters
@@ -54,25 +56,13 @@ def shapes(cfg, model: phenom.PhenomModel) -> tuple[Any, Any, int]:
 
 
 def features(model: phenom.PhenomModel) -> int:
-    """F: the width of the per-row features the logits are a product of (phenom/kernels.py)."""
-    P, V, d = model.N - 1, 2**model.w, model.d
-    if V > max(d, 2):
-        return P * d  # gathered embeddings
-    return P if V == 2 else P * V
+    """F: the width of the per-row features of the model's variant."""
+    return phenom.variant_of(model).features_width(model)
 
 
 def table_flops(model: phenom.PhenomModel) -> float:
-    """FLOPs of building the (F, P) table from A, B, E (independent of the rows)."""
-    P, V, d = model.N - 1, 2**model.w, model.d
-    if model.param == "full":
-        contrib = 2 * P * P * d * d
-    elif model.param == "shared":
-        contrib = 2 * d * d + 2 * P * P * d
-    else:
-        contrib = 2 * P * d * d + P * P * d
-    if V > max(d, 2):
-        return float(contrib)
-    return float(contrib + 2 * P * P * (V if V > 2 else 2) * d)
+    """FLOPs of building the variant's logit table (independent of the rows)."""
+    return phenom.variant_of(model).table_flops(model)
 
 
 def work(cfg, model: phenom.PhenomModel, trainable: int, total_params: int) -> tuple[Work, Work]:
@@ -81,18 +71,17 @@ def work(cfg, model: phenom.PhenomModel, trainable: int, total_params: int) -> t
     P = model.N - 1
     F = features(model)
     M = K if tr.mode == "expected" else tr.batch
-    gathered = 2**model.w > max(model.d, 2)
-    gemms = (6 if gathered else 4) * M * F * P
-    step_flops = gemms + 12 * M * P + 3 * table_flops(model) + 12 * trainable
+    v = phenom.variant_of(model)
+    step_flops = M * v.row_flops(model, True) + 12 * M * P + 3 * table_flops(model) + 12 * trainable
     # rows are read as bits (uint8); the table and its gradient pass once per block of rows
     blocks = math.ceil(M / block_rows(F, M))
-    table = F32 * F * P
+    table = F32 * v.table_floats(model)
     step_bytes = M * model.N + blocks * 2 * table + F32 * 10 * total_params
     step = Work(step_flops, step_bytes, 2 * blocks + 30)
     chunk = min(tr.eval_chunk, K)
     n_chunks = math.ceil(K / chunk)
     ev = Work(
-        2 * K * F * P + 12 * K * P + table_flops(model),
+        K * v.row_flops(model, False) + 12 * K * P + table_flops(model),
         K * model.N + n_chunks * table + 2 * F32 * K * P,
         n_chunks * 4 + 10,
     )
@@ -118,7 +107,11 @@ def parts(
         Part("optimizer state", members * opt_bytes, width + ("optimizer.name",) + sweep),
         Part("gradients", members * param_bytes, width + sweep),
         # the (F, P) table and its gradient, and one block of features, logits and their grads
-        Part("logit tables and their gradients", members * 2 * F32 * F * P, width + sweep),
+        Part(
+            "logit tables and their gradients",
+            members * 2 * F32 * phenom.variant_of(model).table_floats(model),
+            width + sweep,
+        ),
         Part(
             "one block of rows (features, logits)",
             members * F32 * rows * (F + 4 * P),

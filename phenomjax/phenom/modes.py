@@ -55,7 +55,7 @@ def freeze_untrained(
     tx: optax.GradientTransformation, params: dict, model: phenom.PhenomModel
 ) -> optax.GradientTransformation:
     """`tx` on the trainable leaves, zero updates on the rest (the fixed embedding E); then the
-    model's forgetting (the "forget" variant), if any.
+    variant's post-update (readout_forget: the forgetting), if any.
 
     Zeroing the gradient is not enough: adamw's weight decay would still move E.
     """
@@ -63,7 +63,8 @@ def freeze_untrained(
         k: ("train" if m else "frozen") for k, m in phenom.trainable_mask(params, model).items()
     }
     frozen = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
-    return optax.chain(frozen, phenom.forgetting(model)) if model.forget else frozen
+    post = phenom.post_update(model)
+    return optax.chain(frozen, post) if post is not None else frozen
 
 
 def init_state(
@@ -81,11 +82,13 @@ def init_state(
 
 
 def make_step(
-    tx: optax.GradientTransformation, *, mode: str, batch: int
+    tx: optax.GradientTransformation, *, mode: str, batch: int, model=None
 ) -> Callable[[State, FitData], tuple[State, jax.Array]]:
-    """One optimizer step: (state, data) -> (state, loss before the update)."""
+    """One optimizer step: (state, data) -> (state, loss before the update), with the loss
+    and gradient of `model`'s variant (default: the model as stated)."""
     if mode not in MODES:
         raise ValueError(f"mode: expected one of {list(MODES)}, got {mode!r}")
+    loss_and_grad = phenom.loss_and_grad if model is None else phenom.kernels_of(model)[0]
 
     def step(state: State, data: FitData) -> tuple[State, jax.Array]:
         params, t = state["params"], state["step"]
@@ -93,10 +96,10 @@ def make_step(
         if mode == "stochastic":
             ranks = sample_ranks(jax.random.fold_in(data.batches_key, t), data.cdf, batch)
             uniform = jnp.full((batch,), 1.0 / batch, jnp.float32)
-            loss, grads = phenom.loss_and_grad(params, data.bits[ranks], uniform)
+            loss, grads = loss_and_grad(params, data.bits[ranks], uniform)
             new["counts"] = count_presentations(state["counts"], ranks)
         else:
-            loss, grads = phenom.loss_and_grad(params, data.bits, data.weights)
+            loss, grads = loss_and_grad(params, data.bits, data.weights)
         new["params"], new["opt_state"] = apply_optimizer(tx, grads, state)
         new["step"] = t + 1
         return new, loss

@@ -9,8 +9,10 @@ its own bits, init key and batch key, exactly those of `train_phenom` with data.
 seed axis when there is one seed) around vmap over (lr, scale) pairs (the rate lives in the
 optimizer state, optax.inject_hyperparams, built once outside vmap). w, d and the
 parameterization change shapes, and the optimizer (its name, b1, b2 and weight decay) changes
-the update rule, so they are outer Python loops ("groups"), one compiled program each; so are
-the variant knobs (`forget`: the per-step shrink of A; `readout_scale`: the initial scale of B).
+the update rule, so they are outer Python loops ("groups"), one compiled program each; so are the
+variant (`variant`, a name of phenom/variants) and every variant's knobs (`forget`,
+`readout_scale`, `D_eff`, ...: the fields of its Knobs); each variant sweeps its own knobs,
+the others keep their defaults (variants.combinations).
 
 A member whose loss or update turns non-finite is frozen at its last finite parameters and marked
 `diverged` (its curves after that step describe the frozen model); the sweep goes on. Only when
@@ -55,6 +57,7 @@ from ..runs.reuse import claim
 from ..training import Schedule, chunk_length, drive, make_advance
 from . import cost as phenom_cost
 from . import model as phenom
+from . import variants
 from .modes import (
     FitData,
     expected_presentations,
@@ -175,6 +178,7 @@ def _members(cfg: PhenomConfig, model, ax: Mapping[str, tuple], devices: int) ->
 
     like = jax.eval_shape(lambda k: phenom.init_params(k, model), init_keys[0])
     tx = freeze_untrained(sweep_optimizer(cfg), like, model)
+    sequence_metrics = phenom.kernels_of(model)[1]
 
     def init_member(key, lr, scale):
         st = init_state(key, model, tx, mode=tr.mode, K=K, scale=scale)
@@ -185,10 +189,11 @@ def _members(cfg: PhenomConfig, model, ax: Mapping[str, tuple], devices: int) ->
         return st
 
     init_members = jax.vmap(init_member, (None, 0, 0))
-    members_step = jax.vmap(_guarded(make_step(tx, mode=tr.mode, batch=tr.batch)), (0, None))
+    step = make_step(tx, mode=tr.mode, batch=tr.batch, model=model)
+    members_step = jax.vmap(_guarded(step), (0, None))
 
     def metrics_one(params, bits):
-        return phenom.sequence_metrics(params, bits, chunk=min(tr.eval_chunk, K))
+        return sequence_metrics(params, bits, chunk=min(tr.eval_chunk, K))
 
     members_metrics = jax.vmap(metrics_one, (0, None))
     if flat:
@@ -280,9 +285,11 @@ def _group(cfg: PhenomConfig, model, ax, first: int, out: Path | None, gid: int,
 
 
 def _desc(cfg: PhenomConfig, model, members: int) -> str:
-    forget = f"forget={model.forget:g} " if model.forget else ""
+    own = [f.name for f in dataclasses.fields(phenom.variant_of(model).Knobs)]
+    knobs = "".join(f"{k}={getattr(model, k):g} " for k in own if getattr(model, k))
+    variant = "" if model.variant == "stated" else f"{model.variant} "
     return (f"sweep {cfg.train.mode} {cfg.optimizer.name} w={model.w} d={model.d} "
-            f"{model.param} {forget}({members} members)")  # fmt: skip
+            f"{model.param} {variant}{knobs}({members} members)")  # fmt: skip
 
 
 def _presentations(s, t: int, tr, weights: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -328,9 +335,9 @@ def member_rows(cfg: PhenomConfig, model, vm: _Members, s, last, ids) -> list[di
                 "w": model.w,
                 "d": model.d,
                 "param": model.param,
-                "forget": model.forget,
-                "readout_scale": model.readout_scale,
+                **model.knobs(),
                 "embedding": model.embedding,
+                "variant": model.variant,
                 "lr": float(lr),
                 "scale": float(scale),
                 "seed": int(seed),
@@ -360,17 +367,18 @@ def member_rows(cfg: PhenomConfig, model, vm: _Members, s, last, ids) -> list[di
 # The axes of the model as stated: sweep.json always records them (the base config's value when
 # not swept), so its description stays what a fit's sweep cache compares.
 STATED_AXES = ("lr", "scale", "seed", "w", "d", "param", "optimizer")
-# The variants' knobs (docs/design.md §6): recorded only when swept; the base config holds them.
-VARIANT_AXES = ("forget", "readout_scale")
+# The variant and every variant's knobs (phenom/variants): recorded only when swept; the base
+# config holds them.
+VARIANT_AXES = ("variant",) + variants.knob_names()
 AXES = STATED_AXES + VARIANT_AXES
 
 
 def sweep_axes(base_cfg: PhenomConfig, axes: Mapping[str, Sequence] | None) -> dict[str, tuple]:
     """Every axis of a sweep of `base_cfg`: the values given, or the base config's one value.
 
-    Axis names are singular (lr, scale, seed, w, d, param, optimizer, forget, readout_scale);
-    an unknown one, a learning rate or scale that is not finite and > 0, or a seed outside
-    [0, 2^32) (data.check_seed) is a ConfigError.
+    Axis names are singular (lr, scale, seed, w, d, param, optimizer, variant and the variants'
+    knobs: forget, readout_scale, D_eff, ...); an unknown one, a learning rate or scale that is
+    not finite and > 0, or a seed outside [0, 2^32) (data.check_seed) is a ConfigError.
     `optimizer` values are OptimConfigs whose lr is ignored (the rates are the lr axis).
     """
     given = dict(axes or {})
@@ -379,10 +387,10 @@ def sweep_axes(base_cfg: PhenomConfig, axes: Mapping[str, Sequence] | None) -> d
         raise ConfigError(f"sweep axes: unknown axis {unknown[0]!r}; expected one of {list(AXES)}")
     m, o = base_cfg.model, base_cfg.optimizer
     base = {"lr": o.lr, "scale": m.init_scale, "seed": base_cfg.data.seed, "w": m.w, "d": m.d,
-            "param": m.param, "optimizer": o, "forget": m.forget,
-            "readout_scale": m.readout_scale}  # fmt: skip
+            "param": m.param, "optimizer": o, "variant": m.variant,
+            **{k: getattr(m, k) for k in variants.knob_names()}}  # fmt: skip
     seed = lambda v: check_seed(v, where="sweep seed")  # noqa: E731  (the one seed rule)
-    kind = {"lr": float, "scale": float, "seed": seed, "forget": float, "readout_scale": float}
+    kind = {"lr": float, "scale": float, "seed": seed, **variants.knob_types()}
     out = {}
     for name in AXES:
         values = tuple(given.get(name) or (base[name],))
@@ -421,14 +429,14 @@ def describe(base_cfg: PhenomConfig, axes: Mapping[str, Sequence] | None,
 
 
 def _groups(base_cfg: PhenomConfig, ax: Mapping[str, tuple]) -> list[tuple[PhenomConfig, Any]]:
-    """The outer loops' configs and models, each validated: optimizer x forget x readout_scale
-    x w x d x param, in that order (the member ids follow it)."""
+    """The outer loops' configs and models, each validated: optimizer x variant x its knobs x
+    w x d x param, in that order (the member ids follow it)."""
     out = []
-    for opt, forget, readout, w, d, param in itertools.product(
-        *(ax[k] for k in ("optimizer", "forget", "readout_scale", "w", "d", "param"))
+    shapes = itertools.product(ax["w"], ax["d"], ax["param"])
+    for opt, setting, (w, d, param) in itertools.product(
+        ax["optimizer"], variants.combinations(ax), list(shapes)
     ):
-        m = dataclasses.replace(base_cfg.model, w=w, d=d, param=param, forget=forget,
-                                readout_scale=readout)  # fmt: skip
+        m = dataclasses.replace(base_cfg.model, w=w, d=d, param=param, **setting)
         cfg = dataclasses.replace(base_cfg, model=m,
                                   optimizer=dataclasses.replace(base_cfg.optimizer,
                                                                 **_optim_fields(opt)))  # fmt: skip
@@ -468,12 +476,12 @@ def sweep(
     force: bool = False,
 ) -> pd.DataFrame:
     """Train every member of lr x scale x seed (one vmapped program) for each outer-loop group
-    (optimizer x forget x readout_scale x w x d x param); returns the member table.
+    (optimizer x variant x its knobs x w x d x param); returns the member table.
 
     `axes` maps singular axis names to their values (sweep_axes); an axis left out takes the
     base config's value. `optimizer` values are configs whose lr is ignored (the rates come
-    from `lr`); `forget` is the model's per-step shrink (0 is the model as stated) and
-    `readout_scale` B's initial scale (0: the member's scale). With `out`, the table is also
+    from `lr`); `variant` names phenom/variants entries and each variant knob (forget,
+    readout_scale, D_eff, ...) is an axis of its own. With `out`, the table is also
     written to out/sweep.parquet, the curves under out/curves and the description
     (`describe`) to out/sweep.json. `devices` > 1 (0 = all) splits the members over a device
     mesh; the numbers equal one device's. `out` must be missing, empty or phenomjax's own

@@ -36,6 +36,7 @@ from ..runs.lifecycle import open_run
 from ..training import Evaluation, Schedule, State, chunk_length, drive_run, make_advance
 from . import cost as phenom_cost
 from . import model as phenom
+from . import variants
 from .modes import (
     FitData,
     expected_presentations,
@@ -48,14 +49,24 @@ from .modes import (
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelSection:
+class _ModelFields:
     w: int = 6  # window: bits per embedded token; capacity grows with w (w ~ log2 K memorizes)
     d: int = 32  # width; logit tables have rank <= d; for w = 1 it changes only the dynamics
     param: Literal["full", "shared", "relative"] = "full"  # how A[n, i] is parameterized
     embedding: Literal["random", "learned", "spin"] = "random"  # fixed Gaussian, trained, or 2x-1
     init_scale: float = 0.1  # std of the initial A and B entries; sets the initial plateau
-    forget: float = 0.0  # variant: per-step shrink of A toward 0, lr-free; 0 = the model as stated
-    readout_scale: float = 0.0  # variant: std of the initial B (no plateau at 1); 0 = init_scale
+    variant: str = "stated"  # phenom/variants: "stated", "readout_forget", "v1", ...
+
+
+# [model]: the shared fields, `variant`, then every variant's knobs (phenom/variants), so that
+# `--set model.variant=v1 --set model.D_eff=64` and the old `model.forget` both load.
+ModelSection = dataclasses.make_dataclass(
+    "ModelSection",
+    [(f.name, f.type, dataclasses.field(default=f.default)) for f in variants.knob_fields()],
+    bases=(_ModelFields,),
+    frozen=True,
+    namespace={"__module__": __name__},
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,16 +110,8 @@ class PhenomConfig:
 def build_model(cfg: PhenomConfig, **changes) -> phenom.PhenomModel:
     """The PhenomModel of cfg (N = L), with optional field changes (w, d, param for sweeps)."""
     m = dataclasses.replace(cfg.model, **changes)
-    return phenom.PhenomModel(
-        N=cfg.data.L,
-        d=m.d,
-        w=m.w,
-        param=m.param,
-        embedding=m.embedding,
-        init_scale=m.init_scale,
-        forget=m.forget,
-        readout_scale=m.readout_scale,
-    )
+    return phenom.PhenomModel(N=cfg.data.L, **{f.name: getattr(m, f.name) for f in
+                                               dataclasses.fields(m)})  # fmt: skip
 
 
 def wants_positions(cfg: PhenomConfig) -> bool:
@@ -137,12 +140,11 @@ def programs(cfg: PhenomConfig) -> Programs:
     like = jax.eval_shape(lambda: phenom.init_params(keys["init"], model))
     tx = freeze_untrained(make_optimizer(cfg.optimizer, tr.steps), like, model)
     per_position = wants_positions(cfg)
+    sequence_metrics = phenom.kernels_of(model)[1]
     metrics = jax.jit(
-        lambda p, b: phenom.sequence_metrics(
-            p, b, per_position=per_position, chunk=min(tr.eval_chunk, K)
-        )
+        lambda p, b: sequence_metrics(p, b, per_position=per_position, chunk=min(tr.eval_chunk, K))
     )
-    step = make_step(tx, mode=tr.mode, batch=tr.batch)
+    step = make_step(tx, mode=tr.mode, batch=tr.batch, model=model)
     advance = make_advance(step, chunk_length(tr.max_chunk, tr.steps), donate=True)
     return Programs(
         model=model,
