@@ -34,7 +34,7 @@ from phenomjax.transformer.train import TrainConfig, train
 from .reports import synthetic_report, write_fit_folder
 
 GRID = FitGridConfig(
-    grid=GridSection(mode=("expected",), w=(2,), d=(2,), scale=(0.1,), refit_seeds=2,
+    grid=GridSection(mode=("expected",), w=(2,), d=(2,), scale=(0.1,), refit_seeds=1,
                      num_evals=8),
     optimizers=(OptimizerEntry(lr=(1e-2, 3e-2)),),
 )  # fmt: skip
