@@ -88,6 +88,19 @@ def memorized_figure(
     return save_figure(fig, out_dir, name, plot, keep=False)
 
 
+def fit_basis(sizes: pd.DataFrame, fit: dict[str, Any]) -> str:
+    """Which sizes the slope was fitted over, in the legend's words: saturated ones are those
+    the data did not limit, and those whose run did not converge (the hollow markers) are
+    lower bounds, which the text then says beside them."""
+    s = sizes[sizes["model"] == fit.get("model", "transformer")]
+    sat = fit.get("used") == "saturated sizes"
+    used = s[s["saturated"]] if sat else s
+    text = (f"over the {len(used)} sizes the data did not limit" if sat
+            else f"over all {len(used)} sizes")  # fmt: skip
+    short = int((~used["converged"].astype(bool)).sum())
+    return text + (f"; {short} of them not converged: lower bounds" if short else "")
+
+
 def capacity_figure(
     sizes: pd.DataFrame,
     fit: dict[str, Any],
@@ -133,7 +146,7 @@ def capacity_figure(
             color="C0",
             lw=1.5,
             label=f"{fit.get('model', 'transformer')} fit: {b['slope']:.2f} bits/param{iv} "
-            f"({fit['used']})",
+            f"({fit_basis(sizes, fit)})",
         )
         if np.isfinite(lo):
             ax.fill_between(xs, lo * xs, hi * xs, color="C0", alpha=0.15, lw=0)

@@ -39,11 +39,11 @@ def run(args: argparse.Namespace) -> int:
     got = [overlay_data(r, f) for r, f in pairs]  # every pair checked before anything is written
     claim(out, "compare figures")
     for (r, f), (data, elabel, flabel), nm in zip(pairs, got, files, strict=True):
-        name = "overlay" if len(pairs) == 1 else f"overlay-{nm}"
+        name = f"{nm}_overlay"  # <experiment>_<quantity>, as every figure (docs/design.md §5)
         paths = draw_overlay(data, elabel, flabel, out, name=name,
                              fresh_bits=bool(data.attrs.get("fresh_bits")))  # fmt: skip
         print(f"{r} vs {f}: " + ", ".join(str(p) for p in paths))
     if len(pairs) > 1:
-        _, paths = draw_side_by_side(got, names, out)
+        _, paths = draw_side_by_side(got, names, out, name="all_overlay")
         print("side by side: " + ", ".join(str(p) for p in paths))
     return 0

@@ -283,3 +283,23 @@ def test_lag_figure_marks_zero_ratios_and_points_one_seed_supports():
         {"rank": [0, 1, 7], "level": 0.5, "presentations": [10.0, 10.0, 30.0],
          "reached": True, "defined": True})), plot=PLOT)  # fmt: skip
     assert one.data["lag_ratio_mean"].tolist() == [1.0, 3.0]
+
+
+def test_capacity_legend_says_which_fitted_sizes_did_not_converge(monkeypatch):
+    """Issue 22: the fit's legend said "saturated sizes" beside hollow "not converged" points;
+    it now names the sizes it used and how many of them are lower bounds."""
+    from phenomjax.analysis import capacity_plots
+
+    sizes = pd.DataFrame({"model": ["transformer"] * 3, "params": [1e3, 2e3, 4e3],
+                          "capacity": [900.0, 1800.0, 3500.0], "converged": [True, False, False],
+                          "saturated": [True, True, False]})  # fmt: skip
+    fit = {"model": "transformer", "used": "saturated sizes", "n_sizes": 2,
+           "bits_per_param": {"slope": 0.9, "lo": 0.8, "hi": 1.0}}  # fmt: skip
+    figs = []
+    monkeypatch.setattr(capacity_plots, "save_figure", lambda fig, *a, **k: figs.append(fig) or [])
+    capacity_plots.capacity_figure(sizes, fit, None)
+    texts = [t.get_text() for t in figs[0].axes[0].get_legend().get_texts()]
+    line = next(t for t in texts if "bits/param" in t and "fit" in t)
+    assert "over the 2 sizes the data did not limit; 1 of them not converged" in line
+    assert any("not converged: a lower bound" in t for t in texts)  # the hollow markers
+    assert "all 3 sizes" in capacity_plots.fit_basis(sizes, {**fit, "used": "all sizes"})

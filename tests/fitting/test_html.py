@@ -14,12 +14,15 @@ from pathlib import Path
 import pytest
 from fixtures.run_dirs import make_run_dir
 
+from phenomjax.analysis.settings import PlotSettings
 from phenomjax.cli import main
 from phenomjax.fitting.html import lag_band_of, write_html
 from phenomjax.fitting.report import FitReport
 from phenomjax.runs.reuse import claim, remove_owned
 
 from .reports import synthetic_report, write_fit_folder
+
+SMALL = PlotSettings(dpi=50)  # where only the page, not the figures' detail, is tested
 
 
 class Page(HTMLParser):
@@ -124,7 +127,7 @@ def test_report_refuses_a_folder_it_does_not_own_and_bad_inputs(tmp_path, capsys
 
 def test_report_html_is_one_of_the_files_a_fit_folder_may_hold(tmp_path):
     _, fit = _group_fit(tmp_path)
-    write_html(fit)
+    write_html(fit, plot=SMALL)
     shutil.rmtree(fit / "best")
     remove_owned(fit)  # report.html counts as phenomjax's own
     assert not fit.exists()
@@ -138,7 +141,7 @@ def _chromium() -> str | None:
 @pytest.mark.skipif(_chromium() is None, reason="Chromium is not installed")
 def test_the_page_renders_in_headless_chromium(tmp_path):
     _, fit = _group_fit(tmp_path)
-    path = write_html(fit)
+    path = write_html(fit, plot=SMALL)
     shot = tmp_path / "shot.png"
     cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
            f"--screenshot={shot}", "--window-size=1200,3000", path.resolve().as_uri()]  # fmt: skip

@@ -34,7 +34,7 @@ from phenomjax.transformer.train import TrainConfig, train
 from .reports import synthetic_report, write_fit_folder
 
 GRID = FitGridConfig(
-    grid=GridSection(mode=("expected",), w=(2,), d=(2,), scale=(0.1,), refit_seeds=2,
+    grid=GridSection(mode=("expected",), w=(2,), d=(2,), scale=(0.1,), refit_seeds=1,
                      num_evals=8),
     optimizers=(OptimizerEntry(lr=(1e-2, 3e-2)),),
 )  # fmt: skip
@@ -104,11 +104,11 @@ def test_cli_side_by_side_has_every_experiment_and_safe_names(pair, capsys):
     args = ["compare", str(run), str(fit), str(run), str(fit), "--out", str(tmp / "sbs"),
             "--names", "a/b,c"]  # fmt: skip
     assert main(args) == 0
-    back = pd.read_csv(tmp / "sbs" / "side-by-side.csv")
+    back = pd.read_csv(tmp / "sbs" / "all_overlay.csv")
     assert set(back.experiment) == {"a/b", "c"}
     for _, g in back.groupby(["experiment", "rank_lo"]):
         assert set(g.source) == {"empirical", "fit"}
-    for name in ("side-by-side.png", "side-by-side.pdf", "overlay-a_b.png", "overlay-c.csv"):
+    for name in ("all_overlay.png", "all_overlay.pdf", "a_b_overlay.png", "c_overlay.csv"):
         assert (tmp / "sbs" / name).is_file(), name
     assert not (tmp / "a").exists() and "side by side" in capsys.readouterr().out
     direct = side_by_side([(run, fit)], None, names=["only"])
@@ -241,8 +241,8 @@ def test_file_names_of_a_legacy_log_drop_pkl(pair, tmp_path, capsys):
     out = tmp_path / "figs"
     assert main(["compare", str(log), str(fitted), str(log), str(fitted), "--out", str(out)]) == 0
     names = sorted(p.name for p in out.iterdir())
-    assert "overlay-legacy_K16.png" in names and not any(".pkl" in n for n in names)
-    back = pd.read_csv(out / "overlay-legacy_K16.csv")
+    assert "legacy_K16_overlay.png" in names and not any(".pkl" in n for n in names)
+    back = pd.read_csv(out / "legacy_K16_overlay.csv")
     assert back["fresh_bits"].all() and np.isfinite(back["floor"]).all()
     capsys.readouterr()
 
