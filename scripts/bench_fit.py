@@ -53,13 +53,14 @@ def main() -> None:
     over = [f"train.steps={a.steps}"] if a.steps else []
     cfg = load_config(TrainConfig, a.config or packaged("demo"), over)
     out = Path(a.out or tempfile.mkdtemp(prefix="bench_fit-"))
+    d, t = cfg.data, cfg.train
+    print(f"run: K={d.K} L={d.L} batch {t.batch} steps {t.steps} ({out / 'run'})", flush=True)
     run, train_s = timed(lambda: train(cfg, out / "run", progress=a.progress))
+    print(f"train                 {train_s:8.1f} s", flush=True)
     new, new_s = timed(lambda: fit_run(run.path, out / "fit-new", progress=a.progress))
+    print(f"fit (default)         {new_s:8.1f} s", flush=True)
     old, old_s = timed(lambda: fit_run(run.path, out / "fit-old", exhaustive_grid(),
                                        progress=a.progress))  # fmt: skip
-    d, t = cfg.data, cfg.train
-    print(f"run: K={d.K} L={d.L} batch {t.batch} steps {t.steps} ({out / 'run'})")
-    print(f"train                 {train_s:8.1f} s")
     for name, rep, s in (("fit (default)", new, new_s), ("fit (exhaustive)", old, old_s)):
         members = rep.settings.cost.members
         print(f"{name:<22}{s:8.1f} s  fit / train {s / train_s:5.2f}  ({members} members; "
