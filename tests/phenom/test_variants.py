@@ -12,8 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_plan import _cost
-from test_sweep import base, single
+from plan.test_plan import _cost
 
 from phenomjax.errors import ConfigError
 from phenomjax.fitting.grid import FitGridConfig, GridSection, grid_cost
@@ -22,6 +21,8 @@ from phenomjax.phenom import model as phenom
 from phenomjax.phenom import variants
 from phenomjax.phenom.sweep import describe, read_sweep, sweep
 from phenomjax.phenom.train import ModelSection, PhenomConfig, build_model
+
+from .test_sweep import base, single
 
 HOOKS = ("Knobs", "init", "trainable_mask", "loss_and_grad", "sequence_metrics", "post_update",
          "features_width", "table_flops", "row_flops", "table_floats")  # fmt: skip
