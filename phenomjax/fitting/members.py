@@ -46,8 +46,10 @@ class _Shared:
 
     @property
     def can_memorize(self) -> bool:
-        """w = 1 memorizes nothing (docs/design.md §6, capacity): such a member proves nothing."""
-        return self.w > 1
+        """w = 1 memorizes nothing (docs/design.md §6, capacity): such a member proves nothing.
+        A variant whose capacity is a knob of its own says so (its `can_memorize(member)`)."""
+        own = getattr(variants.get(self.variant), "can_memorize", None)
+        return bool(own(self)) if own is not None else self.w > 1
 
     @property
     def variant_text(self) -> str:

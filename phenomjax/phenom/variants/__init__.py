@@ -7,7 +7,9 @@ A variant module holds
 - `init(key, model, scale)`, `trainable_mask(params, model)`, `loss_and_grad(params, bits,
   weights)`, `sequence_metrics(params, bits, per_position=, chunk=)`: its parameters and kernels;
 - `post_update(model)`: an optax transformation chained after the optimizer, or None;
-- its cost for phenom/cost.py: `features_width`, `table_flops`, `row_flops`, `table_floats`.
+- its cost for phenom/cost.py: `features_width`, `table_flops`, `row_flops`, `table_floats`;
+- optionally `can_memorize(member)`, where its capacity is not the window's (fitting flags a
+  member that cannot memorize; the default is w > 1).
 
 Adding a variant: one module here and one line in VARIANTS. A model names its variant by
 string (`model.variant`); a knob of another variant must keep its default there. For old

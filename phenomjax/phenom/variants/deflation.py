@@ -35,6 +35,11 @@ import dataclasses
 import numpy as np
 
 
+def can_memorize(member) -> bool:
+    """Its capacity is D_eff features whatever the window: it memorizes (fitting's flag)."""
+    return member.D_eff >= 1
+
+
 @dataclasses.dataclass(frozen=True)
 class Knobs:
     D_eff: int = 64  # features of the one shared readout: about as many associations fit
