@@ -13,7 +13,7 @@ from ..phenom.sweep import CURVES, sweep
 from ..phenom.train import PhenomConfig
 from ..runs.reuse import check_outside
 
-# flag -> axis (phenom.sweep.AXES); a flag left out leaves the base config's value. Every
+# flag -> axis (phenom.axes.AXES); a flag left out leaves the base config's value. Every
 # variant's knob is a flag of its own (--forget, --readout-scale, --D-eff, ...).
 FLAGS = {"lr": "lr", "scale": "scale", "seeds": "seed", "w": "w", "d": "d", "param": "param",
          "variant": "variant", **{k: k for k in variants.knob_names()}}  # fmt: skip

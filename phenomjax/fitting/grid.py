@@ -93,7 +93,7 @@ class _GridFields:
     refit_seeds: int = 3  # seeds of the best's refit (the run's seed and the next ones)
     num_evals: int = 24  # log-spaced evaluations of every member
     batch: int = 0  # 0: the run's batch
-    halving: bool = True  # successive halving (fitting.halving); false: every member to the end
+    halving: bool = False  # successive halving (fitting.halving); false: every member to the end
     halving_rungs: tuple[float, ...] = (0.1, 0.3)  # rungs, as fractions of the run's steps
     halving_keep: float = 0.34  # share of the members still running that each rung keeps
     refine_steps: int = 10  # Adam steps of the best expected-mode member's refinement; 0: none

@@ -46,18 +46,18 @@ import pandas as pd
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ..config import to_dict
-from ..data import check_seed, key_streams, make_bits, zipf_weights
+from ..data import key_streams, make_bits, zipf_weights
 from ..distributed import gather, is_main, make_mesh, place
-from ..errors import ConfigError, DataError, NonFiniteLossError
-from ..optim import OptimConfig, make_injectable, schedule, set_learning_rate
+from ..errors import ConfigError, NonFiniteLossError
+from ..optim import make_injectable, schedule, set_learning_rate
 from ..plan.memory import check_fits
 from ..runs import atomic_write_json, atomic_write_parquet
 from ..runs.reuse import claim
 from ..training import Schedule, chunk_length, drive, make_advance
 from . import cost as phenom_cost
 from . import model as phenom
-from . import variants
+from .axes import describe, sweep_axes
+from .axes import groups as outer_groups
 from .modes import (
     FitData,
     expected_presentations,
@@ -67,7 +67,7 @@ from .modes import (
     make_step,
     rounded_presentations,
 )
-from .train import PhenomConfig, build_model
+from .train import PhenomConfig
 
 CURVES = "curves"
 # What a sweep writes into its folder (--force writes beside anything else, keeping it).
@@ -364,87 +364,6 @@ def member_rows(cfg: PhenomConfig, model, vm: _Members, s, last, ids) -> list[di
 
 # -- the sweep ------------------------------------------------------------------------------------
 
-# The axes of the model as stated: sweep.json always records them (the base config's value when
-# not swept), so its description stays what a fit's sweep cache compares.
-STATED_AXES = ("lr", "scale", "seed", "w", "d", "param", "optimizer")
-# The variant and every variant's knobs (phenom/variants): recorded only when swept; the base
-# config holds them.
-VARIANT_AXES = ("variant",) + variants.knob_names()
-AXES = STATED_AXES + VARIANT_AXES
-
-
-def sweep_axes(base_cfg: PhenomConfig, axes: Mapping[str, Sequence] | None) -> dict[str, tuple]:
-    """Every axis of a sweep of `base_cfg`: the values given, or the base config's one value.
-
-    Axis names are singular (lr, scale, seed, w, d, param, optimizer, variant and the variants'
-    knobs: forget, readout_scale, D_eff, ...); an unknown one, a learning rate or scale that is
-    not finite and > 0, or a seed outside [0, 2^32) (data.check_seed) is a ConfigError.
-    `optimizer` values are OptimConfigs whose lr is ignored (the rates are the lr axis).
-    """
-    given = dict(axes or {})
-    unknown = sorted(set(given) - set(AXES))
-    if unknown:
-        raise ConfigError(f"sweep axes: unknown axis {unknown[0]!r}; expected one of {list(AXES)}")
-    m, o = base_cfg.model, base_cfg.optimizer
-    base = {"lr": o.lr, "scale": m.init_scale, "seed": base_cfg.data.seed, "w": m.w, "d": m.d,
-            "param": m.param, "optimizer": o, "variant": m.variant,
-            **{k: getattr(m, k) for k in variants.knob_names()}}  # fmt: skip
-    seed = lambda v: check_seed(v, where="sweep seed")  # noqa: E731  (the one seed rule)
-    kind = {"lr": float, "scale": float, "seed": seed, **variants.knob_types()}
-    out = {}
-    for name in AXES:
-        values = tuple(given.get(name) or (base[name],))
-        try:
-            out[name] = tuple(kind[name](v) for v in values) if name in kind else values
-        except DataError as e:
-            raise ConfigError(str(e)) from None
-    for name in ("lr", "scale"):
-        if not all(np.isfinite(v) and v > 0 for v in out[name]):
-            raise ConfigError(f"sweep {name}: expected finite values > 0, got {list(out[name])}")
-    return out
-
-
-def recorded_axes(base_cfg: PhenomConfig, ax: Mapping[str, tuple]) -> dict:
-    """The axes sweep.json records (and a fit's cache compares): an axis that is not swept is
-    not recorded as one, the base config holds it; the stated model's axes are always recorded,
-    so a sweep of the stated model keeps the axes it always had."""
-    base = sweep_axes(base_cfg, {})
-    out = {name: ax[name] for name in STATED_AXES}
-    out["optimizer"] = [to_dict(o) for o in ax["optimizer"]]
-    out.update({name: ax[name] for name in VARIANT_AXES if ax[name] != base[name]})
-    return out
-
-
-def describe(base_cfg: PhenomConfig, axes: Mapping[str, Sequence] | None,
-             schedule: dict | None = None) -> dict:  # fmt: skip
-    """What sweep.json holds for a sweep of `base_cfg` over `axes`; `schedule` (recorded only
-    when given) says how members are stopped early, e.g. a successive halving's rungs."""
-    out = {
-        "base_config": to_dict(base_cfg),
-        "axes": recorded_axes(base_cfg, sweep_axes(base_cfg, axes)),
-        "curves": "per (member, step, rank); presentations int64 = floor(t B p + 0.5) "
-        "in expected mode, counts in stochastic mode; expected_presentations float",
-    }
-    return out if schedule is None else {**out, "schedule": schedule}
-
-
-def _groups(base_cfg: PhenomConfig, ax: Mapping[str, tuple]) -> list[tuple[PhenomConfig, Any]]:
-    """The outer loops' configs and models, each validated: optimizer x variant x its knobs x
-    w x d x param, in that order (the member ids follow it)."""
-    out = []
-    shapes = itertools.product(ax["w"], ax["d"], ax["param"])
-    for opt, setting, (w, d, param) in itertools.product(
-        ax["optimizer"], variants.combinations(ax), list(shapes)
-    ):
-        m = dataclasses.replace(base_cfg.model, w=w, d=d, param=param, **setting)
-        cfg = dataclasses.replace(base_cfg, model=m,
-                                  optimizer=dataclasses.replace(base_cfg.optimizer,
-                                                                **_optim_fields(opt)))  # fmt: skip
-        cfg.optimizer.validate()
-        cfg.validate()
-        out.append((cfg, build_model(cfg)))
-    return out
-
 
 def open_sweep(base_cfg: PhenomConfig, axes: Mapping[str, Sequence] | None, out,
                schedule: dict | None = None, force: bool = False) -> tuple[dict, list]:  # fmt: skip
@@ -452,7 +371,7 @@ def open_sweep(base_cfg: PhenomConfig, axes: Mapping[str, Sequence] | None, out,
     allocated; with `out`, its sweep.json written (refused where a sweep already is, and in a
     folder that is not phenomjax's own unless `force`: runs/reuse.claim)."""
     ax = sweep_axes(base_cfg, axes)
-    groups = _groups(base_cfg, ax)
+    groups = outer_groups(base_cfg, ax)
     members, seeds = len(ax["lr"]) * len(ax["scale"]) * len(ax["seed"]), len(ax["seed"])
     for cfg, model in groups:
         what = f"sweep group (w={model.w}, d={model.d}, {model.param})"
@@ -495,10 +414,6 @@ def sweep(
         if outp is not None:
             atomic_write_parquet(outp / "sweep.parquet", pd.DataFrame(rows))
     return pd.DataFrame(rows)
-
-
-def _optim_fields(opt: OptimConfig) -> dict:
-    return {f.name: getattr(opt, f.name) for f in dataclasses.fields(OptimConfig) if f.name != "lr"}
 
 
 def read_sweep(

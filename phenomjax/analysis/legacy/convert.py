@@ -43,11 +43,8 @@ def legacy_tables(
         raise DataError(f"{path}: out of memory while building the tables") from None
 
 
-def _legacy_tables(
-    record: Any, path: Path, steps_override: int
-) -> tuple[pd.DataFrame, pd.DataFrame | None, dict[str, Any]]:
-    args = legacy_args(record, path)
-    logs = record["logs"]
+def _evaluated(logs: Any, path: Path) -> list[int]:
+    """The indices of the logs that hold an evaluation (test_metrics), each checked a dict."""
     if not isinstance(logs, (list, tuple)):
         raise DataError(f"{path}: logs: expected a list, got {type(logs).__name__}")
     evaluated = []
@@ -62,7 +59,12 @@ def _legacy_tables(
         evaluated.append(i)
     if not evaluated:
         raise DataError(f"{path}: no log holds test_metrics; nothing to analyse")
-    # the sizes the args promise, to check array shapes against before their values
+    return evaluated
+
+
+def _checked(logs, evaluated, args, path: Path) -> tuple[list, int, int | None]:
+    """Every evaluation checked before anything is derived from it: (where, epoch, arrays) per
+    evaluated log, K and L, each against the sizes the args promise (shapes before values)."""
     sizes: Sizes = {}
     K_arg = _arg_int(args, "K", path)
     if K_arg is not None:
@@ -71,7 +73,6 @@ def _legacy_tables(
     for key, L_arg in L_args.items():
         if L_arg is not None:
             _agree(sizes, "P", L_arg - 1, f"{path}: args.{key}", "positions (L - 1)")
-    # every evaluation checked before anything is derived from it (steps per epoch, K, L)
     checked = []
     K = L = None
     first_ndim = None
@@ -103,13 +104,12 @@ def _legacy_tables(
         if L_arg is not None and L is not None and L_arg != L:
             raise DataError(f"{path}: args.{key}: {L_arg}, but test_metrics has {L - 1} positions")
         L = L if L is not None or L_arg is None else L_arg
-    spe = steps_per_epoch(logs, args, path, steps_override)
-    dist = args.get("sequence_sampling_distribution", "zipf")
-    if not isinstance(dist, str):
-        raise DataError(
-            f"{path}: args.sequence_sampling_distribution: expected a string, got {_what(dist)}"
-        )
+    return checked, K, L
 
+
+def _parts(checked: list, spe: int) -> tuple[list[dict], list[dict]]:
+    """The per-sequence and per-position columns of every evaluation (a per-position log is
+    averaged over positions for its per-sequence rows)."""
     seq_parts: list[dict[str, np.ndarray]] = []
     pos_parts: list[dict[str, np.ndarray]] = []
     for where, epoch, ev in checked:
@@ -135,19 +135,14 @@ def _legacy_tables(
         seq_parts.append(
             {**common, "rank": r, "presentations": counts[r], "loss": loss, "accuracy": acc}
         )
-    ev_cols = _columns(seq_parts)
-    pos_cols = _columns(pos_parts) if pos_parts else None
-    tables = [pos_cols, ev_cols] if pos_cols is not None else [ev_cols]
-    _fix_loss_sign(tables, path)
-    for t in tables:  # rounding just outside [0, 1] (checked within 1e-6 above)
-        np.clip(t["accuracy"], 0.0, 1.0, out=t["accuracy"])
-    # copy=False: pandas would otherwise stack same-dtype columns into one block (a copy)
-    evals = pd.DataFrame(ev_cols, copy=False)
-    positions = pd.DataFrame(pos_cols, copy=False) if pos_cols is not None else None
+    return seq_parts, pos_parts
+
+
+def _legacy_meta(args: dict, path: Path, K: int, L: int | None, spe: int, dist: str) -> dict:
     seed = args.get("seed")
     n_params = args.get("n_params")
     finite = (int, float, np.integer, np.floating)
-    meta = {
+    return {
         "kind": "legacy",
         "path": str(path),
         "K": K,
@@ -162,7 +157,31 @@ def _legacy_tables(
         if isinstance(n_params, finite) and math.isfinite(n_params) and n_params > 0
         else None,
     }
-    return evals, positions, meta
+
+
+def _legacy_tables(
+    record: Any, path: Path, steps_override: int
+) -> tuple[pd.DataFrame, pd.DataFrame | None, dict[str, Any]]:
+    args = legacy_args(record, path)
+    logs = record["logs"]
+    checked, K, L = _checked(logs, _evaluated(logs, path), args, path)
+    spe = steps_per_epoch(logs, args, path, steps_override)
+    dist = args.get("sequence_sampling_distribution", "zipf")
+    if not isinstance(dist, str):
+        raise DataError(
+            f"{path}: args.sequence_sampling_distribution: expected a string, got {_what(dist)}"
+        )
+    seq_parts, pos_parts = _parts(checked, spe)
+    ev_cols = _columns(seq_parts)
+    pos_cols = _columns(pos_parts) if pos_parts else None
+    tables = [pos_cols, ev_cols] if pos_cols is not None else [ev_cols]
+    _fix_loss_sign(tables, path)
+    for t in tables:  # rounding just outside [0, 1] (checked within 1e-6 above)
+        np.clip(t["accuracy"], 0.0, 1.0, out=t["accuracy"])
+    # copy=False: pandas would otherwise stack same-dtype columns into one block (a copy)
+    evals = pd.DataFrame(ev_cols, copy=False)
+    positions = pd.DataFrame(pos_cols, copy=False) if pos_cols is not None else None
+    return evals, positions, _legacy_meta(args, path, K, L, spe, dist)
 
 
 _DTYPES = {"step": np.int64, "rank": np.int32, "position": np.int16, "presentations": np.int64,

@@ -1,0 +1,104 @@
+"""The axes of a sweep of the phenomenological model: their names, their values (the base
+config's where not swept), what sweep.json records of them, and the outer-loop groups they
+make (docs/design.md §6). Pure Python over configs; the sweep itself is phenom/sweep.py."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..config import to_dict
+from ..data import check_seed
+from ..errors import ConfigError, DataError
+from ..optim import OptimConfig
+from . import variants
+from .train import PhenomConfig, build_model
+
+# The axes of the model as stated: sweep.json always records them (the base config's value when
+# not swept), so its description stays what a fit's sweep cache compares.
+STATED_AXES = ("lr", "scale", "seed", "w", "d", "param", "optimizer")
+# The variant and every variant's knobs (phenom/variants): recorded only when swept; the base
+# config holds them.
+VARIANT_AXES = ("variant",) + variants.knob_names()
+AXES = STATED_AXES + VARIANT_AXES
+
+
+def sweep_axes(base_cfg: PhenomConfig, axes: Mapping[str, Sequence] | None) -> dict[str, tuple]:
+    """Every axis of a sweep of `base_cfg`: the values given, or the base config's one value.
+
+    Axis names are singular (lr, scale, seed, w, d, param, optimizer, variant and the variants'
+    knobs: forget, readout_scale, D_eff, ...); an unknown one, a learning rate or scale that is
+    not finite and > 0, or a seed outside [0, 2^32) (data.check_seed) is a ConfigError.
+    `optimizer` values are OptimConfigs whose lr is ignored (the rates are the lr axis).
+    """
+    given = dict(axes or {})
+    unknown = sorted(set(given) - set(AXES))
+    if unknown:
+        raise ConfigError(f"sweep axes: unknown axis {unknown[0]!r}; expected one of {list(AXES)}")
+    m, o = base_cfg.model, base_cfg.optimizer
+    base = {"lr": o.lr, "scale": m.init_scale, "seed": base_cfg.data.seed, "w": m.w, "d": m.d,
+            "param": m.param, "optimizer": o, "variant": m.variant,
+            **{k: getattr(m, k) for k in variants.knob_names()}}  # fmt: skip
+    seed = lambda v: check_seed(v, where="sweep seed")  # noqa: E731  (the one seed rule)
+    kind = {"lr": float, "scale": float, "seed": seed, **variants.knob_types()}
+    out = {}
+    for name in AXES:
+        values = tuple(given.get(name) or (base[name],))
+        try:
+            out[name] = tuple(kind[name](v) for v in values) if name in kind else values
+        except DataError as e:
+            raise ConfigError(str(e)) from None
+    for name in ("lr", "scale"):
+        if not all(np.isfinite(v) and v > 0 for v in out[name]):
+            raise ConfigError(f"sweep {name}: expected finite values > 0, got {list(out[name])}")
+    return out
+
+
+def recorded_axes(base_cfg: PhenomConfig, ax: Mapping[str, tuple]) -> dict:
+    """The axes sweep.json records (and a fit's cache compares): an axis that is not swept is
+    not recorded as one, the base config holds it; the stated model's axes are always recorded,
+    so a sweep of the stated model keeps the axes it always had."""
+    base = sweep_axes(base_cfg, {})
+    out = {name: ax[name] for name in STATED_AXES}
+    out["optimizer"] = [to_dict(o) for o in ax["optimizer"]]
+    out.update({name: ax[name] for name in VARIANT_AXES if ax[name] != base[name]})
+    return out
+
+
+def describe(base_cfg: PhenomConfig, axes: Mapping[str, Sequence] | None,
+             schedule: dict | None = None) -> dict:  # fmt: skip
+    """What sweep.json holds for a sweep of `base_cfg` over `axes`; `schedule` (recorded only
+    when given) says how members are stopped early, e.g. a successive halving's rungs."""
+    out = {
+        "base_config": to_dict(base_cfg),
+        "axes": recorded_axes(base_cfg, sweep_axes(base_cfg, axes)),
+        "curves": "per (member, step, rank); presentations int64 = floor(t B p + 0.5) "
+        "in expected mode, counts in stochastic mode; expected_presentations float",
+    }
+    return out if schedule is None else {**out, "schedule": schedule}
+
+
+def groups(base_cfg: PhenomConfig, ax: Mapping[str, tuple]) -> list[tuple[PhenomConfig, Any]]:
+    """The outer loops' configs and models, each validated: optimizer x variant x its knobs x
+    w x d x param, in that order (the member ids follow it)."""
+    out = []
+    shapes = itertools.product(ax["w"], ax["d"], ax["param"])
+    for opt, setting, (w, d, param) in itertools.product(
+        ax["optimizer"], variants.combinations(ax), list(shapes)
+    ):
+        m = dataclasses.replace(base_cfg.model, w=w, d=d, param=param, **setting)
+        cfg = dataclasses.replace(base_cfg, model=m,
+                                  optimizer=dataclasses.replace(base_cfg.optimizer,
+                                                                **_optim_fields(opt)))  # fmt: skip
+        cfg.optimizer.validate()
+        cfg.validate()
+        out.append((cfg, build_model(cfg)))
+    return out
+
+
+def _optim_fields(opt: OptimConfig) -> dict:
+    return {f.name: getattr(opt, f.name) for f in dataclasses.fields(OptimConfig) if f.name != "lr"}
