@@ -39,6 +39,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from ..analysis import groups
 from ..analysis.binning import binned
 from ..analysis.lag import bin_lag, rank_crossings
 from ..errors import ConfigError, DataError
@@ -235,16 +236,13 @@ def score_curves(
 
 
 def seed_band(table: pd.DataFrame, values: Sequence[str], by: Sequence[str]) -> pd.DataFrame:
-    """Over the rows (one per run) of each `by` key: <v>_mean, <v>_std (ddof 1; NaN for one
-    value), <v>_lo (min), <v>_hi (max) and <v>_n over the finite values of each column `v`.
-    Keys without a finite value are left out. This is the project's one seed-band column
-    convention (analysis.groups.seed_band writes the same columns)."""
-    parts = []
-    for v in values:
-        t = table[np.isfinite(table[v].to_numpy(np.float64))]
-        a = t.groupby(list(by), sort=True)[v].agg(["mean", "std", "min", "max", "count"])
-        parts.append(a.set_axis([f"{v}_{s}" for s in ("mean", "std", "lo", "hi", "n")], axis=1))
-    return pd.concat(parts, axis=1).reset_index()
+    """analysis.groups.seed_band, the one seed band (<v>_mean, _std, _lo, _hi, _n), over the
+    rows of each `by` key (one per run; a table without a `run` column counts each row as
+    one), with the keys that hold no finite value left out."""
+    t = table if "run" in table.columns else table.assign(run=np.arange(len(table)))
+    t = t.assign(run=t["run"].astype(str))  # a single run's None is a run too
+    band = groups.seed_band(t, values, by).drop(columns="n_runs")
+    return band[(band[[f"{v}_n" for v in values]] > 0).any(axis=1)].reset_index(drop=True)
 
 
 @dataclasses.dataclass(frozen=True)
