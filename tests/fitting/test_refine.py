@@ -34,7 +34,24 @@ def problem(tmp_path_factory):
     )
     run = train_phenom(cfg, tmp_path_factory.mktemp("r") / "run", progress=False).path
     inp = read_input(run, ScoreConfig())
-    m = Member("x", 0, 3, "expected", "adam", 0.9, 0.999, 0.0, "full", 2, 2, 3e-3, 0.03, 0.05, 0)
+    m = Member(
+        "x",
+        0,
+        3,
+        "expected",
+        "adam",
+        0.9,
+        0.999,
+        0.0,
+        "full",
+        2,
+        2,
+        3e-3,
+        0.03,
+        variant="readout_forget",
+        forget=0.05,
+        readout_scale=0.0,
+    )
     base = phenom_config(inp, GridSection(num_evals=8), "expected", m)
     return inp, m, base
 
