@@ -43,6 +43,7 @@ from ..phenom.sweep import describe, read_sweep, sweep, sweep_axes
 from ..phenom.train import ModelSection, PhenomConfig, PhenomOptimConfig, TrainSection, train_phenom
 from ..runs import atomic_write_bytes
 from ..runs.reuse import check_outside, claim, ensure_run, ensure_sweep
+from ..runs.validate import read_parquet
 from ..version import __version__
 from .grid import FitGridConfig, GridSection, check_cost, default_grid, grid_cost, on_edge
 from .halving import halving_sweep, prefix_score, rungs_of, schedule
@@ -114,7 +115,8 @@ def run_sweep(base, folder: Path, axes: dict, progress: bool, halving: dict | No
     table, how = ensure_sweep(
         folder, describe(base, ax, note),
         sweep=run,
-        read=lambda: pd.read_parquet(folder / "sweep.parquet"),
+        read=lambda: read_parquet(folder / "sweep.parquet", str(folder / "sweep.parquet"),
+                                  DataError, contract=False),
         complete=lambda t: len(t) == n,
     )  # fmt: skip
     if how == "replaced":

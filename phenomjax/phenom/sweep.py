@@ -48,11 +48,12 @@ from jax.sharding import PartitionSpec as P
 
 from ..data import key_streams, make_bits, zipf_weights
 from ..distributed import gather, is_main, make_mesh, place
-from ..errors import ConfigError, NonFiniteLossError
+from ..errors import ConfigError, DataError, NonFiniteLossError
 from ..optim import make_injectable, schedule, set_learning_rate
 from ..plan.memory import check_fits
 from ..runs import atomic_write_json, atomic_write_parquet
 from ..runs.reuse import claim
+from ..runs.validate import read_parquet
 from ..training import Schedule, chunk_length, drive, make_advance
 from . import cost as phenom_cost
 from . import model as phenom
@@ -423,8 +424,12 @@ def read_sweep(
     outp = Path(out)
     if not (outp / "sweep.parquet").is_file():
         raise ConfigError(f"{outp}: no sweep.parquet; is this a sweep folder?")
-    table = pd.read_parquet(outp / "sweep.parquet")
+    table = read_parquet(outp / "sweep.parquet", str(outp / "sweep.parquet"), DataError,
+                         contract=False)  # fmt: skip
     filters = [("member", "in", [int(x) for x in members])] if members is not None else None
-    curves = pd.read_parquet(outp / CURVES, filters=filters)
+    try:
+        curves = pd.read_parquet(outp / CURVES, filters=filters)
+    except Exception as e:  # pyarrow raises several types for a tampered dataset
+        raise DataError(f"{outp / CURVES}: unreadable sweep curves ({type(e).__name__})") from None
     curves = curves.sort_values(["member", "step", "rank"], kind="stable").reset_index(drop=True)
     return table, curves

@@ -174,3 +174,21 @@ def test_sweep_json_records_the_stated_axes_and_only_swept_variants(tmp_path):
     assert recorded["optimizer"][0]["b1"] == 0.9 and "momentum" not in recorded["optimizer"][0]
     swept = describe(cfg, {"forget": [0.0, 0.1], "readout_scale": [0.0]})["axes"]
     assert swept["forget"] == (0.0, 0.1) and "readout_scale" not in swept
+
+
+def test_a_tampered_sweep_table_is_one_line(tmp_path):
+    """sweep.parquet goes through the one read-back check (runs/validate): garbage, a FIFO or
+    a deep schema is a DataError naming the file, never a traceback from pyarrow."""
+    import os
+
+    from phenomjax.errors import DataError
+
+    (tmp_path / "sweep.parquet").write_bytes(b"PAR1 not a parquet file PAR1")
+    with pytest.raises(DataError, match="sweep.parquet") as e:
+        read_sweep(tmp_path)
+    assert "\n" not in str(e.value)
+    fifo = tmp_path / "fifo"
+    fifo.mkdir()
+    os.mkfifo(fifo / "sweep.parquet")
+    with pytest.raises(Exception, match="sweep"):
+        read_sweep(fifo)
