@@ -113,7 +113,7 @@ def _rundir_meta(run: RunDir) -> dict[str, Any]:
 def check_floor_fits(meta: dict[str, Any], path: Path) -> None:
     """Refuse, before make_bits allocates, a run whose Bayes floor (K x L bits and tables) does
     not fit the memory this process may use (docs/design.md §8)."""
-    from ..plan.host import floor_bytes
+    from ..host import floor_bytes
     from ..runs.validate import memory_limit
 
     need, have = floor_bytes(meta["K"], meta["L"]), memory_limit()

@@ -16,7 +16,7 @@ import dataclasses
 
 import jax
 
-from .host import host_memory_bytes  # noqa: F401  (re-exported: its old home)
+from ..host import host_memory_bytes  # noqa: F401  (re-exported: its old home)
 
 # One utilization for every device: the fraction of peak FLOP/s and of peak bandwidth a step
 # reaches. Stated in every report, since the projection is only as good as it.

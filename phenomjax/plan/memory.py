@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..errors import ConfigError
+from ..host import host_memory_bytes
 from .devices import device_memory_bytes
 from .estimate import Part, total
-from .host import host_memory_bytes
 
 
 def available() -> tuple[float, float, str]:

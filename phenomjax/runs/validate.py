@@ -220,7 +220,7 @@ def _vm_size() -> float:
 def memory_limit() -> float:
     """Bytes a reader may still take: the machine's RAM, or, where RLIMIT_AS is set, what that
     limit leaves above the address space already mapped."""
-    from ..plan.host import host_memory_bytes
+    from ..host import host_memory_bytes
 
     limit = float(host_memory_bytes() or math.inf)
     try:

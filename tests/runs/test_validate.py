@@ -129,7 +129,7 @@ def test_too_many_row_groups_refused_from_the_metadata(tmp_path):
 
 
 def test_a_huge_k_is_refused_before_make_bits(tmp_path, monkeypatch):
-    """A valid K whose Bayes floor cannot fit is refused by its estimate (plan.host), before
+    """A valid K whose Bayes floor cannot fit is refused by its estimate (phenomjax.host), before
     make_bits allocates (before: it allocated without limit)."""
     import phenomjax.data
 
@@ -191,7 +191,7 @@ def test_system_files_are_refused(tmp_path, target):
 
 UNREADABLE = """
 import os, sys
-import phenomjax, phenomjax.bayes, phenomjax.data, phenomjax.plan.host, pyarrow.parquet
+import phenomjax, phenomjax.bayes, phenomjax.data, phenomjax.host, pyarrow.parquet
 from phenomjax.analysis.cache import process_run
 if os.geteuid() == 0:  # root reads anything: drop to nobody (imports done, as nobody may not)
     os.setgid(65534); os.setuid(65534)

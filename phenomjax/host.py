@@ -1,5 +1,5 @@
-"""This machine's RAM and what the analysis holds in it, without JAX (the analysis path imports
-none; devices.py and memory.py, which do, take host_memory_bytes from here).
+"""This machine's RAM and what the analysis holds in it, without JAX, on the ground floor: the
+run directory's checks, the analysis and plan/ (devices.py, memory.py) all read it here.
 
 floor_bytes is the peak of load.bayes_reference, the one allocation of the analysis that grows
 with a manifest's K x L rather than with the tables on disk: the refusal in analysis/load.py
