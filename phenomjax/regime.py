@@ -25,7 +25,7 @@ import pandas as pd
 
 from .analysis.binning import bin_label, binned
 from .analysis.cache import process_run
-from .analysis.discrepancy import agrees, discrepancy
+from .analysis.discrepancy import agrees, discrepancy, transformer_lags
 from .analysis.lag import bin_lag, rank_crossings
 from .config import require_positive, to_dict
 from .configs import packaged
@@ -236,7 +236,7 @@ def run_regimes(
             rows.append(fitted.assign(model=model, **base))
             d = discrepancy(ref, fitted)
             disc.append(d.assign(regime=r.name, model=model))
-            lags = bool((d[d.quantity != "slope"].transformer_min > 0).any())
+            lags = transformer_lags(d)
             verdicts.append({**base, "model": model, "transformer_lags": lags,
                              "agrees": agrees(d)})  # fmt: skip
             emit(f"[regime] {r.name}: {model} fitted ({'agrees' if agrees(d) else 'disagrees'})")

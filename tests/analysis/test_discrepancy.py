@@ -83,3 +83,17 @@ def test_bootstrap_interval_brackets_the_point_estimate(model_logs, seed_shifts,
         np.testing.assert_allclose(d.loc[q, "value"], model_logs[j] - ref[:, j].mean(), atol=1e-9)
     for _, r in d.iterrows():
         assert r["lo"] - 1e-9 <= r["value"] <= r["hi"] + 1e-9
+
+
+def test_a_level_every_seed_reaches_but_the_model_never_does_fails_and_lags_are_the_refs():
+    from phenomjax.analysis.discrepancy import transformer_lags
+
+    t = lag_rows({(5, 10): [[1.6, 1.7, 1.8], [1.5, 1.9, 2.1]]}, seeds=(0, 1))
+    m = lag_rows({(5, 10): [[1.65, 1.75, np.nan]]})
+    d = discrepancy(t, m)
+    assert not agrees(d)  # 25 % is reached by every transformer seed, never by the model
+    assert transformer_lags(d) and transformer_lags(
+        discrepancy(t, lag_rows({(5, 10): [[0.5] * 3]}))
+    )
+    straddle = lag_rows({(5, 10): [[0.8, 0.8, 0.8], [1.3, 1.3, 1.3]]}, seeds=(0, 1))
+    assert not transformer_lags(discrepancy(straddle, m))
