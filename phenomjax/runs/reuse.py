@@ -257,7 +257,10 @@ def ensure_sweep(
         raise ReuseError(f"{p}: holds files but no sweep (no sweep.json); choose another folder")
     have = _read_json(p / "sweep.json")
     want = jsonable(dict(description))
-    same = isinstance(have, dict) and {k: have.get(k) for k in want} == want
+    # "schedule" (how members were stopped early) counts when either side has one: a halved
+    # sweep is not the exhaustive one
+    keys = set(want) | {"schedule"}
+    same = isinstance(have, dict) and all(have.get(k) == want.get(k) for k in keys)
     if same:
         try:
             table = read()

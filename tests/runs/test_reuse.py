@@ -167,3 +167,23 @@ def test_safe_name_stays_in_its_folder():
         assert "/" not in name and name not in (".", "..") and name.isprintable()
 
     prop()
+
+
+def test_a_halved_sweep_is_not_reused_as_the_exhaustive_one(tmp_path):
+    from phenomjax.runs.reuse import claim, ensure_sweep
+
+    calls = []
+
+    def sweep():
+        calls.append(1)
+        claim(tmp_path / "s", "a sweep")
+        (tmp_path / "s" / "sweep.json").write_text(json.dumps(current))
+        return "table"
+
+    current = {"axes": [1], "schedule": {"rungs": [0.1]}}
+    ensure_sweep(tmp_path / "s", current, sweep=sweep, read=lambda: "table",
+                 complete=lambda t: True)  # fmt: skip
+    current = {"axes": [1]}
+    _, how = ensure_sweep(tmp_path / "s", current, sweep=sweep, read=lambda: "table",
+                          complete=lambda t: True)  # fmt: skip
+    assert how != "reused" and len(calls) == 2
