@@ -91,3 +91,12 @@ def test_the_capacity_table_of_phenomjax_capacity_is_read(tmp_path):
     path.write_text("model,size,capacity\ntransformer,big,1.0\n")
     with pytest.raises(Exception, match="expected n_layer x n_head x head_dim"):
         _capacity(str(path))
+
+
+def test_the_shipped_regime_map_loads():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = load_config(RegimeConfig, root / "experiments" / "regime_cpu.toml")
+    cfg.map.validate()
+    assert len(regimes(cfg)) == 6 and len(cfg.map.seeds) >= 3

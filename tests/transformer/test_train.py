@@ -151,9 +151,13 @@ def test_chunked_evaluation_matches_one_batch():
     assert loss.shape == accuracy.shape == (13,)
 
 
-@pytest.mark.parametrize(  # capacity_cpu.toml is a CapacityConfig (tests/capacity/)
+@pytest.mark.parametrize(  # capacity_cpu and regime_cpu are a CapacityConfig and a RegimeConfig
     "path",
-    sorted(p for p in (ROOT / "experiments").glob("*_cpu.toml") if p.stem != "capacity_cpu")
+    sorted(
+        p
+        for p in (ROOT / "experiments").glob("*_cpu.toml")
+        if p.stem not in ("capacity_cpu", "regime_cpu")
+    )
     + [packaged("demo")],
 )
 def test_shipped_configs_load(path):
