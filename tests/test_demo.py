@@ -96,6 +96,7 @@ def test_demo_second_run_reuses_everything(first, capsys):
     assert "[demo] summary" in format_summary(again)
 
 
+@pytest.mark.slow  # a whole second demo; test_fresh_never_removes_what_it_did_not_write stays
 def test_demo_fresh_recomputes(first):
     out, _ = first
     before = pd.read_parquet(out / "tiny" / "evals.parquet")

@@ -76,6 +76,7 @@ def test_sweep_on_four_devices_matches_one(single, tmp_path):
     np.testing.assert_allclose(got["final_accuracy"], single["final_accuracy"], atol=1e-6)
 
 
+@pytest.mark.slow  # two processes joined by jax.distributed (the four-device runs stay default)
 def test_sweep_on_two_processes_matches_one(single, tmp_path):
     out = tmp_path / "two.json"
     _two_processes("sweep", out)
@@ -95,6 +96,7 @@ def test_train_data_parallel_on_four_devices_matches_one(tmp_path):
     print("max |loss| difference, 4 devices vs 1:", np.abs(np.subtract(a["loss"], b["loss"])).max())
 
 
+@pytest.mark.slow  # two processes joined by jax.distributed (the four-device runs stay default)
 def test_train_on_two_processes_matches_one(tmp_path):
     """Multi-host training: two processes on 127.0.0.1 (gloo), two local devices each, train
     the tiny transformer data-parallel over all four and give one process's numbers."""

@@ -41,7 +41,14 @@ def reference(tmp_path_factory) -> pd.DataFrame:
     return run.read_evals()
 
 
-@pytest.mark.parametrize("moment,nth", [("chunk", 4), ("eval-write", 3), ("checkpoint-write", 3)])
+@pytest.mark.parametrize(  # a kill mid-chunk by default; the two write moments are slow
+    "moment,nth",
+    [
+        ("chunk", 4),
+        pytest.param("eval-write", 3, marks=pytest.mark.slow),
+        pytest.param("checkpoint-write", 3, marks=pytest.mark.slow),
+    ],
+)
 def test_kill_then_resume(tmp_path, reference, moment, nth):
     out = tmp_path / "run"
     assert _worker(out, moment, nth=nth) == -signal.SIGKILL
