@@ -58,6 +58,13 @@ def _is_run(path: Path) -> bool:
     return (path / "manifest.json").is_file()
 
 
+def _complete(path: Path) -> bool:
+    """A finished run, or a seed group whose every seed finished."""
+    seeds = sorted(path.glob("seed-*")) if path.is_dir() else []
+    paths = seeds or [path]
+    return all(_is_run(p) and RunDir(p).manifest().get("status") == "complete" for p in paths)
+
+
 def _manifest(path: Path) -> dict:
     return RunDir(path).manifest()
 
@@ -109,7 +116,7 @@ def experiments_section(runs: Path) -> list[str]:
            "`runs/<name>_cpu`; `python scripts/fit_experiments.py` fits them into "
            "`runs/<name>_cpu-fit`. Lag ratio per rank bin and level (a run's cell is "
            "\"ratio (ranks reached / ranks)\"):", ""]  # fmt: skip
-    found = [runs / n for n in CPU_EXPERIMENTS if _is_run(runs / n) or (runs / n).is_dir()]
+    found = [runs / n for n in CPU_EXPERIMENTS if _complete(runs / n)]
     if not found:
         return out + _missing("runs/<name>_cpu", "phenomjax experiments --cpu")
     for path in found:
@@ -144,6 +151,56 @@ def capacity_section(runs: Path) -> list[str]:
     return out
 
 
+def regime_section(runs: Path) -> list[str]:
+    reg = runs / "regime"
+    out = ["## The regime map", "", f"`phenomjax regime experiments/regime_cpu.toml --out {reg}`: "
+           "three transformer sizes x two K, three seeds each, with the model as stated "
+           "(fit-demo) and V1 (fit-v1) fitted to every seed group. Lag ratio of ranks 5-9 "
+           "(presentations to reach a level of normalized excess loss over ranks 0-4's): the "
+           "transformer's three seeds, and each fitted model's best member (- : never reaches "
+           "it). x is parameters per dataset bit, n_params / (K (L - 1)).", ""]  # fmt: skip
+    if not (reg / "regime_lags.csv").is_file():
+        return out + _missing(f"{reg}/regime_lags.csv",
+                              "phenomjax regime experiments/regime_cpu.toml")  # fmt: skip
+    lags = pd.read_csv(reg / "regime_lags.csv")
+    lags = lags[lags["rank_lo"] == 5]
+    rows = []
+    for (name, x, model), g in lags.groupby(["regime", "x", "model"], sort=False):
+        row = {"regime": name, "x": round(float(x), 3), "model": model}
+        for lv, h in g.groupby("level"):
+            row[f"{lv:.0%}"] = " ".join("-" if not np.isfinite(v) else f"{v:.2f}"
+                                        for v in h["ratio"])  # fmt: skip
+        rows.append(row)
+    table = pd.DataFrame(rows).sort_values(["x", "model"])
+    out += [_markdown(table[["regime", "x", "model", "75%", "50%", "25%"]]), ""]
+    ver = pd.read_csv(reg / "regime_verdicts.csv")
+    lagging = sorted(set(ver.loc[ver["transformer_lags"], "regime"]))
+    passing = ver[ver["agrees"]]
+    good = passing[passing["regime"].isin(lagging)]
+    invented = passing[~passing["regime"].isin(lagging)]
+    out += [f"**In words.** The transformer lags in {len(lagging)} of {ver['regime'].nunique()} "
+            f"regimes ({', '.join(lagging) or 'none'}). A fitted model passes the comparison in "
+            f"{len(good)} of the {len(lagging) * ver['model'].nunique()} (regime, model) pairs "
+            "where it lags"
+            + (f" ({', '.join(good['regime'] + ' ' + good['model'])})" if len(good) else "")
+            + f", and in {len(invented)} where it does not"
+            + (f" ({', '.join(invented['regime'] + ' ' + invented['model'])})"
+               if len(invented) else "") + ".", ""]  # fmt: skip
+    out += ["The pre-registered verdict (analysis/discrepancy.py: every level that all transformer "
+            "seeds reach compared, each within a factor 2 and of the transformer's sign; "
+            "`transformer_lags`: some bin's whole seed range above 1):", "",
+            _markdown(ver[["regime", "x", "model", "transformer_lags", "agrees"]]), ""]  # fmt: skip
+    pred = reg / "regime_predictions.csv"
+    if pred.is_file():
+        p = pd.read_csv(pred)
+        z = (p[p["verdict"] == "curve"].groupby(["model", "source", "target"])["z"].median()
+             .reset_index().rename(columns={"z": "median z per bin"}))  # fmt: skip
+        out += ["Prediction across regimes without refitting (the best member at the first "
+                "regime trained on each other regime's data, scored against its seed band; "
+                "z <= 2 is within the band):", "", _markdown(z), ""]  # fmt: skip
+    return out
+
+
 def render(runs: Path) -> str:
     stamp = datetime.date.today().isoformat()
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
@@ -152,7 +209,7 @@ def render(runs: Path) -> str:
            "from the run directories each section names; do not edit by hand. Loss in nats; "
            "presentations are the exact number of times a rank was drawn into a batch.",
            ""]  # fmt: skip
-    for section in (demo_section, experiments_section, capacity_section):
+    for section in (demo_section, experiments_section, regime_section, capacity_section):
         out += section(runs)
     return "\n".join(out).rstrip() + "\n"
 
