@@ -66,6 +66,7 @@ def test_every_regime_model_and_seed_is_in_the_tables(tiny):
     assert len(curve) and curve.z.notna().any()
 
 
+@pytest.mark.slow  # a second whole map; runs.reuse has its own tests
 def test_a_second_call_reuses_runs_and_fits(tiny, capsys):
     root, cfg = tiny
     before = {p: p.stat().st_mtime_ns for p in (root / "out" / "runs").rglob("evals.parquet")}

@@ -107,8 +107,11 @@ def open_regular(path: Path, error: type[Exception] = RunDirError) -> BinaryIO:
 def read_regular(path: Path, limit: int, error: type[Exception] = RunDirError) -> bytes:
     """The bytes of regular file `path`, refused when there are more than `limit`."""
     with open_regular(path, error) as f:
-        try:
-            data = f.read(limit + 1)
+        size = os.fstat(f.fileno()).st_size
+        if size > limit:
+            raise error(f"{path}: larger than {limit} bytes; not a file phenomjax wrote")
+        try:  # a buffer the file's size (read(limit + 1) would allocate the whole limit)
+            data = f.read(size + 1)
         except OSError as e:
             raise error(f"{path}: cannot read ({_why(e)})") from None
     if len(data) > limit:

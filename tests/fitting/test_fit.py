@@ -160,6 +160,7 @@ def test_cli_old_flags_reach_the_same_fit(truth_fit, capsys):
     assert "full w=2 d=4" in text and "report.json (reused)" in text
 
 
+@pytest.mark.slow  # the identifiability test recovers the stated knobs in the default run
 def test_fit_recovers_the_variant_knobs(tmp_path):
     """A run made by the variant (forget 0.02, readout_scale 1: docs/design.md §6) is fitted by a
     grid that holds both the stated model (0, 0) and the variant: the fit picks the variant's

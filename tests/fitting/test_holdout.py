@@ -115,6 +115,7 @@ def test_a_model_made_run_is_predicted_out_of_sample(tmp_path, capsys):
     assert "held out (steps)" in out and "(reused)" in out
 
 
+@pytest.mark.slow  # a second holdout fit; test_a_model_made_run_is_predicted_out_of_sample stays
 def test_rare_bins_predicted_and_seed_intervals(tmp_path):
     """A seed group (2 model-made runs, K = 128): fitted on bins 0-99, the rarer bin is
     predicted within the seed band; every seed alone picks the generating lr and scale."""

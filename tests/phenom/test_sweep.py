@@ -90,6 +90,7 @@ def test_outer_loops_and_a_warmup_schedule_match_single_fits(tmp_path):
         sweep(cfg, out=tmp_path / "sw", progress=False)
 
 
+@pytest.mark.slow  # tests/phenom/test_variants.py checks a variant member against its run
 def test_variant_axes_match_single_fits_and_are_recorded(tmp_path):
     """The variant knobs are outer loops; a member equals the single fit with those knobs,
     and forget = 0 is the model as stated (the same numbers as a sweep without the axis)."""
