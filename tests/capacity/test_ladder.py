@@ -90,6 +90,7 @@ def searched(tmp_path_factory):
     return out, result, paths, calls
 
 
+@pytest.mark.slow  # a whole (tiny) search: bracket, saturation and summary have unit tests
 def test_the_search_writes_its_tables(searched):
     out, result, paths, calls = searched
     # K0 and 3 K0 (full batch up to 8, then batches of 8); the sweep at K0 is K0's first budget
@@ -125,6 +126,7 @@ def test_the_search_writes_its_tables(searched):
         assert RunDir(out / "runs" / name).manifest()["status"] == "complete"
 
 
+@pytest.mark.slow  # the search fixture above
 def test_a_second_call_reuses_every_run(searched):
     out, result, _, calls = searched
     again = []

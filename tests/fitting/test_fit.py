@@ -126,6 +126,7 @@ def test_a_grid_past_its_bound_is_refused_before_anything_is_written(truth_fit, 
     assert not out.exists()
 
 
+@pytest.mark.slow  # a legacy log fitted in two modes; the run-directory fits stay default
 def test_legacy_log_fits_on_fresh_bits_in_both_modes(tmp_path):
     log = write_legacy_log(tmp_path / "legacy.pkl", K=40, L=6, epochs=6, test_every=1, batch=8,
                            iters_per_epoch=5)  # fmt: skip
