@@ -67,6 +67,7 @@ def single(tmp_path_factory):
     return json.loads(out.read_text())
 
 
+@pytest.mark.slow  # the four-device transformer run stays in the default run
 def test_sweep_on_four_devices_matches_one(single, tmp_path):
     out = tmp_path / "four.json"
     _run("sweep", out, host_devices=4, devices=4)

@@ -47,6 +47,7 @@ def tiny(tmp_path_factory):
     return root, cfg
 
 
+@pytest.mark.slow  # a whole tiny map (runs, fits, predictions): about 35 s
 def test_every_regime_model_and_seed_is_in_the_tables(tiny):
     root, cfg = tiny
     lags = pd.read_csv(root / "out" / "regime_lags.csv")
