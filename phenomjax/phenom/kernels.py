@@ -136,8 +136,15 @@ def metrics(T, c, E, bits, w: int, per_position: bool, chunk: int):
     rows = max(1, min(chunk, M))
     xb, _ = _split(bits, jnp.zeros((M,), f32), rows)
 
+    return block_metrics(lambda x: features(x, w, E) @ T + c[None, :], xb, M, per_position)
+
+
+def block_metrics(logits, xb, M: int, per_position: bool):
+    """Loss and accuracy of every block of `xb` (lax.map over (blocks, rows, N) bits) from
+    `logits(bits) -> (rows, N-1)`, the one metric pass of every variant's kernels."""
+
     def one(x):
-        z = features(x, w, E) @ T + c[None, :]
+        z = logits(x)
         y = x[:, 1:].astype(f32)
         bce, _ = _bce_parts(z, y)
         acc = ((z > 0) == (y > 0.5)).astype(f32)

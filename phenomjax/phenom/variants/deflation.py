@@ -129,10 +129,9 @@ def loss_and_grad(params: dict, bits, weights) -> tuple:
 def sequence_metrics(params: dict, bits, *, per_position: bool = False, chunk: int = 4096):
     """Per-sequence (loss (M,), accuracy (M,)), with per_position also the (M, N-1) tables;
     blocked over M like the stated model's (kernels.metrics). The callers jit it."""
-    import jax
     import jax.numpy as jnp
 
-    from ..kernels import _bce_parts, _split, block_rows
+    from ..kernels import _split, block_metrics, block_rows
 
     f32 = jnp.float32
     bits = jnp.asarray(bits)
@@ -140,16 +139,7 @@ def sequence_metrics(params: dict, bits, *, per_position: bool = False, chunk: i
     rows = max(1, min(chunk, block_rows(P * D, M)))
     xb, _ = _split(bits, jnp.zeros((M,), f32), rows)
 
-    def one(x):
-        z = features(params["G"], x) @ params["b"]
-        y = x[:, 1:].astype(f32)
-        bce, _ = _bce_parts(z, y)
-        acc = ((z > 0) == (y > 0.5)).astype(f32)
-        out = (bce.mean(axis=1), acc.mean(axis=1))
-        return out + ((bce, acc) if per_position else ())
-
-    outs = jax.lax.map(one, xb)
-    return tuple(o.reshape((-1,) + o.shape[2:])[:M] for o in outs)
+    return block_metrics(lambda x: features(params["G"], x) @ params["b"], xb, M, per_position)
 
 
 # -- its cost (phenom/cost.py asks these) -------------------------------------------------------
