@@ -31,6 +31,7 @@ Output folder:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import os
 import warnings
@@ -54,7 +55,7 @@ from ..plan.memory import check_fits
 from ..runs import atomic_write_json, atomic_write_parquet
 from ..runs.reuse import claim
 from ..runs.validate import read_parquet
-from ..training import Schedule, chunk_length, drive, make_advance
+from ..training import Schedule, chunk_length, drive, make_advance, new_state
 from . import cost as phenom_cost
 from . import model as phenom
 from .axes import describe, sweep_axes
@@ -63,7 +64,6 @@ from .modes import (
     FitData,
     expected_presentations,
     freeze_untrained,
-    init_state,
     make_data,
     make_step,
     rounded_presentations,
@@ -158,6 +158,16 @@ def take_members(vm: _Members, keep: Sequence[int]) -> _Members:
     return vm._replace(state=state, H=len(keep), rows=tuple(vm.rows[int(i)] for i in keep))
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def draw_params(model, key: jax.Array, scale_H: jax.Array) -> dict:
+    """The initial parameters of H members from one init key at their scales, (H, ...).
+
+    Jitted apart from the optimizer state, with the model static: the draw (its threefry
+    takes seconds to compile on CPU) compiles once per shape and is reused by every group of
+    that shape (every optimizer and mode), not once per group."""
+    return jax.vmap(lambda s: phenom.init_params(key, model, scale=s))(scale_H)
+
+
 def _members(cfg: PhenomConfig, model, ax: Mapping[str, tuple], devices: int) -> _Members:
     """Build one group's members: every seed's data and keys (exactly those of train_phenom with
     data.seed = seed), the (lr, scale) pairs, and the vmapped step and evaluation."""
@@ -181,15 +191,15 @@ def _members(cfg: PhenomConfig, model, ax: Mapping[str, tuple], devices: int) ->
     tx = freeze_untrained(sweep_optimizer(cfg), like, model)
     sequence_metrics = phenom.kernels_of(model)[1]
 
-    def init_member(key, lr, scale):
-        st = init_state(key, model, tx, mode=tr.mode, K=K, scale=scale)
+    def init_member(params, lr):
+        st = new_state(params, tx, counts=K if tr.mode == "stochastic" else None)
         st["opt_state"] = set_learning_rate(st["opt_state"], lr)
         st["live"] = jnp.array(True)
         st["diverged_step"] = jnp.array(-1, jnp.int32)
         st["train_loss"] = jnp.array(jnp.nan, jnp.float32)
         return st
 
-    init_members = jax.vmap(init_member, (None, 0, 0))
+    init_members = jax.vmap(init_member)
     step = make_step(tx, mode=tr.mode, batch=tr.batch, model=model)
     members_step = jax.vmap(_guarded(step), (0, None))
 
@@ -198,10 +208,11 @@ def _members(cfg: PhenomConfig, model, ax: Mapping[str, tuple], devices: int) ->
 
     members_metrics = jax.vmap(metrics_one, (0, None))
     if flat:
-        state = jax.jit(init_members)(init_keys[0], lr_H, scale_H)
+        state = jax.jit(init_members)(draw_params(model, init_keys[0], scale_H), lr_H)
         vstep, metrics = members_step, jax.jit(members_metrics)
     else:
-        state = jax.jit(jax.vmap(init_members, (0, None, None)))(init_keys, lr_H, scale_H)
+        params = jax.vmap(draw_params, (None, 0, None))(model, init_keys, scale_H)
+        state = jax.jit(jax.vmap(init_members, (0, None)))(params, lr_H)
         data_axes = FitData(bits=0, weights=None, cdf=None, batches_key=0)
         vstep = jax.vmap(members_step, (0, data_axes))
         # lax.map over seeds bounds evaluation memory to one seed's members at a time (jax #1923)
