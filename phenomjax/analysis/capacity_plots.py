@@ -88,17 +88,34 @@ def memorized_figure(
     return save_figure(fig, out_dir, name, plot, keep=False)
 
 
+def estimates(g: pd.DataFrame) -> np.ndarray:
+    """Each size's kind of capacity: "converged", "extrapolated" (a saturating fit of a run that
+    did not converge, with its interval) or "lower bound" (not converged, nothing to
+    extrapolate); tables without an `estimate` column read converged / lower bound."""
+    if "estimate" in g.columns:
+        return g["estimate"].astype(str).to_numpy()
+    return np.where(g["converged"].to_numpy(bool), "converged", "lower bound")
+
+
 def fit_basis(sizes: pd.DataFrame, fit: dict[str, Any]) -> str:
     """Which sizes the slope was fitted over, in the legend's words: saturated ones are those
-    the data did not limit, and those whose run did not converge (the hollow markers) are
-    lower bounds, which the text then says beside them."""
+    the data did not limit; of those, how many are extrapolated and how many lower bounds (the
+    markers that say so)."""
     s = sizes[sizes["model"] == fit.get("model", "transformer")]
     sat = fit.get("used") == "saturated sizes"
     used = s[s["saturated"]] if sat else s
     text = (f"over the {len(used)} sizes the data did not limit" if sat
             else f"over all {len(used)} sizes")  # fmt: skip
-    short = int((~used["converged"].astype(bool)).sum())
-    return text + (f"; {short} of them not converged: lower bounds" if short else "")
+    kind = estimates(used)
+    extra, low = int((kind == "extrapolated").sum()), int((kind == "lower bound").sum())
+    parts = [f"{extra} extrapolated"] * bool(extra)
+    parts += [f"{low} lower bound" + "s" * (low > 1)] * bool(low)
+    return text + (f"; of them {', '.join(parts)}" if parts else "")
+
+
+# marker face and label per kind of capacity: filled, half (with its interval), hollow
+KINDS = (("converged", "full", ""), ("extrapolated", "bottom", " (extrapolated: bar = interval)"),
+         ("lower bound", "none", " (not converged: a lower bound)"))  # fmt: skip
 
 
 def capacity_figure(
@@ -109,8 +126,9 @@ def capacity_figure(
     name: str = "capacity_params",
 ) -> list[Path]:
     """Capacity against parameters (log-log), the fitted slope through the origin with its
-    interval, and the 3.6 bits/parameter reference; hollow markers: the run at a size's max did
-    not converge within its budget, so its capacity is a lower bound."""
+    interval, and the 3.6 bits/parameter reference. Markers: filled, converged; half-filled
+    with an interval bar, extrapolated from a run that did not converge; hollow, a lower bound
+    (not converged and no saturation to extrapolate)."""
     plot = plot or PlotSettings()
     use_backend(False)
     import matplotlib.pyplot as plt
@@ -119,20 +137,19 @@ def capacity_figure(
     styles = {"transformer": ("o", "C0"), "phenom": ("s", "C3")}
     for model, g in sizes.groupby("model", sort=True):
         marker, c = styles.get(model, ("^", "C2"))
-        conv = g["converged"].to_numpy(bool)  # the run at the max: else only a lower bound
+        kind = estimates(g)
         x, y = g["params"].to_numpy(float), g["capacity"].to_numpy(float)
-        if conv.any():
-            ax.scatter(x[conv], y[conv], marker=marker, color=c, zorder=3, label=f"{model}")
-        if (~conv).any():
-            ax.scatter(
-                x[~conv],
-                y[~conv],
-                marker=marker,
-                facecolors="none",
-                edgecolors=c,
-                zorder=3,
-                label=f"{model} (not converged: a lower bound)",
-            )
+        for k, fill, words in KINDS:
+            at = kind == k
+            if not at.any():
+                continue
+            ax.plot(x[at], y[at], ls="none", marker=marker, color=c, fillstyle=fill,
+                    markerfacecolor=c if fill != "none" else "none", zorder=3,
+                    label=f"{model}{words}")  # fmt: skip
+            if k == "extrapolated" and {"capacity_lo", "capacity_hi"} <= set(g.columns):
+                lo, hi = g["capacity_lo"].to_numpy(float)[at], g["capacity_hi"].to_numpy(float)[at]
+                top = np.where(np.isfinite(hi), hi, y[at])
+                ax.vlines(x[at], lo, top, color=c, lw=1, zorder=2)
     x = sizes["params"].to_numpy(float)
     xs = np.geomspace(x.min() / 1.5, x.max() * 1.5, 50) if len(x) else np.geomspace(1e3, 1e5, 50)
     ax.plot(xs, MORRIS * xs, color="k", ls="--", lw=1, label=MORRIS_LABEL)

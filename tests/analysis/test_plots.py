@@ -287,19 +287,32 @@ def test_lag_figure_marks_zero_ratios_and_points_one_seed_supports():
 
 def test_capacity_legend_says_which_fitted_sizes_did_not_converge(monkeypatch):
     """Issue 22: the fit's legend said "saturated sizes" beside hollow "not converged" points;
-    it now names the sizes it used and how many of them are lower bounds."""
+    it now names the sizes it used and how many are extrapolated or lower bounds, and every
+    kind of point has its own legend entry (an extrapolated one with its interval bar)."""
     from phenomjax.analysis import capacity_plots
 
     sizes = pd.DataFrame({"model": ["transformer"] * 3, "params": [1e3, 2e3, 4e3],
                           "capacity": [900.0, 1800.0, 3500.0], "converged": [True, False, False],
+                          "estimate": ["converged", "extrapolated", "lower bound"],
+                          "capacity_lo": [np.nan, 1700.0, 3500.0],
+                          "capacity_hi": [np.nan, 2000.0, np.inf],
                           "saturated": [True, True, False]})  # fmt: skip
     fit = {"model": "transformer", "used": "saturated sizes", "n_sizes": 2,
            "bits_per_param": {"slope": 0.9, "lo": 0.8, "hi": 1.0}}  # fmt: skip
     figs = []
     monkeypatch.setattr(capacity_plots, "save_figure", lambda fig, *a, **k: figs.append(fig) or [])
     capacity_plots.capacity_figure(sizes, fit, None)
-    texts = [t.get_text() for t in figs[0].axes[0].get_legend().get_texts()]
+    ax = figs[0].axes[0]
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
     line = next(t for t in texts if "bits/param" in t and "fit" in t)
-    assert "over the 2 sizes the data did not limit; 1 of them not converged" in line
-    assert any("not converged: a lower bound" in t for t in texts)  # the hollow markers
-    assert "all 3 sizes" in capacity_plots.fit_basis(sizes, {**fit, "used": "all sizes"})
+    assert "over the 2 sizes the data did not limit; of them 1 extrapolated" in line
+    assert "transformer" in texts  # the converged point, filled
+    assert "transformer (extrapolated: bar = interval)" in texts
+    assert "transformer (not converged: a lower bound)" in texts
+    bars = [c for c in ax.collections if hasattr(c, "get_segments") and c.get_segments()]
+    assert np.allclose(bars[0].get_segments()[0][:, 1], [1700.0, 2000.0])  # its interval
+    every = capacity_plots.fit_basis(sizes, {**fit, "used": "all sizes"})
+    assert "all 3 sizes; of them 1 extrapolated, 1 lower bound" in every
+    import matplotlib.pyplot as plt
+
+    plt.close("all")

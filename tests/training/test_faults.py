@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import FAST_COMPILE
 
 from phenomjax.errors import RunDirError
 from phenomjax.runs import RunDir
@@ -22,7 +23,7 @@ WORKER = Path(__file__).with_name("fault_worker.py")
 
 
 def _worker(out: Path, moment: str, *, resume: bool = False, nth: int = 3) -> int:
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=FAST_COMPILE)  # one device
     env["PYTHONPATH"] = str(WORKER.resolve().parents[2]) + os.pathsep + env.get("PYTHONPATH", "")
     cmd = [sys.executable, str(WORKER), str(out), moment, "--nth", str(nth)]
     proc = subprocess.run(cmd + (["--resume"] if resume else []), env=env,
