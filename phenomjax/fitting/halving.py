@@ -8,8 +8,11 @@ Members that are clearly worse after a tenth of the run need not run to its end.
 running is scored on its curve prefix by `score(binned curves up to t, t)` (the fit passes the
 per-bin score of scoring.score_member against the reference restricted to the steps reached).
 The best `keep` share of the sweep's members (at least one; a diverged member never survives)
-runs on: each group's vmapped batch is compacted to its survivors (its programs retrace once
-for the new size), and a group without survivors stops. The rows of a dropped member are those
+runs on, and a group without survivors stops. A group with survivors runs on whole: its other
+members ride along in the same vmapped batch (and are kept, not dropped), because compacting
+the batch retraces and recompiles the group's programs at every rung, which on the demo run
+cost more than the steps it saved (compact=True does it: each group then runs its survivors
+only). The rows of a dropped member are those
 of its state at its rung, with `dropped_at` = that step (-1: ran to the end); a sweep without
 halving has no such column. `rungs_of(table)` recounts the rungs from that column, so a reused
 sweep reports the same rungs as the one that computed it.
@@ -65,9 +68,10 @@ def survivors(scores: Sequence[float], keep: float) -> np.ndarray:
     return np.sort(order[:n])
 
 
-def schedule(rungs: Sequence[float], keep: float) -> dict:
+def schedule(rungs: Sequence[float], keep: float, compact: bool = False) -> dict:
     """What sweep.json records of the halving (a fit's sweep cache compares it)."""
-    return {"halving": {"rungs": [float(f) for f in rungs], "keep": float(keep)}}
+    return {"halving": {"rungs": [float(f) for f in rungs], "keep": float(keep),
+                        "compact": bool(compact)}}  # fmt: skip
 
 
 def prefix_score(ref: Reference, cfg: ScoreConfig) -> Callable[[pd.DataFrame, int], float]:
@@ -148,14 +152,14 @@ def _rows(g: _Group, which: np.ndarray, dropped_at: int) -> list[dict]:
 
 def halving_sweep(base_cfg, axes: Mapping[str, Sequence], out: Path, *,
                   rungs: Sequence[float], keep: float, edges: np.ndarray,
-                  score: Callable[[pd.DataFrame, int], float],
+                  score: Callable[[pd.DataFrame, int], float], compact: bool = False,
                   progress: bool = True) -> pd.DataFrame:  # fmt: skip
     """The sweep of `axes` (phenom.sweep's axes, one seed) in `out`, halved at `rungs` (module
     docstring); returns the member table (every member, in member order) and writes it to
     out/sweep.parquet last, the curves under out/curves and sweep.json first."""
     tr = base_cfg.train
     stops = rung_steps(tr.steps, tr.num_evals, rungs)
-    ax, groups = open_sweep(base_cfg, axes, out, schedule(rungs, keep))
+    ax, groups = open_sweep(base_cfg, axes, out, schedule(rungs, keep, compact))
     running, first = [], 0
     for gid, (cfg, model) in enumerate(groups):
         running.append(_start(cfg, model, ax, gid, first))
@@ -179,10 +183,11 @@ def halving_sweep(base_cfg, axes: Mapping[str, Sequence], out: Path, *,
             mine = [i for i, (h, _, _) in enumerate(scores) if h is g]
             keep_j = np.asarray([scores[i][1] for i in mine if i in kept], np.int64)
             drop_j = np.asarray([scores[i][1] for i in mine if i not in kept], np.int64)
-            rows += _rows(g, drop_j, stop)
-            if not len(keep_j):
+            if not len(keep_j):  # the whole group stops here
+                rows += _rows(g, drop_j, stop)
                 running.remove(g)
-            elif len(drop_j):
+            elif len(drop_j) and compact:
+                rows += _rows(g, drop_j, stop)
                 _compact(g, keep_j)
     for g in running:
         rows += _rows(g, np.arange(len(g.ids)), -1)

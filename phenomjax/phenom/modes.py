@@ -77,7 +77,12 @@ def init_state(
     scale: Any = None,
 ) -> State:
     """Parameters from `key` (the "init" stream), optimizer state, step 0 and zero counts."""
-    params = phenom.init_params(key, model, scale=scale)
+    return state_of(phenom.init_params(key, model, scale=scale), tx, mode=mode, K=K)
+
+
+def state_of(params, tx: optax.GradientTransformation, *, mode: str, K: int) -> State:
+    """The training state of drawn `params`: optimizer state, step 0, and (stochastic mode
+    only: expected mode presents every sequence p_k B times a step) zero counts."""
     return new_state(params, tx, counts=K if mode == "stochastic" else None)
 
 

@@ -55,7 +55,7 @@ from ..plan.memory import check_fits
 from ..runs import atomic_write_json, atomic_write_parquet
 from ..runs.reuse import claim
 from ..runs.validate import read_parquet
-from ..training import Schedule, chunk_length, drive, make_advance, new_state
+from ..training import Schedule, chunk_length, drive, make_advance
 from . import cost as phenom_cost
 from . import model as phenom
 from .axes import describe, sweep_axes
@@ -67,6 +67,7 @@ from .modes import (
     make_data,
     make_step,
     rounded_presentations,
+    state_of,
 )
 from .train import PhenomConfig
 
@@ -192,7 +193,7 @@ def _members(cfg: PhenomConfig, model, ax: Mapping[str, tuple], devices: int) ->
     sequence_metrics = phenom.kernels_of(model)[1]
 
     def init_member(params, lr):
-        st = new_state(params, tx, counts=K if tr.mode == "stochastic" else None)
+        st = state_of(params, tx, mode=tr.mode, K=K)
         st["opt_state"] = set_learning_rate(st["opt_state"], lr)
         st["live"] = jnp.array(True)
         st["diverged_step"] = jnp.array(-1, jnp.int32)

@@ -16,6 +16,7 @@ the counts. What a run costs is phenom/cost.py; `PhenomConfig.cost()` names it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -130,6 +131,20 @@ class Programs(NamedTuple):
     per_position: bool
 
 
+@functools.lru_cache(maxsize=8)
+def _jitted(cfg: PhenomConfig):
+    """(tx, advance, metrics) of `cfg`, once per process: a seed group, a resume or a probe of
+    one config reuses the compilation."""
+    model, tr = build_model(cfg), cfg.train
+    like = jax.eval_shape(lambda: phenom.init_params(jax.random.key(0), model))
+    tx = freeze_untrained(make_optimizer(cfg.optimizer, tr.steps), like, model)
+    per_position, chunk = wants_positions(cfg), min(tr.eval_chunk, cfg.data.K)
+    sequence_metrics = phenom.kernels_of(model)[1]
+    metrics = jax.jit(lambda p, b: sequence_metrics(p, b, per_position=per_position, chunk=chunk))
+    step = make_step(tx, mode=tr.mode, batch=tr.batch, model=model)
+    return tx, make_advance(step, chunk_length(tr.max_chunk, tr.steps), donate=True), metrics
+
+
 def programs(cfg: PhenomConfig) -> Programs:
     """The bits, the state's init, the jitted advance and the evaluation of `cfg`."""
     K, L, seed, tr = cfg.data.K, cfg.data.L, cfg.data.seed, cfg.train
@@ -137,15 +152,11 @@ def programs(cfg: PhenomConfig) -> Programs:
     weights = zipf_weights(K, cfg.data.alpha)
     keys = key_streams(seed)
     data = make_data(make_bits(seed, K, L), weights, keys["batches"])
-    like = jax.eval_shape(lambda: phenom.init_params(keys["init"], model))
-    tx = freeze_untrained(make_optimizer(cfg.optimizer, tr.steps), like, model)
     per_position = wants_positions(cfg)
-    sequence_metrics = phenom.kernels_of(model)[1]
-    metrics = jax.jit(
-        lambda p, b: sequence_metrics(p, b, per_position=per_position, chunk=min(tr.eval_chunk, K))
+    # the seed reaches the programs only through their arguments (data) and the initial state
+    tx, advance, metrics = _jitted(
+        dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, seed=0))
     )
-    step = make_step(tx, mode=tr.mode, batch=tr.batch, model=model)
-    advance = make_advance(step, chunk_length(tr.max_chunk, tr.steps), donate=True)
     return Programs(
         model=model,
         weights=weights,

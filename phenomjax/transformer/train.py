@@ -135,9 +135,17 @@ def make_step(cfg: TrainConfig, mesh=None):
 
 def make_advance(cfg: TrainConfig, bits: jax.Array, mesh=None):
     """advance(state, n) -> (state, losses (chunk,)) for training.drive; donates the state."""
-    chunk = chunk_length(cfg.train.max_chunk, cfg.train.steps)
-    advance = training.make_advance(make_step(cfg, mesh), chunk, donate=True)
+    advance = _advance(cfg, mesh)
     return lambda state, n: advance(state, n, bits)
+
+
+@functools.lru_cache(maxsize=8)
+def _advance(cfg: TrainConfig, mesh):
+    # one jitted program per (config, mesh) in a process: a resumed, probed or retrained run of
+    # the same config reuses its compilation (the config, seed included, fixes every constant
+    # the step bakes in; the bits are an argument)
+    chunk = chunk_length(cfg.train.max_chunk, cfg.train.steps)
+    return training.make_advance(make_step(cfg, mesh), chunk, donate=True)
 
 
 # -- evaluation ----------------------------------------------------------------------------------

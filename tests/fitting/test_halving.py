@@ -60,9 +60,11 @@ def _base(steps=60):
 AXES = {"lr": [3e-3, 1e-2, 3e-2], "w": [1, 2], "seed": [3]}
 
 
-def test_halving_sweep_matches_the_exhaustive_one(tmp_path):
+@pytest.mark.parametrize("compact", [True, False])
+def test_halving_sweep_matches_the_exhaustive_one(tmp_path, compact):
     """Rank by final-step loss of the prefix: half survive each rung; their curves equal the
-    exhaustive sweep's bit for bit, a dropped member's equal them up to its rung."""
+    exhaustive sweep's bit for bit, a dropped member's equal them up to its rung. Without
+    compaction a group stops whole or runs on whole (the w = 1 and w = 2 groups here)."""
     base = _base()
     edges = np.array([0, 8, 24])
     full = sweep(base, AXES, out=tmp_path / "full", progress=False)
@@ -71,12 +73,19 @@ def test_halving_sweep_matches_the_exhaustive_one(tmp_path):
         return float(b[b["step"] == b["step"].max()]["loss"].mean())
 
     table = halving_sweep(base, AXES, tmp_path / "half", rungs=(0.2, 0.5), keep=0.5,
-                          edges=edges, score=score, progress=False)  # fmt: skip
+                          edges=edges, score=score, compact=compact,
+                          progress=False)  # fmt: skip
     assert len(table) == len(full) == 6 and table["member"].tolist() == list(range(6))
     stops = rung_steps(60, 10, (0.2, 0.5))
     rungs = rungs_of("half", table)
-    assert [(g.step, g.members, g.dropped) for g in rungs] == [(stops[0], 6, 3), (stops[1], 3, 1)]
-    assert len(live(table)) == 2
+    if compact:
+        assert [(g.step, g.members, g.dropped) for g in rungs] == [(stops[0], 6, 3),
+                                                                   (stops[1], 3, 1)]  # fmt: skip
+        assert len(live(table)) == 2
+    else:
+        assert table.groupby("w")["dropped_at"].nunique().eq(1).all()  # whole groups
+        assert set(table["dropped_at"]) <= {-1, *stops}
+        assert (table["dropped_at"] < 0).sum() >= 2  # at least the compacted sweep's survivors
     _, a = read_sweep(tmp_path / "full")
     _, b = read_sweep(tmp_path / "half")
     for r in table.itertuples():
