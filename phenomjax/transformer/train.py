@@ -114,11 +114,12 @@ def make_step(cfg: TrainConfig, mesh=None):
     XLA's partitioner turns the gradient into per-device partial sums plus one all-reduce.
     """
     tx = optimizer(cfg)
-    cdf = zipf_cdf(zipf_weights(cfg.data.K, cfg.data.alpha))
-    batches_key = key_streams(cfg.data.seed)["batches"]
     grad_fn = jax.value_and_grad(gpt.loss_fn)
 
-    def step(state, bits):
+    def step(state, bits, cdf=None, batches_key=None):
+        # the run's draws: arguments of the compiled program (its seed's), else the config's
+        if cdf is None:
+            cdf, batches_key = draws(cfg)
         t = state["step"]
         if cfg.train.full_batch:  # each sequence once per step: presentations = steps exactly
             ranks = jnp.arange(cfg.data.K, dtype=jnp.int32)
@@ -133,17 +134,22 @@ def make_step(cfg: TrainConfig, mesh=None):
     return step
 
 
+def draws(cfg: TrainConfig) -> tuple[jax.Array, jax.Array]:
+    """The Zipf CDF the batches are drawn from and the run's "batches" key stream."""
+    return zipf_cdf(zipf_weights(cfg.data.K, cfg.data.alpha)), key_streams(cfg.data.seed)["batches"]
+
+
 def make_advance(cfg: TrainConfig, bits: jax.Array, mesh=None):
     """advance(state, n) -> (state, losses (chunk,)) for training.drive; donates the state."""
-    advance = _advance(cfg, mesh)
-    return lambda state, n: advance(state, n, bits)
+    advance = _advance(dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, seed=0)), mesh)
+    cdf, key = draws(cfg)
+    return lambda state, n: advance(state, n, bits, cdf, key)
 
 
 @functools.lru_cache(maxsize=8)
 def _advance(cfg: TrainConfig, mesh):
-    # one jitted program per (config, mesh) in a process: a resumed, probed or retrained run of
-    # the same config reuses its compilation (the config, seed included, fixes every constant
-    # the step bakes in; the bits are an argument)
+    # one jitted program per (config up to its seed, mesh) in a process: the seeds of a group,
+    # a resumed or a probed run reuse its compilation (bits, CDF and key are its arguments)
     chunk = chunk_length(cfg.train.max_chunk, cfg.train.steps)
     return training.make_advance(make_step(cfg, mesh), chunk, donate=True)
 
