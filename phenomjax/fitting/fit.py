@@ -111,7 +111,7 @@ def run_sweep(base, folder: Path, axes: dict, progress: bool, halving: dict | No
         run, note = (lambda: sweep(base, ax, out=folder, progress=progress)), None
     else:
         run = lambda: halving_sweep(base, ax, folder, progress=progress, **halving)  # noqa: E731
-        note = schedule(halving["rungs"], halving["keep"], halving.get("compact", False))
+        note = schedule(halving["rungs"], halving["keep"])
     table, how = ensure_sweep(
         folder, describe(base, ax, note),
         sweep=run,

@@ -34,7 +34,15 @@ from ..plan.memory import check_fits
 from ..plan.timing import Probe
 from ..runs import RunDir, rundir
 from ..runs.lifecycle import open_run
-from ..training import Evaluation, Schedule, State, chunk_length, drive_run, make_advance
+from ..training import (
+    Evaluation,
+    Schedule,
+    State,
+    chunk_length,
+    drive_run,
+    make_advance,
+    seedless,
+)
 from . import cost as phenom_cost
 from . import model as phenom
 from . import variants
@@ -153,10 +161,7 @@ def programs(cfg: PhenomConfig) -> Programs:
     keys = key_streams(seed)
     data = make_data(make_bits(seed, K, L), weights, keys["batches"])
     per_position = wants_positions(cfg)
-    # the seed reaches the programs only through their arguments (data) and the initial state
-    tx, advance, metrics = _jitted(
-        dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, seed=0))
-    )
+    tx, advance, metrics = _jitted(seedless(cfg))
     return Programs(
         model=model,
         weights=weights,

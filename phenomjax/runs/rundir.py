@@ -161,21 +161,17 @@ class RunDir:
         alpha: float,
         batch: int,
         extra: Mapping[str, Any] | None = None,
-        overwrite: bool = False,
     ) -> RunDir:
         """Start a run directory with status=running. Refuses to clobber an existing run."""
         if kind not in KINDS:
             raise RunDirError(f"manifest.kind: expected one of {KINDS}, got {kind!r}")
         run = cls(path)
-        if run.exists() and not overwrite:
+        if run.exists():
             raise RunDirError(
                 f"{run.path}: a run already exists here{run._where()}; pass --resume to "
                 "continue it (from step 0 if it has no checkpoint yet) or choose another --out"
             )
         run.path.mkdir(parents=True, exist_ok=True)
-        if overwrite:
-            for p in (run.evals_path, run.positions_path, run.train_path):
-                p.unlink(missing_ok=True)
         manifest = {
             "kind": kind,
             "config": dict(config),

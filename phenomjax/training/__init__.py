@@ -12,7 +12,7 @@ phenomjax.runs (the directory side) and never imports a model.
 
 from .loop import Schedule, chunk_length, drive
 from .runner import Evaluation, drive_run
-from .step import State, apply_optimizer, make_advance, new_state
+from .step import State, apply_optimizer, make_advance, new_state, seedless
 
 __all__ = [
     "Evaluation",
@@ -24,4 +24,5 @@ __all__ = [
     "drive_run",
     "make_advance",
     "new_state",
+    "seedless",
 ]

@@ -11,6 +11,7 @@ loop (loop.py) decides how far to go and reads the losses between dispatches.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -73,3 +74,9 @@ def make_advance(
         return jitted(state, n, *args)
 
     return checked
+
+
+def seedless(cfg: Any) -> Any:
+    """`cfg` with data.seed = 0: the key of a program compiled once for every seed of a config
+    (a model's bits, draws and initial state are the program's arguments, never its constants)."""
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, seed=0))

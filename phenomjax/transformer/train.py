@@ -108,7 +108,8 @@ def init_state(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def make_step(cfg: TrainConfig, mesh=None):
-    """One optimizer step on a batch drawn at the state's step: (state, bits) -> (state, loss).
+    """One optimizer step on a batch drawn at the state's step:
+    (state, bits, *draws(cfg)) -> (state, loss).
 
     With a mesh, each batch is split over its "data" axis and the parameters are replicated:
     XLA's partitioner turns the gradient into per-device partial sums plus one all-reduce.
@@ -116,10 +117,7 @@ def make_step(cfg: TrainConfig, mesh=None):
     tx = optimizer(cfg)
     grad_fn = jax.value_and_grad(gpt.loss_fn)
 
-    def step(state, bits, cdf=None, batches_key=None):
-        # the run's draws: arguments of the compiled program (its seed's), else the config's
-        if cdf is None:
-            cdf, batches_key = draws(cfg)
+    def step(state, bits, cdf, batches_key):  # draws(cfg): arguments, so seeds share a program
         t = state["step"]
         if cfg.train.full_batch:  # each sequence once per step: presentations = steps exactly
             ranks = jnp.arange(cfg.data.K, dtype=jnp.int32)
@@ -141,8 +139,7 @@ def draws(cfg: TrainConfig) -> tuple[jax.Array, jax.Array]:
 
 def make_advance(cfg: TrainConfig, bits: jax.Array, mesh=None):
     """advance(state, n) -> (state, losses (chunk,)) for training.drive; donates the state."""
-    advance = _advance(dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, seed=0)), mesh)
-    cdf, key = draws(cfg)
+    advance, (cdf, key) = _advance(training.seedless(cfg), mesh), draws(cfg)
     return lambda state, n: advance(state, n, bits, cdf, key)
 
 

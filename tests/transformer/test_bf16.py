@@ -14,7 +14,7 @@ from phenomjax.data import make_bits, zipf_weights
 from phenomjax.errors import ConfigError
 from phenomjax.transformer import model as gpt
 from phenomjax.transformer.model import GPTConfig
-from phenomjax.transformer.train import TrainConfig, init_state, make_step, train
+from phenomjax.transformer.train import TrainConfig, draws, init_state, make_step, train
 
 L = 10
 loss = jax.jit(gpt.loss_fn, static_argnames="cfg")
@@ -86,7 +86,7 @@ def test_bf16_training_step_keeps_float32_parameters():
     cfg = load_config(TrainConfig, packaged("tiny"), ['model.compute_dtype="bfloat16"'])
     state = init_state(cfg)
     bits = jnp.asarray(make_bits(cfg.data.seed, cfg.data.K, cfg.data.L), jnp.int32)
-    new, step_loss = jax.jit(make_step(cfg))(state, bits)
+    new, step_loss = jax.jit(make_step(cfg))(state, bits, *draws(cfg))
     assert step_loss.dtype == jnp.float32
     old, now = jax.tree_util.tree_leaves(state["params"]), jax.tree_util.tree_leaves(new["params"])
     assert all(a.dtype == b.dtype == jnp.float32 for a, b in zip(old, now, strict=True))
