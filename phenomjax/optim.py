@@ -138,7 +138,68 @@ def make_injectable(cfg: OptimConfig, eps_root: float = 0.0) -> optax.GradientTr
 
 def set_learning_rate(opt_state, lr):
     """Return opt_state (from make_injectable) with its learning rate replaced by `lr`."""
-    old = optax.tree_utils.tree_get(opt_state, "learning_rate")
-    return optax.tree_utils.tree_set(
-        opt_state, learning_rate=jnp.asarray(lr, jnp.asarray(old).dtype)
-    )
+    return set_hyperparams(opt_state, learning_rate=lr)
+
+
+def set_hyperparams(opt_state, **values):
+    """Return opt_state (from make_injectable or make_family) with the named injected
+    hyperparameters (learning_rate, b1, b2, weight_decay) replaced, each in its own dtype."""
+    new = {}
+    for name, v in values.items():
+        old = optax.tree_utils.tree_get(opt_state, name)
+        new[name] = jnp.asarray(v, jnp.asarray(old).dtype)
+    return optax.tree_utils.tree_set(opt_state, **new)
+
+
+# Optimizers one program can run side by side (a vmapped sweep): every member of a family has
+# the same update rule and state layout, its settings live in the optimizer state. adam is
+# adamw at weight decay 0 (adding 0 * p changes no bit), sgd is momentum at b1 = 0 (a trace
+# g + 0 * m is g), so a sweep of the four compiles two programs, not one per setting.
+FAMILIES = {"adam": "adamw", "adamw": "adamw", "sgd": "momentum", "momentum": "momentum"}
+FAMILY_FIELDS = {  # the settings each family injects
+    "adamw": ("b1", "b2", "weight_decay"),
+    "momentum": ("b1",),
+}
+
+
+def family(name: str) -> str:
+    """The family of an optimizer: adamw (adam, adamw), momentum (sgd, momentum), else itself."""
+    return FAMILIES.get(name, name)
+
+
+def family_settings(cfg: OptimConfig) -> dict[str, float]:
+    """The injected settings of cfg within its family (adam: weight decay 0; sgd: b1 0)."""
+    fam = family(cfg.name)
+    if fam == "adamw":
+        wd = cfg.weight_decay if cfg.name == "adamw" else 0.0
+        return {"b1": cfg.b1, "b2": cfg.b2, "weight_decay": wd}
+    if fam == "momentum":
+        return {"b1": cfg.b1 if cfg.name == "momentum" else 0.0}
+    return {}
+
+
+def make_family(cfg: OptimConfig, eps_root: float = 0.0) -> optax.GradientTransformation:
+    """A constant-rate optimizer of cfg's family whose learning rate and family settings
+    (family_settings) live in its state, set per member with `set_hyperparams`; for an
+    optimizer of no family (rmsprop, adagrad, lion) this is make_injectable."""
+    fam = family(cfg.name)
+    if fam == "adamw":
+        tx = optax.inject_hyperparams(
+            lambda learning_rate, b1, b2, weight_decay: optax.adamw(
+                learning_rate,
+                b1=b1,
+                b2=b2,
+                eps=cfg.eps,
+                eps_root=eps_root,
+                weight_decay=weight_decay,
+            )  # fmt: skip
+        )(learning_rate=cfg.lr, **family_settings(cfg))
+    elif fam == "momentum":
+        tx = optax.inject_hyperparams(
+            lambda learning_rate, b1: optax.sgd(learning_rate, momentum=b1)
+        )(learning_rate=cfg.lr, **family_settings(cfg))
+    else:
+        return make_injectable(cfg, eps_root)
+    if cfg.clip_norm > 0:
+        tx = optax.chain(optax.clip_by_global_norm(cfg.clip_norm), tx)
+    return tx

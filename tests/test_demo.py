@@ -71,7 +71,7 @@ def test_demo_end_to_end_on_tiny(first, capsys):
 def test_stochastic_fit_sees_the_transformers_batches(first):
     """Same seed, sampler and key stream: the stochastic sweep counts the run's presentations."""
     out, _ = first
-    _, curves = read_sweep(out / "tiny-fit" / "sweeps" / "stochastic-0-adam", [0])
+    _, curves = read_sweep(out / "tiny-fit" / "sweeps" / "stochastic", [0])
     ev = RunDir(out / "tiny").read_evals()
     last = int(ev.step.max())
     a = curves[curves.step == last].sort_values("rank").presentations.to_numpy()
@@ -82,15 +82,13 @@ def test_stochastic_fit_sees_the_transformers_batches(first):
 def test_demo_second_run_reuses_everything(first, capsys):
     out, s = first
     stamp = (out / "tiny" / "evals.parquet").stat().st_mtime_ns
-    sweeps = (out / "tiny-fit" / "sweeps" / "expected-0-adam" / "sweep.parquet").stat().st_mtime_ns
+    sweeps = (out / "tiny-fit" / "sweeps" / "expected" / "sweep.parquet").stat().st_mtime_ns
     report = (out / "tiny-fit" / "report.json").read_bytes()
     again = demo(out, config="tiny", grid=TINY_GRID, progress=False)
     assert (out / "tiny-fit" / "report.json").read_bytes() == report  # reuse rewrites nothing
     assert again.how == "reused" and again.cached_analysis and again.report.outcome == "reused"
     assert (out / "tiny" / "evals.parquet").stat().st_mtime_ns == stamp
-    assert (
-        out / "tiny-fit" / "sweeps" / "expected-0-adam" / "sweep.parquet"
-    ).stat().st_mtime_ns == sweeps
+    assert (out / "tiny-fit" / "sweeps" / "expected" / "sweep.parquet").stat().st_mtime_ns == sweeps
     assert again.report.same_fit(s.report)  # NaN lag scores: compared as text
     assert capsys.readouterr().out == ""  # the library reports through emit, never prints
     assert "[demo] summary" in format_summary(again)
@@ -106,9 +104,7 @@ def test_demo_fresh_recomputes(first):
                  fresh=True)  # fmt: skip
     assert again.how == "trained" and not again.cached_analysis
     assert (out / "tiny" / "evals.parquet").stat().st_mtime_ns != stamp
-    assert not (
-        out / "tiny-fit" / "sweeps" / "stochastic-0-adam"
-    ).exists()  # the old fit was removed
+    assert not (out / "tiny-fit" / "sweeps" / "stochastic").exists()  # the old fit was removed
     # retrained from scratch to the same numbers (one seed: deterministic on CPU)
     pd.testing.assert_frame_equal(pd.read_parquet(out / "tiny" / "evals.parquet"), before)
 

@@ -10,7 +10,17 @@ import optax
 import pytest
 
 from phenomjax.config import from_dict
-from phenomjax.optim import OptimConfig, make_optimizer, weight_decay_mask
+from phenomjax.optim import (
+    OptimConfig,
+    family,
+    family_settings,
+    make_family,
+    make_injectable,
+    make_optimizer,
+    set_hyperparams,
+    set_learning_rate,
+    weight_decay_mask,
+)
 from phenomjax.transformer import model as gpt
 from phenomjax.transformer.model import GPTConfig
 
@@ -68,3 +78,41 @@ def test_unmasked_adamw_decays_every_leaf():
     tx = make_optimizer(OptimConfig(name="adamw", lr=0.1, weight_decay=0.5), 10)
     upd, _ = tx.update({"b": jnp.zeros(3)}, tx.init(params), params)
     np.testing.assert_allclose(optax.apply_updates(params, upd)["b"], np.full(3, 0.95), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("name", "kw", "exact"),
+    [("sgd", {}, True), ("momentum", {"b1": 0.8}, True), ("adam", {"b2": 0.99}, False),
+     ("adamw", {"weight_decay": 0.3}, False)],
+)  # fmt: skip
+def test_a_family_member_runs_its_own_optimizer(name, kw, exact):
+    """make_family with another member's settings set to this one's (set_hyperparams) takes
+    the steps of the optimizer alone: bit for bit for sgd in the momentum family (a trace
+    g + 0 m is g); to float32 rounding for adam in the adamw family (1 - b1 is computed in
+    float32 from the state, not in float64 from a Python float)."""
+    rng = np.random.default_rng(0)
+    params = {"A": jnp.asarray(rng.normal(size=(5, 4)), jnp.float32),
+              "B": jnp.asarray(rng.normal(size=(3,)), jnp.float32)}  # fmt: skip
+    cfg = OptimConfig(name=name, lr=0.01, **kw)
+    alone = make_injectable(cfg)
+    other = {"adam": "adamw", "adamw": "adam", "sgd": "momentum", "momentum": "sgd"}[name]
+    fam = make_family(OptimConfig(name=other, lr=0.5, b1=0.5, b2=0.5, weight_decay=1.0))
+    assert family(name) == family(other)
+    sa = set_learning_rate(alone.init(params), 0.02)
+    sf = set_hyperparams(fam.init(params), learning_rate=0.02, **family_settings(cfg))
+
+    def run(tx, s, p):
+        for t in range(20):
+            g = jax.tree.map(lambda x, t=t: jnp.sin(x * (t + 1)), p)
+            u, s = tx.update(g, s, p)
+            p = optax.apply_updates(p, u)
+        return p
+
+    a = jax.jit(lambda s, p: run(alone, s, p))(sa, params)
+    f = jax.jit(lambda s, p: run(fam, s, p))(sf, params)
+    for k in params:
+        if exact:
+            np.testing.assert_array_equal(a[k], f[k])
+        else:
+            np.testing.assert_allclose(a[k], f[k], rtol=1e-5, atol=1e-5)  # 5e-4 of a step
+        assert not np.allclose(a[k], params[k])  # it moved

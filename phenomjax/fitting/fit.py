@@ -7,8 +7,9 @@ read -> sweep -> score once -> pick -> refit:
 1. Read the run(s) once (fitting.inputs): curves, floors, the reference members are scored
    against (on the training part only with a holdout).
 2. Cost the grid (fitting.grid) and refuse it above the documented bound, before anything runs.
-3. For each mode and [[optimizers]] entry, one sweep folder (reused when complete with the same
-   base config and axes: runs.reuse.ensure_sweep): the run's K, L, alpha and batch for the run's
+3. For each mode, one sweep folder of every [[optimizers]] entry (reused when complete with the
+   same base config and axes: runs.reuse.ensure_sweep; the entries of one optimizer family
+   share a compiled program, phenom.axes.groups): the run's K, L, alpha and batch for the run's
    number of steps, so every rank reaches the run's presentations (expected: n_m = t B p_m;
    stochastic, with the run's seed, draws exactly the transformer's batches).
 4. Score every member once (fitting.scoring.score_member); the members table, sorted by total,
@@ -17,9 +18,9 @@ read -> sweep -> score once -> pick -> refit:
    directory, best/ (runs.reuse.ensure_run).
 6. Verdicts, knobs, intervals over transformer seeds and the held-out part, from those scores.
 
-Output folder (claimed as phenomjax's own; an input inside it is refused): sweeps/<mode>-<i>-
-<optimizer>/, refit/, best/, members.csv, then report.json, which records members.csv's
-sha256: a rerun reuses the stored report only when it is the same fit and the digest matches.
+Output folder (claimed as phenomjax's own; an input inside it is refused): sweeps/<mode>/,
+refit/, best/, members.csv, then report.json, which records members.csv's sha256: a rerun
+reuses the stored report only when it is the same fit and the digest matches.
 """
 
 from __future__ import annotations
@@ -45,7 +46,15 @@ from ..runs import atomic_write_bytes
 from ..runs.reuse import check_outside, claim, ensure_run, ensure_sweep
 from ..runs.validate import read_parquet
 from ..version import __version__
-from .grid import FitGridConfig, GridSection, check_cost, default_grid, grid_cost, on_edge
+from .grid import (
+    FitGridConfig,
+    GridSection,
+    check_cost,
+    default_grid,
+    entry_of,
+    grid_cost,
+    on_edge,
+)
 from .halving import halving_sweep, prefix_score, rungs_of, schedule
 from .holdout import Holdout, heldout_lag, predict, seed_intervals, seed_reference
 from .inputs import FitInput, RunPaths, read_input
@@ -105,8 +114,9 @@ def run_sweep(base, folder: Path, axes: dict, progress: bool, halving: dict | No
         opts.append(PhenomOptimConfig(**kw))
     ax["optimizer"] = opts
     full = sweep_axes(base, ax)  # the axes left out at the base config's value
-    shared = ("lr", "scale", "seed", "w", "d", "param", "optimizer")
-    n = int(np.prod([len(full[k]) for k in shared])) * len(variants.combinations(full))
+    shared = ("scale", "seed", "w", "d", "param")
+    rates = sum(len(lrs) for lrs in full["optimizer_lr"])
+    n = rates * int(np.prod([len(full[k]) for k in shared])) * len(variants.combinations(full))
     if halving is None:
         run, note = (lambda: sweep(base, ax, out=folder, progress=progress)), None
     else:
@@ -174,21 +184,23 @@ def _sweep_grid(inp: FitInput, cfg: FitGridConfig, out: Path, progress: bool) ->
     for mode in G.mode:
         t = time.perf_counter()
         base = phenom_config(inp, G, mode)
-        for i, entry in enumerate(cfg.optimizers):
-            folder = out / "sweeps" / f"{mode}-{i}-{entry.name}"
-            axes = {"lr": [float(x) for x in entry.lr], "scale": [float(x) for x in G.scale],
-                    "seed": [inp.seed], "w": [int(x) for x in G.w], "d": [int(x) for x in G.d],
-                    "param": list(G.param), "optimizer": entry.settings(),
-                    **{k: list(getattr(G, k))
-                       for k in ("variant",) + variants.knob_names()}}  # fmt: skip
-            table = run_sweep(base, folder, axes, progress, halving)
-            rungs += rungs_of(folder.name, table)
-            ids = table["member"].astype(int).tolist()
-            got = _member_tables(folder, ids, inp, G.num_evals, cfg.score.levels)
-            for m, (b, lag) in got.items():
-                scores[(folder.name, m)] = score_member(b, lag, inp.ref, cfg.score)
-                tables[(folder.name, m)] = (b, lag)
-            sweeps.append((folder.name, table))
+        folder = out / "sweeps" / mode
+        settings = [(s, e.lr) for e in cfg.optimizers for s in e.settings()]
+        axes = {"lr": [float(x) for x in cfg.optimizers[0].lr],
+                "optimizer_lr": [[float(x) for x in lrs] for _, lrs in settings],
+                "scale": [float(x) for x in G.scale], "seed": [inp.seed],
+                "w": [int(x) for x in G.w], "d": [int(x) for x in G.d], "param": list(G.param),
+                "optimizer": [s for s, _ in settings],
+                **{k: list(getattr(G, k))
+                   for k in ("variant",) + variants.knob_names()}}  # fmt: skip
+        table = run_sweep(base, folder, axes, progress, halving)
+        rungs += rungs_of(folder.name, table)
+        ids = table["member"].astype(int).tolist()
+        got = _member_tables(folder, ids, inp, G.num_evals, cfg.score.levels)
+        for m, (b, lag) in got.items():
+            scores[(folder.name, m)] = score_member(b, lag, inp.ref, cfg.score)
+            tables[(folder.name, m)] = (b, lag)
+        sweeps.append((folder.name, table))
         per_mode.append((mode, time.perf_counter() - t))
     return _Swept(members_table(sweeps, scores), scores, tables, tuple(per_mode), tuple(rungs))
 
@@ -217,8 +229,8 @@ def _refined(inp: FitInput, cfg: FitGridConfig, swept: _Swept) -> Refined | None
 
 
 def _edges(cfg: FitGridConfig, best: Member) -> tuple[str, ...]:
-    """The grid edges the best sits on (its sweep folder names its optimizer entry)."""
-    return on_edge(cfg, int(best.sweep.split("-")[1]), best.lr, best.scale)
+    """The grid edges the best sits on (along its optimizer entry's rates)."""
+    return on_edge(cfg, entry_of(cfg, best), best.lr, best.scale)
 
 
 def _seed_score(seed: int, s: MemberScore) -> SeedScore:

@@ -3,11 +3,12 @@
     phenomjax fit RUN --config GRID.toml --set grid.w=[1,8] --set score.within=3
 
 Learning rates and initial scales are vmapped inside one compiled program per group; a group is
-one (mode, optimizer setting, variant and its knobs, w, d, param). Every [[optimizers]] entry is
-an outer loop over its b1 x b2 x weight_decay (the fields its optimizer does not use are left
-out of the product). `variant` lists names of phenom/variants and every variant's knob is a
-list of its own (forget, readout_scale, D_eff, ...); each variant takes its own knobs' lists,
-the others keep their defaults (phenom/variants.combinations). Axis names are singular
+one (mode, optimizer family, variant and its knobs, w, d, param): the entries of one family
+(optim.family: adam and adamw, sgd and momentum) and their b1 x b2 x weight_decay settings (the
+fields an optimizer does not use are left out of the product) are vmapped with the rates.
+`variant` lists names of phenom/variants and every variant's knob is a list of its own
+(forget, readout_scale, D_eff, ...); each variant takes its own knobs' lists, the others keep
+their defaults (phenom/variants.combinations). Axis names are singular
 everywhere (w, d, lr, scale, seed, param, optimizer, variant, the knobs): the grid, the sweep
 folders and the members table agree.
 
@@ -175,7 +176,7 @@ class GridCost:
     """What a grid will compute and write on a run of K sequences (module docstring)."""
 
     members: int  # sweep members over every mode and optimizer entry
-    groups: int  # compiled (mode, optimizer setting, variant setting, w, d, param) programs
+    groups: int  # compiled (mode, optimizer family, variant setting, w, d, param) programs
     refit_members: int  # the best's extra seeds
     curve_rows: int  # per-sequence rows the sweeps and the refit write, at most
     curve_bytes: int  # their size before compression (ROW_BYTES a row)
@@ -185,12 +186,10 @@ def grid_cost(cfg: FitGridConfig, K: int) -> GridCost:
     """The cost of `cfg` on a run of K sequences, counted before anything runs."""
     g = cfg.grid
     per = len(g.w) * len(g.d) * len(g.param) * len(g.variant_settings())
-    groups = members = 0
-    for e in cfg.optimizers:
-        n = len(e.settings()) * per
-        groups += n
-        members += n * len(e.lr) * len(g.scale)
-    groups *= len(g.mode)
+    from ..optim import family  # JAX, as above; the rule phenom.axes.groups applies
+
+    members = sum(len(e.settings()) * per * len(e.lr) * len(g.scale) for e in cfg.optimizers)
+    groups = len({family(e.name) for e in cfg.optimizers}) * per * len(g.mode)
     members *= len(g.mode)
     refit = g.refit_seeds - 1
     rows = (members + refit) * int(K) * (g.num_evals + 1)  # evaluations: step 0 and <= num_evals
@@ -210,6 +209,18 @@ def check_cost(cost: GridCost, where: str) -> None:
             f"{cost.curve_bytes / 2**30:.1f} GiB before compression); at most "
             f"{MAX_CURVE_BYTES / 2**30:.0f} GiB: fewer members, evaluations or w/d values"
         )
+
+
+def entry_of(cfg: FitGridConfig, member) -> int:
+    """The index of the [[optimizers]] entry a member was swept as: the first whose name,
+    settings (b1, b2, weight decay where used) and rates hold the member's."""
+    for i, e in enumerate(cfg.optimizers):
+        if e.name != member.optimizer or not any(np.isclose(member.lr, x) for x in e.lr):
+            continue
+        for s in e.settings():
+            if all(np.isclose(getattr(member, k), v) for k, v in s.items() if k != "name"):
+                return i
+    raise ValueError(f"no [[optimizers]] entry holds {member.optimizer} lr {member.lr:g}")
 
 
 def on_edge(cfg: FitGridConfig, entry: int, lr: float, scale: float) -> tuple[str, ...]:

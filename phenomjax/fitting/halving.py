@@ -112,8 +112,9 @@ class _Group:
     curves: list  # binned tables of every evaluation so far (member column)
 
 
-def _start(cfg, model, ax, gid: int, first: int) -> _Group:
-    vm = group_members(cfg, model, ax)
+def _start(group, ax, gid: int, first: int) -> _Group:
+    cfg, model = group.cfg, group.model
+    vm = group_members(cfg, model, ax, rates=group.rates)
     if vm.S != 1:
         raise ValueError("halving_sweep: one seed per sweep (the member axis is flat)")
     return _Group(cfg, model, gid, vm, vm.state, first + np.arange(vm.H), {}, [])
@@ -161,8 +162,8 @@ def halving_sweep(base_cfg, axes: Mapping[str, Sequence], out: Path, *,
     stops = rung_steps(tr.steps, tr.num_evals, rungs)
     ax, groups = open_sweep(base_cfg, axes, out, schedule(rungs, keep, compact))
     running, first = [], 0
-    for gid, (cfg, model) in enumerate(groups):
-        running.append(_start(cfg, model, ax, gid, first))
+    for gid, group in enumerate(groups):
+        running.append(_start(group, ax, gid, first))
         first += running[-1].vm.H
     rows: list[dict] = []
     start = 0

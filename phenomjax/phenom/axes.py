@@ -7,14 +7,14 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from ..config import to_dict
 from ..data import check_seed
 from ..errors import ConfigError, DataError
-from ..optim import OptimConfig
+from ..optim import FAMILY_FIELDS, OptimConfig, family
 from . import variants
 from .train import PhenomConfig, build_model
 
@@ -24,7 +24,10 @@ STATED_AXES = ("lr", "scale", "seed", "w", "d", "param", "optimizer")
 # The variant and every variant's knobs (phenom/variants): recorded only when swept; the base
 # config holds them.
 VARIANT_AXES = ("variant",) + variants.knob_names()
-AXES = STATED_AXES + VARIANT_AXES
+# Per optimizer, its own learning rates (one list per `optimizer` value, in place of `lr`: a
+# fit sweeps sgd near 1 and adam near 1e-3 in one sweep); recorded only when given.
+OPTIMIZER_LR = "optimizer_lr"
+AXES = STATED_AXES + VARIANT_AXES + (OPTIMIZER_LR,)
 
 
 def sweep_axes(base_cfg: PhenomConfig, axes: Mapping[str, Sequence] | None) -> dict[str, tuple]:
@@ -46,7 +49,7 @@ def sweep_axes(base_cfg: PhenomConfig, axes: Mapping[str, Sequence] | None) -> d
     seed = lambda v: check_seed(v, where="sweep seed")  # noqa: E731  (the one seed rule)
     kind = {"lr": float, "scale": float, "seed": seed, **variants.knob_types()}
     out = {}
-    for name in AXES:
+    for name in STATED_AXES + VARIANT_AXES:
         values = tuple(given.get(name) or (base[name],))
         try:
             out[name] = tuple(kind[name](v) for v in values) if name in kind else values
@@ -55,6 +58,21 @@ def sweep_axes(base_cfg: PhenomConfig, axes: Mapping[str, Sequence] | None) -> d
     for name in ("lr", "scale"):
         if not all(np.isfinite(v) and v > 0 for v in out[name]):
             raise ConfigError(f"sweep {name}: expected finite values > 0, got {list(out[name])}")
+    out[OPTIMIZER_LR] = _optimizer_lr(given.get(OPTIMIZER_LR), out)
+    return out
+
+
+def _optimizer_lr(given, ax: Mapping[str, tuple]) -> tuple[tuple[float, ...], ...]:
+    """The learning rates of each optimizer: the `optimizer_lr` lists, or `lr` for every one."""
+    if not given:
+        return tuple(ax["lr"] for _ in ax["optimizer"])
+    if len(given) != len(ax["optimizer"]):
+        raise ConfigError(f"sweep {OPTIMIZER_LR}: expected one list per optimizer "
+                          f"({len(ax['optimizer'])}), got {len(given)}")  # fmt: skip
+    out = tuple(tuple(float(v) for v in lrs) for lrs in given)
+    if not all(lrs and all(np.isfinite(v) and v > 0 for v in lrs) for lrs in out):
+        raise ConfigError(f"sweep {OPTIMIZER_LR}: expected non-empty lists of finite values > 0, "
+                          f"got {[list(x) for x in out]}")  # fmt: skip
     return out
 
 
@@ -66,6 +84,8 @@ def recorded_axes(base_cfg: PhenomConfig, ax: Mapping[str, tuple]) -> dict:
     out = {name: ax[name] for name in STATED_AXES}
     out["optimizer"] = [to_dict(o) for o in ax["optimizer"]]
     out.update({name: ax[name] for name in VARIANT_AXES if ax[name] != base[name]})
+    if any(lrs != ax["lr"] for lrs in ax[OPTIMIZER_LR]):
+        out[OPTIMIZER_LR] = [list(lrs) for lrs in ax[OPTIMIZER_LR]]
     return out
 
 
@@ -82,22 +102,41 @@ def describe(base_cfg: PhenomConfig, axes: Mapping[str, Sequence] | None,
     return out if schedule is None else {**out, "schedule": schedule}
 
 
-def groups(base_cfg: PhenomConfig, ax: Mapping[str, tuple]) -> list[tuple[PhenomConfig, Any]]:
-    """The outer loops' configs and models, each validated: optimizer x variant x its knobs x
-    w x d x param, in that order (the member ids follow it)."""
+class Group(NamedTuple):
+    """One outer-loop group: one compiled program, its members vmapped."""
+
+    cfg: PhenomConfig  # the group's config (its optimizer: the family's first setting)
+    model: Any
+    rates: tuple[tuple[OptimConfig, float], ...]  # (optimizer setting, lr) of its members
+
+
+def groups(base_cfg: PhenomConfig, ax: Mapping[str, tuple]) -> list[Group]:
+    """The outer loops' configs and models, each validated: optimizer family x variant x its
+    knobs x w x d x param, in that order (the member ids follow it). The optimizers of one
+    family (optim.family: adam and adamw, sgd and momentum) with the same schedule, clipping
+    and eps share a group: their settings are vmapped with the learning rates."""
     out = []
-    shapes = itertools.product(ax["w"], ax["d"], ax["param"])
-    for opt, setting, (w, d, param) in itertools.product(
-        ax["optimizer"], variants.combinations(ax), list(shapes)
+    families: dict[tuple, list[tuple[OptimConfig, float]]] = {}
+    for opt, lrs in zip(ax["optimizer"], ax[OPTIMIZER_LR], strict=True):
+        pooled = family(opt.name) in FAMILY_FIELDS  # else only lr is injected
+        rest = {k: v for k, v in _optim_fields(opt).items() if not pooled or k not in _INJECTED}
+        key = (family(opt.name), tuple(sorted(rest.items())))
+        families.setdefault(key, []).extend((opt, lr) for lr in lrs)
+    shapes = list(itertools.product(ax["w"], ax["d"], ax["param"]))
+    for rates, setting, (w, d, param) in itertools.product(
+        families.values(), variants.combinations(ax), shapes
     ):
         m = dataclasses.replace(base_cfg.model, w=w, d=d, param=param, **setting)
-        cfg = dataclasses.replace(base_cfg, model=m,
-                                  optimizer=dataclasses.replace(base_cfg.optimizer,
-                                                                **_optim_fields(opt)))  # fmt: skip
-        cfg.optimizer.validate()
+        first = dataclasses.replace(base_cfg.optimizer, **_optim_fields(rates[0][0]))
+        cfg = dataclasses.replace(base_cfg, model=m, optimizer=first)
+        for opt, _ in rates:
+            dataclasses.replace(cfg.optimizer, **_optim_fields(opt)).validate()
         cfg.validate()
-        out.append((cfg, build_model(cfg)))
+        out.append(Group(cfg, build_model(cfg), tuple(rates)))
     return out
+
+
+_INJECTED = ("name", "b1", "b2", "weight_decay")  # what a family's members may differ in
 
 
 def _optim_fields(opt: OptimConfig) -> dict:

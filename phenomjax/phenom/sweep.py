@@ -7,10 +7,12 @@
 Learning rates, initial scales and seeds are one jitted program: vmap over seeds (each seed has
 its own bits, init key and batch key, exactly those of `train_phenom` with data.seed = seed; no
 seed axis when there is one seed) around vmap over (lr, scale) pairs (the rate lives in the
-optimizer state, optax.inject_hyperparams, built once outside vmap). w, d and the
-parameterization change shapes, and the optimizer (its name, b1, b2 and weight decay) changes
-the update rule, so they are outer Python loops ("groups"), one compiled program each; so are the
-variant (`variant`, a name of phenom/variants) and every variant's knobs (`forget`,
+optimizer state, optax.inject_hyperparams, built once outside vmap). The optimizers of one
+family (optim.family: adam and adamw, sgd and momentum) share the program too: their b1, b2 and
+weight decay live in the state beside the rate, and each optimizer may have its own rates
+(`optimizer_lr`). w, d and the parameterization change shapes, and an optimizer of another
+family changes the update rule, so they are outer Python loops ("groups"), one compiled program
+each; so are the variant (`variant`, a name of phenom/variants) and every variant's knobs (`forget`,
 `readout_scale`, `D_eff`, ...: the fields of its Knobs); each variant sweeps its own knobs,
 the others keep their defaults (variants.combinations).
 
@@ -50,7 +52,7 @@ from jax.sharding import PartitionSpec as P
 from ..data import key_streams, make_bits, zipf_weights
 from ..distributed import gather, is_main, make_mesh, place
 from ..errors import ConfigError, DataError, NonFiniteLossError
-from ..optim import make_injectable, schedule, set_learning_rate
+from ..optim import family_settings, make_family, schedule, set_hyperparams
 from ..plan.memory import check_fits
 from ..runs import atomic_write_json, atomic_write_parquet
 from ..runs.reuse import claim
@@ -77,9 +79,10 @@ SWEEP_NAMES = ("sweep.json", "sweep.parquet", CURVES)
 
 
 def sweep_optimizer(cfg: PhenomConfig) -> optax.GradientTransformation:
-    """The injectable optimizer; a configured warm-up / decay becomes a shape multiplying each
-    member's rate (every optimizer of phenomjax.optim scales its update by the rate last)."""
-    tx = make_injectable(cfg.optimizer)
+    """The injectable optimizer of cfg's family (optim.make_family: its rate and settings in
+    its state); a configured warm-up / decay becomes a shape multiplying each member's rate
+    (every optimizer of phenomjax.optim scales its update by the rate last)."""
+    tx = make_family(cfg.optimizer)
     o = cfg.optimizer
     if o.warmup_steps > 0 or o.decay != "none":
         shape = schedule(o, cfg.train.steps)
@@ -94,8 +97,8 @@ def _finite(tree) -> jax.Array:
 def _guarded(step):
     """Wrap a fit step so a member that goes non-finite keeps its last finite parameters."""
 
-    def guarded(state, data: FitData):
-        new, loss = step(state, data)
+    def guarded(state, *data):
+        new, loss = step(state, *data)
         ok = state["live"] & jnp.isfinite(loss) & _finite(new["params"])
         # only the parameters are held: a dead member's optimizer state may go non-finite, but
         # its parameters never move again (selecting the optimizer state too costs 2x the traffic)
@@ -108,6 +111,29 @@ def _guarded(step):
         return new, jnp.where(ok, loss, jnp.nan)
 
     return guarded
+
+
+def _vmapped_step(step, model, like) -> Callable:
+    """The members' step, vmapped over their states (data shared). The members of a group step
+    in lockstep from one batch key, so they read member 0's step counter: in stochastic mode
+    they draw one batch, not one each. A frozen embedding E (not trained: the "random" and
+    "spin" embeddings) is the same array in every member (one init key), so they read member
+    0's too. The rows' features are then built once per step, not once per member, and the
+    logits of all members are one GEMM (12 members, K = 512, L = 16, w = 8, d = 8, one core:
+    2.38 -> 1.30 ms an expected-mode step, 0.84 -> 0.74 ms a stochastic one). Each member
+    keeps its own E and counter."""
+    frozen = "E" in like and not phenom.trainable_mask(like, model)["E"]
+
+    def shared(state, data, E, t):
+        params = {**state["params"], "E": E} if frozen else state["params"]
+        new, loss = step({**state, "params": params, "step": t}, data)
+        if frozen:  # the optimizer's zero update of E, dropped
+            new["params"] = {**new["params"], "E": state["params"]["E"]}
+        return new, loss
+
+    members = jax.vmap(_guarded(shared), (0, None, None, None))
+    E = (lambda s: s["params"]["E"][0]) if frozen else (lambda s: None)
+    return lambda states, data: members(states, data, E(states), states["step"][0])
 
 
 def _shard_members(state, data: FitData, S: int, H: int, devices: int, flat: bool = False):
@@ -138,7 +164,8 @@ def _shard_members(state, data: FitData, S: int, H: int, devices: int, flat: boo
 
 
 class _Members(NamedTuple):
-    """One group's vmapped program: S seeds x H (lr, scale) members, as placed on the mesh."""
+    """One group's vmapped program: S seeds x H (optimizer setting, lr, scale) members, as
+    placed on the mesh."""
 
     state: dict  # the members' states, stacked (S, H, ...) or, with one seed, (H, ...)
     data: FitData  # the seeds' bits and batch keys (stacked over seeds unless flat)
@@ -146,7 +173,7 @@ class _Members(NamedTuple):
     metrics: Callable  # jitted metrics(params, bits) -> (loss, accuracy), members leading
     S: int
     H: int
-    rows: tuple[tuple[int, float, float], ...] = ()  # (seed, lr, scale) per member, in order
+    rows: tuple[tuple, ...] = ()  # (seed, optimizer setting, lr, scale) per member, in order
 
 
 def take_members(vm: _Members, keep: Sequence[int]) -> _Members:
@@ -159,19 +186,49 @@ def take_members(vm: _Members, keep: Sequence[int]) -> _Members:
     return vm._replace(state=state, H=len(keep), rows=tuple(vm.rows[int(i)] for i in keep))
 
 
-@functools.partial(jax.jit, static_argnums=0)
 def draw_params(model, key: jax.Array, scale_H: jax.Array) -> dict:
-    """The initial parameters of H members from one init key at their scales, (H, ...).
+    """The initial parameters of H members from one init key at their scales, (H, ...): each
+    exactly phenom.init_params(key, model, scale=s).
 
-    Jitted apart from the optimizer state, with the model static: the draw (its threefry
-    takes seconds to compile on CPU) compiles once per shape and is reused by every group of
-    that shape (every optimizer and mode), not once per group."""
-    return jax.vmap(lambda s: phenom.init_params(key, model, scale=s))(scale_H)
+    Every variant draws a leaf either independently of the scale or as s times a draw (its
+    init's contract), so the members scale one draw at scale 1: an entry that the draw at
+    scale 0 leaves unchanged is kept, the others multiplied by s (bit for bit s * x). The
+    draw (its threefry takes seconds to compile on CPU) compiles once per model, reused by
+    every group of that shape whatever its number of members, optimizer or mode."""
+    zero, unit = _unit_draws(model, key)
+    return _scaled(zero, unit, scale_H)
 
 
-def _members(cfg: PhenomConfig, model, ax: Mapping[str, tuple], devices: int) -> _Members:
+@functools.partial(jax.jit, static_argnums=0)
+def _unit_draws(model, key: jax.Array) -> tuple[dict, dict]:
+    return phenom.init_params(key, model, scale=0.0), phenom.init_params(key, model, scale=1.0)
+
+
+@jax.jit
+def _scaled(zero: dict, unit: dict, scale_H: jax.Array) -> dict:
+    def one(s):
+        return jax.tree_util.tree_map(lambda z, u: jnp.where(z == u, u, s * u), zero, unit)
+
+    return jax.vmap(one)(scale_H)
+
+
+@functools.lru_cache(maxsize=32)
+def _metrics_program(model, chunk: int, flat: bool) -> Callable:
+    """metrics(params, bits) of every member, jitted once per (model, chunk) in a process:
+    every group of a shape (each optimizer family and mode) evaluates with one compilation."""
+    sequence_metrics = phenom.kernels_of(model)[1]
+    members = jax.vmap(lambda p, b: sequence_metrics(p, b, chunk=chunk), (0, None))
+    if flat:
+        return jax.jit(members)
+    # lax.map over seeds bounds evaluation memory to one seed's members at a time (jax #1923)
+    return jax.jit(lambda p, b: jax.lax.map(lambda pb: members(*pb), (p, b)))
+
+
+def _members(cfg: PhenomConfig, model, ax: Mapping[str, tuple], devices: int,
+             rates: Sequence[tuple] | None = None) -> _Members:  # fmt: skip
     """Build one group's members: every seed's data and keys (exactly those of train_phenom with
-    data.seed = seed), the (lr, scale) pairs, and the vmapped step and evaluation."""
+    data.seed = seed), the (optimizer setting, lr) `rates` (axes.Group; default: cfg's
+    optimizer at every lr) x scale, and the vmapped step and evaluation."""
     K, L, tr, seeds = cfg.data.K, cfg.data.L, cfg.train, ax["seed"]
     weights = zipf_weights(K, cfg.data.alpha)
     # One seed: no seed axis at all. vmapping a size-1 axis over the data turns every batch
@@ -184,17 +241,19 @@ def _members(cfg: PhenomConfig, model, ax: Mapping[str, tuple], devices: int) ->
         data = make_data(np.stack([make_bits(s, K, L) for s in seeds]), weights, None)
         data = data._replace(batches_key=jnp.stack([k["batches"] for k in streams]))
     init_keys = jnp.stack([k["init"] for k in streams])
-    hyper = list(itertools.product(ax["lr"], ax["scale"]))
-    lr_H = jnp.asarray([h[0] for h in hyper], jnp.float32)
-    scale_H = jnp.asarray([h[1] for h in hyper], jnp.float32)
+    rates = rates or tuple((cfg.optimizer, lr) for lr in ax["lr"])
+    hyper = [(o, lr, sc) for (o, lr), sc in itertools.product(rates, ax["scale"])]
+    lr_H = jnp.asarray([h[1] for h in hyper], jnp.float32)
+    scale_H = jnp.asarray([h[2] for h in hyper], jnp.float32)
+    settings = [family_settings(h[0]) for h in hyper]
+    hp_H = {k: jnp.asarray([s[k] for s in settings], jnp.float32) for k in settings[0]}
 
     like = jax.eval_shape(lambda k: phenom.init_params(k, model), init_keys[0])
     tx = freeze_untrained(sweep_optimizer(cfg), like, model)
-    sequence_metrics = phenom.kernels_of(model)[1]
 
-    def init_member(params, lr):
+    def init_member(params, lr, hp):
         st = state_of(params, tx, mode=tr.mode, K=K)
-        st["opt_state"] = set_learning_rate(st["opt_state"], lr)
+        st["opt_state"] = set_hyperparams(st["opt_state"], learning_rate=lr, **hp)
         st["live"] = jnp.array(True)
         st["diverged_step"] = jnp.array(-1, jnp.int32)
         st["train_loss"] = jnp.array(jnp.nan, jnp.float32)
@@ -202,34 +261,29 @@ def _members(cfg: PhenomConfig, model, ax: Mapping[str, tuple], devices: int) ->
 
     init_members = jax.vmap(init_member)
     step = make_step(tx, mode=tr.mode, batch=tr.batch, model=model)
-    members_step = jax.vmap(_guarded(step), (0, None))
+    members_step = _vmapped_step(step, model, like)
 
-    def metrics_one(params, bits):
-        return sequence_metrics(params, bits, chunk=min(tr.eval_chunk, K))
-
-    members_metrics = jax.vmap(metrics_one, (0, None))
+    metrics = _metrics_program(model, min(tr.eval_chunk, K), flat)
     if flat:
-        state = jax.jit(init_members)(draw_params(model, init_keys[0], scale_H), lr_H)
-        vstep, metrics = members_step, jax.jit(members_metrics)
+        state = jax.jit(init_members)(draw_params(model, init_keys[0], scale_H), lr_H, hp_H)
+        vstep = members_step
     else:
         params = jax.vmap(draw_params, (None, 0, None))(model, init_keys, scale_H)
-        state = jax.jit(jax.vmap(init_members, (0, None)))(params, lr_H)
+        state = jax.jit(jax.vmap(init_members, (0, None, None)))(params, lr_H, hp_H)
         data_axes = FitData(bits=0, weights=None, cdf=None, batches_key=0)
         vstep = jax.vmap(members_step, (0, data_axes))
-        # lax.map over seeds bounds evaluation memory to one seed's members at a time (jax #1923)
-        metrics = jax.jit(lambda p, b: jax.lax.map(lambda pb: members_metrics(*pb), (p, b)))
     state, data = _shard_members(state, data, len(seeds), len(hyper), devices, flat)
     chunk = chunk_length(tr.max_chunk, tr.steps)
     advance = make_advance(vstep, chunk, loss_of=jnp.nanmin)  # progress: the best member
     rows = tuple(
-        (int(sd), float(lr), float(sc)) for sd, (lr, sc) in itertools.product(seeds, hyper)
+        (int(sd), o, float(lr), float(sc)) for sd, (o, lr, sc) in itertools.product(seeds, hyper)
     )
     return _Members(state, data, advance, metrics, len(seeds), len(hyper), rows)
 
 
-def group_members(cfg: PhenomConfig, model, ax, devices: int = 1) -> _Members:
-    """One outer-loop group's members at step 0 (seed x lr x scale, vmapped)."""
-    return _members(cfg, model, ax, devices)
+def group_members(cfg: PhenomConfig, model, ax, devices: int = 1, rates=None) -> _Members:
+    """One outer-loop group's members at step 0 (seed x (setting, lr) x scale, vmapped)."""
+    return _members(cfg, model, ax, devices, rates)
 
 
 def evaluator(cfg: PhenomConfig, vm: _Members, ids, out: Path | None, gid: int, last: dict,
@@ -262,7 +316,7 @@ def advance_members(cfg: PhenomConfig, model, vm: _Members, state, *, start: int
     tr, n = cfg.train, vm.S * vm.H
     sched = Schedule.log_spaced(tr.steps, tr.num_evals, max_chunk=tr.max_chunk,
                                 batch=n * (tr.batch if tr.mode == "stochastic" else cfg.data.K),
-                                desc=_desc(cfg, model, n), stop_at=stop)  # fmt: skip
+                                desc=_desc(cfg, model, n, vm), stop_at=stop)  # fmt: skip
     held = {"state": state}
 
     def advance(s, k):
@@ -279,10 +333,12 @@ def advance_members(cfg: PhenomConfig, model, vm: _Members, state, *, start: int
     return state, False
 
 
-def _group(cfg: PhenomConfig, model, ax, first: int, out: Path | None, gid: int, progress: bool,
+def _group(group, ax, first: int, out: Path | None, gid: int, progress: bool,
            devices: int = 1) -> list[dict]:  # fmt: skip
-    """Run one outer-loop group of len(seed) x len(lr) x len(scale) members; its member rows."""
-    vm = _members(cfg, model, ax, devices)
+    """Run one outer-loop group (axes.Group) of seed x (setting, lr) x scale members; its
+    member rows."""
+    cfg, model = group.cfg, group.model
+    vm = _members(cfg, model, ax, devices, group.rates)
     ids = first + np.arange(vm.S * vm.H)
     last: dict = {}
     evaluate = evaluator(cfg, vm, ids, out, gid, last)
@@ -297,11 +353,12 @@ def _group(cfg: PhenomConfig, model, ax, first: int, out: Path | None, gid: int,
     return member_rows(cfg, model, vm, state, last, ids)
 
 
-def _desc(cfg: PhenomConfig, model, members: int) -> str:
+def _desc(cfg: PhenomConfig, model, members: int, vm: _Members | None = None) -> str:
     own = [f.name for f in dataclasses.fields(phenom.variant_of(model).Knobs)]
     knobs = "".join(f"{k}={getattr(model, k):g} " for k in own if getattr(model, k))
     variant = "" if model.variant == "stated" else f"{model.variant} "
-    return (f"sweep {cfg.train.mode} {cfg.optimizer.name} w={model.w} d={model.d} "
+    names = sorted({r[1].name for r in vm.rows}) if vm is not None else [cfg.optimizer.name]
+    return (f"sweep {cfg.train.mode} {'+'.join(names)} w={model.w} d={model.d} "
             f"{model.param} {variant}{knobs}({members} members)")  # fmt: skip
 
 
@@ -333,13 +390,13 @@ def _curve_rows(ids, t: int, pres, expected, loss, acc) -> pd.DataFrame:
 def member_rows(cfg: PhenomConfig, model, vm: _Members, s, last, ids) -> list[dict]:
     """The member table's rows of a group's members `ids` (vm.rows' settings), from their
     state and last evaluation."""
-    tr, o = cfg.train, cfg.optimizer
+    tr = cfg.train
     weights = zipf_weights(cfg.data.K, cfg.data.alpha)
     live = gather(s["live"]).reshape(-1)
     train_loss = gather(s["train_loss"]).reshape(-1)
     diverged_step = gather(s["diverged_step"]).reshape(-1)
     rows = []
-    for j, (seed, lr, scale) in enumerate(vm.rows):
+    for j, (seed, o, lr, scale) in enumerate(vm.rows):
         ok = bool(live[j])
         lo, ac = last["loss"][j], last["acc"][j]
         rows.append(
@@ -385,10 +442,11 @@ def open_sweep(base_cfg: PhenomConfig, axes: Mapping[str, Sequence] | None, out,
     folder that is not phenomjax's own unless `force`: runs/reuse.claim)."""
     ax = sweep_axes(base_cfg, axes)
     groups = outer_groups(base_cfg, ax)
-    members, seeds = len(ax["lr"]) * len(ax["scale"]) * len(ax["seed"]), len(ax["seed"])
-    for cfg, model in groups:
-        what = f"sweep group (w={model.w}, d={model.d}, {model.param})"
-        check_fits(phenom_cost.memory(cfg, model, members, seeds), what)
+    seeds = len(ax["seed"])
+    for g in groups:
+        what = f"sweep group (w={g.model.w}, d={g.model.d}, {g.model.param})"
+        members = len(g.rates) * len(ax["scale"]) * seeds
+        check_fits(phenom_cost.memory(g.cfg, g.model, members, seeds), what)
     if out is not None:
         outp = Path(out)
         if os.path.lexists(outp / "sweep.parquet") or os.path.lexists(outp / CURVES):
@@ -422,8 +480,8 @@ def sweep(
     ax, groups = open_sweep(base_cfg, axes, out, force=force)
     outp = Path(out) if out is not None else None
     rows: list[dict] = []
-    for gid, (cfg, model) in enumerate(groups):
-        rows += _group(cfg, model, ax, len(rows), outp, gid, progress, devices)
+    for gid, group in enumerate(groups):
+        rows += _group(group, ax, len(rows), outp, gid, progress, devices)
         if outp is not None:
             atomic_write_parquet(outp / "sweep.parquet", pd.DataFrame(rows))
     return pd.DataFrame(rows)

@@ -17,7 +17,7 @@ NAN = float("nan")
 
 
 def member(**kw) -> Member:
-    base = dict(sweep="stochastic-0-adam", member=2, seed=3, mode="stochastic", optimizer="adam",
+    base = dict(sweep="stochastic", member=2, seed=3, mode="stochastic", optimizer="adam",
                 b1=0.9, b2=0.999, weight_decay=0.0, param="full", w=8, d=8, lr=1e-3, scale=0.1,
                 forget=0.0, readout_scale=0.0)  # fmt: skip
     return Member(**{**base, **kw})

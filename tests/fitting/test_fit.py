@@ -81,7 +81,7 @@ def test_rerun_reuses_and_a_fit_is_committed_as_a_unit(truth_fit):
     """A rerun keeps every file (and the report of the call that computed it); members.csv
     that no longer has report.json's digest (a fit killed between the two) is rewritten."""
     run, out, rep = truth_fit
-    sweep = out / "sweeps" / "expected-0-adam" / "sweep.parquet"
+    sweep = out / "sweeps" / "expected" / "sweep.parquet"
     stamps = [p.stat().st_mtime_ns for p in (sweep, out / "best" / "manifest.json",
                                              out / "report.json")]  # fmt: skip
     again = fit_run(run, out, grid(), progress=False)

@@ -90,12 +90,13 @@ def test_seeds_is_a_deprecated_alias(recwarn):
 
 def _brute_groups(cfg: FitGridConfig) -> tuple[int, int]:
     g = cfg.grid
-    groups = members = 0
-    for _mode, e in itertools.product(g.mode, cfg.optimizers):
-        for _ in itertools.product(e.settings(), g.w, g.d, g.param, g.forget, g.readout_scale):
-            groups += 1
+    families = {"adam": "adamw", "adamw": "adamw", "sgd": "momentum", "momentum": "momentum"}
+    groups, members = set(), 0
+    for mode, e in itertools.product(g.mode, cfg.optimizers):
+        for s in itertools.product(e.settings(), g.w, g.d, g.param, g.forget, g.readout_scale):
+            groups.add((mode, families[e.name], *s[1:]))  # a family shares one program
             members += len(e.lr) * len(g.scale)
-    return groups, members
+    return len(groups), members
 
 
 @settings(max_examples=40, deadline=None)

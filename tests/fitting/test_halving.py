@@ -118,14 +118,14 @@ def test_report_keeps_the_rungs_the_edges_and_the_refinement(tmp_path):
     m = rep.best.member
     ref = Refined(m, "expected", ("lr", "scale", "shift"), (1e-3, 0.1, 1.0), (2e-3, 0.05, 1.2),
                   1.5, 0.7, 0.03, 10)  # fmt: skip
-    rep = dataclasses.replace(rep, halving=(Rung("expected-0-adam", 40, 12, 8),),
+    rep = dataclasses.replace(rep, halving=(Rung("expected", 40, 12, 8),),
                               on_edge=("lr 0.001 is the lowest value swept (0.001, 0.01)",),
                               refined=ref)  # fmt: skip
     rep.save(tmp_path / "report.json")
     back = FitReport.load(tmp_path / "report.json")
     assert back.halving == rep.halving and back.refined == ref and back.on_edge == rep.on_edge
     text = format_report(back)
-    assert "expected-0-adam: step 40: 8 of 12" in text
+    assert "expected: step 40: 8 of 12" in text
     assert "best on a grid edge: lr 0.001 is the lowest" in text
     assert "lr 0.001 -> 0.002" in text and "1.500 -> 0.700, gradient norm 0.03" in text
 

@@ -90,6 +90,34 @@ def test_outer_loops_and_a_warmup_schedule_match_single_fits(tmp_path):
         sweep(cfg, out=tmp_path / "sw", progress=False)
 
 
+def test_an_optimizer_family_is_one_group_and_each_member_its_own_fit(tmp_path):
+    """adam, adamw, sgd and momentum, each at its own rates (optimizer_lr), make two compiled
+    groups (adamw's family, momentum's); every member equals the single fit of its settings."""
+    from phenomjax.phenom.axes import groups, sweep_axes
+
+    cfg = base("stochastic")
+    opts = [PhenomOptimConfig(name="adam", b2=0.99), PhenomOptimConfig(name="sgd"),
+            PhenomOptimConfig(name="adamw", weight_decay=0.5),
+            PhenomOptimConfig(name="momentum", b1=0.7)]  # fmt: skip
+    axes = {"optimizer": opts, "optimizer_lr": [[1e-2], [0.3, 1.0], [3e-3], [0.1]],
+            "scale": [0.1]}  # fmt: skip
+    assert [len(g.rates) for g in groups(cfg, sweep_axes(cfg, axes))] == [2, 3]
+    table = sweep(cfg, axes, out=tmp_path / "sw", progress=False)
+    assert table.optimizer.tolist() == ["adam", "adamw", "sgd", "sgd", "momentum"]
+    assert table.lr.tolist() == [1e-2, 3e-3, 0.3, 1.0, 0.1]
+    assert json.loads((tmp_path / "sw" / "sweep.json").read_text())["axes"]["optimizer_lr"]
+    _, curves = read_sweep(tmp_path / "sw")
+    for m, opt in ((0, opts[0]), (1, opts[2]), (3, opts[1]), (4, opts[3])):
+        row = table.iloc[m]
+        one = dataclasses.replace(cfg, optimizer=dataclasses.replace(opt, lr=row.lr))
+        ref = single(one, tmp_path, lr=row.lr, scale=0.1, seed=0, name=f"m{m}")
+        np.testing.assert_allclose(curves[curves.member == m].loss, ref.loss, rtol=1e-5,
+                                   atol=1e-6)  # fmt: skip
+        assert (row.b1, row.b2, row.weight_decay) == (opt.b1, opt.b2, opt.weight_decay)
+    with pytest.raises(ConfigError, match="one list per optimizer"):
+        sweep(cfg, {**axes, "optimizer_lr": [[1e-2]]}, progress=False)
+
+
 @pytest.mark.slow  # tests/phenom/test_variants.py checks a variant member against its run
 def test_variant_axes_match_single_fits_and_are_recorded(tmp_path):
     """The variant knobs are outer loops; a member equals the single fit with those knobs,
