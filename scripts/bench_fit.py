@@ -37,7 +37,21 @@ def exhaustive_grid():
     return dataclasses.replace(g, grid=grid, optimizers=opts)
 
 
+def cold() -> None:
+    """Forget every compiled program, so that each fit pays its own compilations (the second
+    would otherwise reuse the first's, phenomjax caches them per config in a process)."""
+    import jax
+
+    from phenomjax.phenom import sweep, train
+    from phenomjax.transformer import train as transformer_train
+
+    jax.clear_caches()
+    for cached in (sweep._metrics_program, train._jitted, transformer_train._advance):
+        cached.cache_clear()
+
+
 def timed(fn):
+    cold()
     t = time.perf_counter()
     out = fn()
     return out, time.perf_counter() - t

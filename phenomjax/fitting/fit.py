@@ -19,8 +19,9 @@ read -> sweep -> score once -> pick -> refit:
 6. Verdicts, knobs, intervals over transformer seeds and the held-out part, from those scores.
 
 Output folder (claimed as phenomjax's own; an input inside it is refused): sweeps/<mode>/,
-refit/, best/, members.csv, then report.json, which records members.csv's sha256: a rerun
-reuses the stored report only when it is the same fit and the digest matches.
+refined/ (the refined optimum as a member), refit/, best/, members.csv, then report.json, which
+records members.csv's sha256: a rerun reuses the stored report only when it is the same fit and
+the digest matches.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ from .grid import (
 from .halving import halving_sweep, prefix_score, rungs_of, schedule
 from .holdout import Holdout, heldout_lag, predict, seed_intervals, seed_reference
 from .inputs import FitInput, RunPaths, read_input
-from .members import Member, live, member_of, members_table
+from .members import REFINED, Member, live, member_of, members_table
 from .refine import refine
 from .report import Best, FitReport, Ranked, Refined, Rung, RunPart, SeedScore, Settings, Timings
 from .scoring import MemberScore, ScoreConfig, build_reference, score_member, seed_band
@@ -166,6 +167,7 @@ class _Swept:
     tables: dict  # (sweep, member) -> (binned, bin_lag)
     per_mode: tuple[tuple[str, float], ...]
     rungs: tuple[Rung, ...]  # the halving's, every sweep's in turn
+    sweeps: tuple = ()  # (folder name, sweep table) of every sweep, in order
 
 
 def _halving(inp: FitInput, cfg: FitGridConfig) -> dict | None:
@@ -202,7 +204,8 @@ def _sweep_grid(inp: FitInput, cfg: FitGridConfig, out: Path, progress: bool) ->
             tables[(folder.name, m)] = (b, lag)
         sweeps.append((folder.name, table))
         per_mode.append((mode, time.perf_counter() - t))
-    return _Swept(members_table(sweeps, scores), scores, tables, tuple(per_mode), tuple(rungs))
+    return _Swept(members_table(sweeps, scores), scores, tables, tuple(per_mode), tuple(rungs),
+                  tuple(sweeps))  # fmt: skip
 
 
 def _pick(members: pd.DataFrame, inp: FitInput) -> Member:
@@ -216,7 +219,8 @@ def _pick(members: pd.DataFrame, inp: FitInput) -> Member:
 
 
 def _refined(inp: FitInput, cfg: FitGridConfig, swept: _Swept) -> Refined | None:
-    """The best expected-mode member refined by gradient (None without one, or when off)."""
+    """The best expected-mode member refined by gradient (None without one, or when off);
+    not yet scored (its total is _candidate's)."""
     ok = live(swept.members)
     ok = ok[np.isfinite(ok["total"]) & (ok["mode"] == "expected")]
     if cfg.grid.refine_steps < 1 or ok.empty:
@@ -228,8 +232,43 @@ def _refined(inp: FitInput, cfg: FitGridConfig, swept: _Swept) -> Refined | None
                   steps=cfg.grid.refine_steps, lr=cfg.grid.refine_lr)  # fmt: skip
 
 
+def _candidate(inp: FitInput, cfg: FitGridConfig, swept: _Swept, out: Path,
+               progress: bool) -> tuple[Refined | None, _Swept]:  # fmt: skip
+    """The refined optimum trained as one more member (out/refined/, a sweep of one) and scored
+    like every member, so that the ranking, and the best, include it: the refinement's
+    surrogate is smooth but not the score, so only the score decides."""
+    refined = _refined(inp, cfg, swept)
+    if refined is None:
+        return None, swept
+    m, after = refined.member, dict(zip(refined.knobs, refined.after, strict=True))
+    setting = {"name": m.optimizer, "b1": m.b1, "b2": m.b2, "weight_decay": m.weight_decay}
+    axes = {"lr": [after["lr"]], "scale": [after["scale"]], "seed": [m.seed], "w": [m.w],
+            "d": [m.d], "param": [m.param], "optimizer": [setting], "variant": [m.variant],
+            **{k: [after.get(k, getattr(m, k))] for k in variants.knob_names()}}  # fmt: skip
+    folder = out / REFINED
+    table = run_sweep(phenom_config(inp, cfg.grid, "expected"), folder, axes, progress)
+    scores, tables = dict(swept.scores), dict(swept.tables)
+    for mid, (b, lag) in _member_tables(folder, [0], inp, cfg.grid.num_evals,
+                                        cfg.score.levels).items():  # fmt: skip
+        scores[(REFINED, mid)] = score_member(b, lag, inp.ref, cfg.score)
+        tables[(REFINED, mid)] = (b, lag)
+    sweeps = (*swept.sweeps, (REFINED, table))
+    start = swept.scores[(m.sweep, m.member)].total
+    refined = dataclasses.replace(refined, total=scores[(REFINED, 0)].total, start_total=start)
+    return refined, dataclasses.replace(swept, members=members_table(list(sweeps), scores),
+                                        scores=scores, tables=tables, sweeps=sweeps)  # fmt: skip
+
+
+def _folder(out: Path, sweep: str) -> Path:
+    """Where a member's sweep is: the refined member's own folder, or a grid sweep's."""
+    return out / REFINED if sweep == REFINED else out / "sweeps" / sweep
+
+
 def _edges(cfg: FitGridConfig, best: Member) -> tuple[str, ...]:
-    """The grid edges the best sits on (along its optimizer entry's rates)."""
+    """The grid edges the best sits on (along its optimizer entry's rates); none for the
+    refined member, which is off the grid by construction."""
+    if best.sweep == REFINED:
+        return ()
     return on_edge(cfg, entry_of(cfg, best), best.lr, best.scale)
 
 
@@ -363,15 +402,15 @@ def fit_run(
     claim(out, "a fit")
     swept = _sweep_grid(inp, cfg, out, progress)
     t = time.perf_counter()
+    refined, swept = _candidate(inp, cfg, swept, out, progress)
+    refine_s = time.perf_counter() - t
+    t = time.perf_counter()
     best = _pick(swept.members, inp)
     score = swept.scores[(best.sweep, best.member)]
     best_cfg = phenom_config(inp, cfg.grid, best.mode, best)
     per_seed = _refit(inp, cfg, best, score, out / "refit", progress)
     train_best(best_cfg, out / "best", progress)
     refit_s = time.perf_counter() - t
-    t = time.perf_counter()
-    refined = _refined(inp, cfg, swept)
-    refine_s = time.perf_counter() - t
     rows = knobs(swept.members, int(inp.edges[0]))
     report = FitReport(
         version=__version__,
@@ -385,7 +424,7 @@ def fit_run(
         sign_knob=sign_knob(rows),
         top=_ranked(swept.members),
         intervals=_intervals(inp, swept, cfg.score),
-        holdout=_holdout(inp, out / "sweeps" / best.sweep, best, score.shift, cfg.score),
+        holdout=_holdout(inp, _folder(out, best.sweep), best, score.shift, cfg.score),
         timings=Timings(
             sum(s for _, s in swept.per_mode),
             refit_s,

@@ -23,6 +23,7 @@ SCORE_COLUMNS = ("total", "band_score", "lag_score", "rmse", "shift", "shift_at_
                  "accuracy_rmse", "n_points", "rmse_unshifted")  # fmt: skip
 _MID = re.compile(r"^lag_(\d+)$")
 DROPPED = "dropped_at"  # a halving sweep's column (fitting.halving): its rung step, -1 if none
+REFINED = "refined"  # the refined optimum's sweep (folder and members-table name): fit._candidate
 
 
 @dataclasses.dataclass(frozen=True)

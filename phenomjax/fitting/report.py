@@ -29,7 +29,7 @@ from ..runs import atomic_write_json, jsonable
 from ..runs.validate import load_json
 from .grid import FitGridConfig, GridCost
 from .holdout import Holdout, Intervals
-from .members import Member
+from .members import REFINED, Member
 from .scoring import MemberScore
 from .verdict import AnyMember, BinVerdict, KnobRow, Reproduction
 
@@ -137,6 +137,8 @@ class Refined:
     objective_after: float
     grad_norm: float  # |d objective / d log knobs| at the refined optimum
     steps: int  # Adam steps taken
+    total: float | None = None  # the refined optimum's score total, trained as a member
+    start_total: float | None = None  # its starting member's
 
 
 @dataclasses.dataclass(frozen=True)
@@ -461,8 +463,11 @@ def refined_lines(r: FitReport) -> list[str]:
     return lines + [
         f"  refined ({f.mode} {m.optimizer} w={m.w} d={m.d}, {f.steps} Adam steps on the log "
         f"knobs): {pairs}; surrogate band score {_num(f.objective_before, '.3f')} -> "
-        f"{_num(f.objective_after, '.3f')}, gradient norm {_num(f.grad_norm, '.3g')}"
-    ]
+        f"{_num(f.objective_after, '.3f')}, gradient norm {_num(f.grad_norm, '.3g')}",
+        *([] if f.total is None else [
+            f"    scored as a member ({REFINED}/): total {_num(f.start_total, '.3f')} -> "
+            f"{_num(f.total, '.3f')}"]),
+    ]  # fmt: skip
 
 
 def format_report(r: FitReport) -> str:

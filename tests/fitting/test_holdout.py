@@ -100,13 +100,25 @@ def test_a_model_made_run_is_predicted_out_of_sample(tmp_path, capsys):
     run = _truth(tmp_path, 24, 3)
     rep = fit_run(run, tmp_path / "fit", GRID, holdout="steps", progress=False)
     b = rep.best.member
-    assert (b.w, b.d, b.lr, b.scale) == tuple(TRUTH[k] for k in ("w", "d", "lr", "scale"))
+    assert (b.w, b.d) == (TRUTH["w"], TRUTH["d"])  # the grid's point or the refined one by it
+    assert (b.lr, b.scale) == (pytest.approx(TRUTH["lr"], rel=1e-3),
+                               pytest.approx(TRUTH["scale"], rel=1e-3))  # fmt: skip
     h = rep.holdout
     assert h.split == "steps" and h.out_of_sample and rep.settings.holdout == "steps"
     for p in h.out_of_sample:
         assert p.n_points > 0 and p.log_loss_rmse < 1e-3, p
     assert rep.intervals is None  # one run: no seeds to take an interval over
     assert "held out (steps)" in format_report(rep)
+    # the refined optimum is one more member, trained and scored like the grid's
+    members = pd.read_csv(tmp_path / "fit" / "members.csv")
+    refined = members[members["sweep"] == "refined"]
+    assert len(refined) == 1 and (tmp_path / "fit" / "refined" / "sweep.parquet").is_file()
+    f = rep.refined
+    assert f.total == pytest.approx(float(refined["total"].iloc[0]))
+    assert f.start_total == pytest.approx(float(members[members["sweep"] != "refined"]
+                                                .iloc[0]["total"]))  # fmt: skip
+    assert float(refined["lr"].iloc[0]) == pytest.approx(f.after[0], rel=1e-6)
+    assert "scored as a member (refined/): total" in format_report(rep)
     args = ["fit", str(run), "--out", str(tmp_path / "fit"), "--holdout", "steps", "--w", "1,2",
             "--d", "4", "--lr", "3e-3,1e-2,3e-2", "--scale", "0.1", "--refit-seeds", "1",
             "--modes", "expected", "--num-evals", "12", "--no-progress"]  # fmt: skip
