@@ -229,7 +229,8 @@ def _refined(inp: FitInput, cfg: FitGridConfig, swept: _Swept) -> Refined | None
     shift = swept.scores[(m.sweep, m.member)].shift
     base = phenom_config(inp, cfg.grid, "expected", m)
     return refine(base, m, shift if np.isfinite(shift) else 1.0, inp.ref, inp.edges,
-                  steps=cfg.grid.refine_steps, lr=cfg.grid.refine_lr)  # fmt: skip
+                  steps=cfg.grid.refine_steps, lr=cfg.grid.refine_lr, floor=inp.floor,
+                  score=cfg.score)  # fmt: skip
 
 
 def _candidate(inp: FitInput, cfg: FitGridConfig, swept: _Swept, out: Path,

@@ -9,12 +9,20 @@ from the best grid member, past the grid's edges when the gradient points there.
 
 Knobs (in logs, so every step is a relative change): lr, the initial scale, the presentation
 shift s, and the variant's knobs that the member has (`variant_knobs`: readout_scale, forget).
-Surrogate: per rank bin, the mean over the reference points matched at the start of
-((interp(log n_ref - log s; log n_fit, log L_fit) - log L_ref) / sigma)^2, the objective being
-the root mean over bins: band_score's form, with the matched set fixed and the queries clipped
-to the fitted range so that it stays continuous. Memory: the steps run as a scan over chunks of
-about sqrt(steps) steps, each chunk under jax.checkpoint, so the backward pass holds about
-2 sqrt(steps) states instead of steps.
+Surrogate: the root mean of a band term and a lag term squared, the form of the total.
+- Band: per rank bin, the mean over the reference points matched at the start of
+  ((interp(log n_ref - log s; log n_fit, log L_fit) - log L_ref) / sigma)^2, root mean over
+  bins: band_score's form, with the matched set fixed and the queries clipped to the fitted
+  range so that it stays continuous.
+- Lag: per (level, bin) the transformer reaches in every seed (the top bin left out), z =
+  |log r_fit - mean log r_ref| / sd, capped at censored_z; r_fit is the ratio of the bin's
+  presentations to the top bin's where the bin's mean normalized excess loss (L - floor) /
+  (L(0) - floor) first falls to the level, interpolated in log presentations between the two
+  evaluations around it (the score takes the median rank's crossing; this is its smooth
+  stand-in). A bin that never falls to the level counts censored_z, with no gradient, as in the
+  score. Without compared levels the objective is the band term alone.
+Memory: the steps run as a scan over chunks of about sqrt(steps) steps, each chunk under
+jax.checkpoint, so the backward pass holds about 2 sqrt(steps) states instead of steps.
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ from ..phenom.modes import freeze_untrained, init_state, make_data, make_step
 from ..phenom.train import build_model
 from .members import Member
 from .report import Refined
-from .scoring import Reference
+from .scoring import Reference, ScoreConfig
 
 EPS_ROOT = 1e-16
 
@@ -69,9 +77,44 @@ def _targets(ref: Reference, edges: np.ndarray, x_fit: np.ndarray, shift: float)
     return X, Y, W
 
 
-def objective_fn(cfg, member: Member, ref: Reference, edges: np.ndarray, shift: float):
+def first_crossing(excess: jax.Array, x: jax.Array, levels: jax.Array):
+    """(x where `excess` (evals,) first falls to each level, linear in x between the two
+    evaluations around it; whether it does). A level never reached reads x[-1]: finite, so no
+    NaN reaches a gradient through the branch a jnp.where leaves out."""
+
+    def one(level):
+        below = excess <= level
+        j = jnp.argmax(below)
+        prev = jnp.maximum(j - 1, 0)
+        gap = jnp.maximum(excess[prev] - excess[j], 1e-12)
+        w = jnp.clip((excess[prev] - level) / gap, 0.0, 1.0)
+        at = jnp.where(j == 0, x[0], x[prev] + w * (x[j] - x[prev]))
+        return jnp.where(below.any(), at, x[-1]), below.any()
+
+    return jax.vmap(one)(levels)
+
+
+def _lag_targets(ref: Reference, edges: np.ndarray, levels: np.ndarray):
+    """(level index, bin index, mean log ratio, sd) of the compared (level, bin) rows, the top
+    bin left out: the lag term's targets."""
+    rows = []
+    if len(ref.lag):
+        for r in ref.compared().itertuples():
+            b = int(np.searchsorted(edges, r.rank_lo))
+            if b == 0 or b >= len(edges) - 1 or edges[b] != r.rank_lo:
+                continue
+            k = int(np.argmin(np.abs(levels - r.level)))
+            rows.append((k, b, float(r.log_ratio_mean), float(r.log_ratio_sd)))
+    return rows
+
+
+def objective_fn(cfg, member: Member, ref: Reference, edges: np.ndarray, shift: float,
+                 floor: np.ndarray | None = None, score: ScoreConfig | None = None):  # fmt: skip
     """(objective(theta), theta0): the surrogate (module docstring) of the member's model in
-    expected mode as a function of its log knobs (knob_names' order), and their start."""
+    expected mode as a function of its log knobs (knob_names' order), and their start.
+    `floor` (the per-rank Bayes floor; None: 0) and `score` (levels, censored_z; None: the
+    defaults) set the lag term."""
+    score = score or ScoreConfig()
     K, B, T = cfg.data.K, cfg.train.batch, cfg.train.steps
     knobs = variant_knobs(member)
     model = build_model(cfg, forget=0.0, readout_scale=0.0)  # both knobs applied by hand, traced
@@ -98,8 +141,24 @@ def objective_fn(cfg, member: Member, ref: Reference, edges: np.ndarray, shift: 
     is_eval = jnp.asarray(is_eval)
     xf = jnp.asarray(x_fit, jnp.float32)
 
+    fl = jnp.asarray(np.zeros(K) if floor is None else floor, jnp.float32)
+    fl_bin = avg @ fl
+    levels = np.asarray(score.levels, np.float64)
+    lag = _lag_targets(ref, e, levels)
+    lv = jnp.asarray(levels, jnp.float32)
+
     def binned_loss(params):
         return avg @ phenom.sequence_metrics(params, data.bits, chunk=min(4096, K))[0]
+
+    def lag_term(binned, start):
+        """The root mean z^2 of the compared (level, bin) rows (module docstring)."""
+        excess = (binned - fl_bin[:, None]) / (start - fl_bin)[:, None]
+        cross, reached = jax.vmap(first_crossing, (0, 0, None))(excess, xf, lv)  # (bins, levels)
+        zs = []
+        for k, b, mean, sd in lag:
+            z = jnp.minimum(jnp.abs(cross[b, k] - cross[0, k] - mean) / sd, score.censored_z)
+            zs.append(jnp.where(reached[b, k] & reached[0, k], z, score.censored_z))
+        return jnp.sqrt(jnp.mean(jnp.stack(zs) ** 2))
 
     def body(state, t):
         def one(s):
@@ -123,13 +182,18 @@ def objective_fn(cfg, member: Member, ref: Reference, edges: np.ndarray, shift: 
             st["params"] = {**st["params"], "B": st["params"]["B"] * (r / scale)}
         st["opt_state"] = set_learning_rate(st["opt_state"], lr)
         st["f"] = jnp.exp(theta[-1]) if "forget" in knobs else jnp.float32(0)
+        start = binned_loss(st["params"])
         _, ys = jax.lax.scan(run_chunk, st, jnp.arange(n * chunk).reshape(n, chunk))
-        logL = jnp.log(ys.reshape(n * chunk, -1)[evals - 1]).T  # (bins, evals)
+        binned = ys.reshape(n * chunk, -1)[evals - 1].T  # (bins, evals)
+        logL = jnp.log(binned)
         q = jnp.clip(X - log_s, xf[:, :1], xf[:, -1:])
         fit = jax.vmap(jnp.interp)(q, xf, logL)
         per_bin = (W * (fit - Y) ** 2).sum(axis=1)
         has = W.sum(axis=1) > 0
-        return jnp.sqrt(jnp.where(has, per_bin, 0.0).sum() / jnp.maximum(has.sum(), 1))
+        band = jnp.sqrt(jnp.where(has, per_bin, 0.0).sum() / jnp.maximum(has.sum(), 1))
+        if not lag:
+            return band
+        return jnp.sqrt((band**2 + lag_term(binned, start) ** 2) / 2)
 
     theta0 = [math.log(member.lr), math.log(member.scale), math.log(shift)]
     theta0 += [math.log(v) for v in knobs.values()]
@@ -137,11 +201,12 @@ def objective_fn(cfg, member: Member, ref: Reference, edges: np.ndarray, shift: 
 
 
 def refine(cfg, member: Member, shift: float, ref: Reference, edges: np.ndarray, *,
-           steps: int, lr: float = 0.1,
-           objective: Callable | None = None) -> Refined:  # fmt: skip
+           steps: int, lr: float = 0.1, objective: Callable | None = None,
+           floor: np.ndarray | None = None,
+           score: ScoreConfig | None = None) -> Refined:  # fmt: skip
     """Optax Adam on the log knobs for `steps` steps from the member (its fitted shift); the
     best point seen is the refined optimum, reported with its gradient norm."""
-    f, theta = objective_fn(cfg, member, ref, edges, shift)
+    f, theta = objective_fn(cfg, member, ref, edges, shift, floor, score)
     f = objective or f
     value_grad = jax.jit(jax.value_and_grad(f))
     opt = optax.adam(lr)

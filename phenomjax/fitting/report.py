@@ -133,7 +133,7 @@ class Refined:
     knobs: tuple[str, ...]  # lr, scale, shift, then the variant's (readout_scale, forget)
     before: tuple[float, ...]  # the knobs' values at the start (the member's, its shift)
     after: tuple[float, ...]  # at the refined optimum
-    objective_before: float  # the surrogate band score
+    objective_before: float  # the surrogate of the total (fitting.refine: band and lag)
     objective_after: float
     grad_norm: float  # |d objective / d log knobs| at the refined optimum
     steps: int  # Adam steps taken
@@ -462,7 +462,7 @@ def refined_lines(r: FitReport) -> list[str]:
                                                                    strict=True))  # fmt: skip
     return lines + [
         f"  refined ({f.mode} {m.optimizer} w={m.w} d={m.d}, {f.steps} Adam steps on the log "
-        f"knobs): {pairs}; surrogate band score {_num(f.objective_before, '.3f')} -> "
+        f"knobs): {pairs}; surrogate {_num(f.objective_before, '.3f')} -> "
         f"{_num(f.objective_after, '.3f')}, gradient norm {_num(f.grad_norm, '.3g')}",
         *([] if f.total is None else [
             f"    scored as a member ({REFINED}/): total {_num(f.start_total, '.3f')} -> "

@@ -4,15 +4,18 @@ finite differences (a small model), and the refinement lowering it from a grid m
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from phenomjax.data import DataConfig
 from phenomjax.fitting.fit import phenom_config
 from phenomjax.fitting.grid import GridSection
 from phenomjax.fitting.inputs import read_input
 from phenomjax.fitting.members import Member
-from phenomjax.fitting.refine import knob_names, objective_fn, refine
+from phenomjax.fitting.refine import _lag_targets, first_crossing, knob_names, objective_fn, refine
 from phenomjax.fitting.scoring import ScoreConfig
 from phenomjax.phenom.train import (
     ModelSection,
@@ -73,3 +76,49 @@ def test_refinement_lowers_the_surrogate(problem):
     assert r.knobs == knob_names(m) and r.steps == 6 and np.isfinite(r.grad_norm)
     assert r.before[0] == pytest.approx(m.lr) and r.before[2] == pytest.approx(1.1)
     assert r.objective_after < r.objective_before
+
+
+def _np_crossing(ex, x, level):
+    """NumPy reference: the first evaluation at or below the level, linear in x before it."""
+    idx = np.nonzero(ex <= level)[0]
+    if not len(idx):
+        return x[-1], False
+    j = idx[0]
+    if j == 0:
+        return x[0], True
+    w = (ex[j - 1] - level) / (ex[j - 1] - ex[j])
+    return x[j - 1] + w * (x[j] - x[j - 1]), True
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(-0.2, 1.2), min_size=2, max_size=12), st.floats(0.05, 0.95))
+def test_first_crossing_matches_numpy(ex, level):
+    ex = np.asarray(ex, np.float32)
+    x = np.cumsum(np.linspace(0.5, 1.5, len(ex))).astype(np.float32)
+    at, reached = first_crossing(jnp.asarray(ex), jnp.asarray(x), jnp.asarray([level], jnp.float32))
+    want, ok = _np_crossing(ex.astype(np.float64), x.astype(np.float64), np.float32(level))
+    assert bool(reached[0]) == ok
+    assert float(at[0]) == pytest.approx(want, rel=1e-5, abs=1e-5)
+
+
+def test_the_lag_term_enters_the_surrogate_and_its_gradient(tmp_path):
+    """On a run long enough that its bins reach the levels, the compared levels enter the
+    objective with the run's floor (it differs from the band term alone), and its gradient
+    still matches central finite differences."""
+    cfg = PhenomConfig(
+        data=DataConfig(K=24, L=6, alpha=1.0, seed=3),
+        model=ModelSection(w=2, d=2, init_scale=0.1),
+        optimizer=PhenomOptimConfig(name="adam", lr=3e-2),
+        train=TrainSection(mode="expected", steps=200, batch=16, num_evals=10),
+    )
+    inp = read_input(train_phenom(cfg, tmp_path / "run", progress=False).path, ScoreConfig())
+    assert len(_lag_targets(inp.ref, inp.edges, np.asarray(ScoreConfig().levels))) == 6
+    m = Member("x", 0, 3, "expected", "adam", 0.9, 0.999, 0.0, "full", 2, 2, 1e-2, 0.05)
+    base = phenom_config(inp, GridSection(num_evals=10), "expected", m)
+    band, th = objective_fn(base, m, inp.ref, inp.edges, 1.1)
+    f, _ = objective_fn(base, m, inp.ref, inp.edges, 1.1, floor=inp.floor, score=ScoreConfig())
+    v, g = jax.jit(jax.value_and_grad(f))(th)
+    assert np.isfinite(float(v)) and float(v) != pytest.approx(float(band(th)))
+    eps = 1e-2
+    fd = [(f(th + e) - f(th - e)) / (2 * eps) for e in np.eye(len(th), dtype=np.float32) * eps]
+    np.testing.assert_allclose(np.asarray(g), np.asarray(fd), rtol=0.05, atol=2e-3)
