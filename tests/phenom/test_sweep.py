@@ -118,6 +118,19 @@ def test_an_optimizer_family_is_one_group_and_each_member_its_own_fit(tmp_path):
         sweep(cfg, {**axes, "optimizer_lr": [[1e-2]]}, progress=False)
 
 
+@pytest.mark.parametrize("embedding", ["learned", "spin"])
+def test_a_learned_or_spin_embedding_member_equals_its_single_fit(embedding, tmp_path):
+    """The members share the step counter always and the embedding only when it is frozen
+    (spin); a learned E stays each member's own: both match the single fit."""
+    model = ModelSection(w=2, d=4, init_scale=0.1, embedding=embedding)
+    cfg = dataclasses.replace(base("stochastic"), model=model)
+    table = sweep(cfg, {"lr": [3e-3, 3e-2]}, out=tmp_path / "sw", progress=False)
+    _, curves = read_sweep(tmp_path / "sw", members=[1])
+    ref = single(cfg, tmp_path, lr=3e-2, scale=0.1, seed=0, name="ref")
+    np.testing.assert_allclose(curves.loss, ref.loss, rtol=1e-5, atol=1e-6)
+    assert not table.diverged.any()
+
+
 @pytest.mark.slow  # tests/phenom/test_variants.py checks a variant member against its run
 def test_variant_axes_match_single_fits_and_are_recorded(tmp_path):
     """The variant knobs are outer loops; a member equals the single fit with those knobs,
