@@ -14,13 +14,15 @@ Surrogate: the root mean of a band term and a lag term squared, the form of the 
   ((interp(log n_ref - log s; log n_fit, log L_fit) - log L_ref) / sigma)^2, root mean over
   bins: band_score's form, with the matched set fixed and the queries clipped to the fitted
   range so that it stays continuous.
-- Lag: per (level, bin) the transformer reaches in every seed (the top bin left out), z =
-  |log r_fit - mean log r_ref| / sd, capped at censored_z; r_fit is the ratio of the bin's
-  presentations to the top bin's where the bin's mean normalized excess loss (L - floor) /
-  (L(0) - floor) first falls to the level, interpolated in log presentations between the two
-  evaluations around it (the score takes the median rank's crossing; this is its smooth
-  stand-in). A bin that never falls to the level counts censored_z, with no gradient, as in the
-  score. Without compared levels the objective is the band term alone.
+- Lag: the score's lag_score itself, per (level, bin) the transformer reaches in every seed
+  (the top bin left out): z = |log r_fit - mean log r_ref| / sd, capped at censored_z, r_fit
+  the ratio of the bin's median rank crossing to the top bin's. Each rank's crossing of a
+  level (its normalized excess loss (L - floor) / (L(0) - floor) falling to it) is tracked in
+  the scan's carry at every evaluation and interpolated as analysis.lag.rank_crossings does;
+  the median is over the bin's defined ranks, one that never crosses counting +inf. A level a
+  bin never reaches counts censored_z, with no gradient, as in the score. Memory: the carry
+  holds levels x K crossings, never steps x K. Without compared levels the objective is the
+  band term alone.
 Memory: the steps run as a scan over chunks of about sqrt(steps) steps, each chunk under
 jax.checkpoint, so the backward pass holds about 2 sqrt(steps) states instead of steps.
 """
@@ -45,6 +47,7 @@ from .report import Refined
 from .scoring import Reference, ScoreConfig
 
 EPS_ROOT = 1e-16
+CENSORED = 1e30  # a rank's crossing that never happens, sorted after every real one
 
 
 def variant_knobs(member: Member) -> dict[str, float]:
@@ -77,23 +80,6 @@ def _targets(ref: Reference, edges: np.ndarray, x_fit: np.ndarray, shift: float)
     return X, Y, W
 
 
-def first_crossing(excess: jax.Array, x: jax.Array, levels: jax.Array):
-    """(x where `excess` (evals,) first falls to each level, linear in x between the two
-    evaluations around it; whether it does). A level never reached reads x[-1]: finite, so no
-    NaN reaches a gradient through the branch a jnp.where leaves out."""
-
-    def one(level):
-        below = excess <= level
-        j = jnp.argmax(below)
-        prev = jnp.maximum(j - 1, 0)
-        gap = jnp.maximum(excess[prev] - excess[j], 1e-12)
-        w = jnp.clip((excess[prev] - level) / gap, 0.0, 1.0)
-        at = jnp.where(j == 0, x[0], x[prev] + w * (x[j] - x[prev]))
-        return jnp.where(below.any(), at, x[-1]), below.any()
-
-    return jax.vmap(one)(levels)
-
-
 def _lag_targets(ref: Reference, edges: np.ndarray, levels: np.ndarray):
     """(level index, bin index, mean log ratio, sd) of the compared (level, bin) rows, the top
     bin left out: the lag term's targets."""
@@ -109,11 +95,13 @@ def _lag_targets(ref: Reference, edges: np.ndarray, levels: np.ndarray):
 
 
 def objective_fn(cfg, member: Member, ref: Reference, edges: np.ndarray, shift: float,
-                 floor: np.ndarray | None = None, score: ScoreConfig | None = None):  # fmt: skip
+                 floor: np.ndarray | None = None, score: ScoreConfig | None = None,
+                 terms: bool = False):  # fmt: skip
     """(objective(theta), theta0): the surrogate (module docstring) of the member's model in
     expected mode as a function of its log knobs (knob_names' order), and their start.
     `floor` (the per-rank Bayes floor; None: 0) and `score` (levels, censored_z; None: the
-    defaults) set the lag term."""
+    defaults) set the lag term; `terms` makes the objective return (band, lag) instead (lag
+    NaN without compared levels)."""
     score = score or ScoreConfig()
     K, B, T = cfg.data.K, cfg.train.batch, cfg.train.steps
     knobs = variant_knobs(member)
@@ -142,22 +130,61 @@ def objective_fn(cfg, member: Member, ref: Reference, edges: np.ndarray, shift: 
     xf = jnp.asarray(x_fit, jnp.float32)
 
     fl = jnp.asarray(np.zeros(K) if floor is None else floor, jnp.float32)
-    fl_bin = avg @ fl
     levels = np.asarray(score.levels, np.float64)
     lag = _lag_targets(ref, e, levels)
-    lv = jnp.asarray(levels, jnp.float32)
+    lv = jnp.asarray(levels, jnp.float32)[:, None]
+    # the score's presentations: floor(t B p + 0.5) per rank and evaluation (expected mode)
+    pres = np.floor(evals[:, None] * float(B) * weights[None, :] + 0.5)
+    log_n = jnp.asarray(np.log(np.maximum(pres, 0.5)), jnp.float32)  # (evals, K)
+    has_n = jnp.asarray(pres > 0)
+    eval_of = np.zeros(n * chunk, np.int32)
+    eval_of[evals - 1] = np.arange(len(evals))
+    eval_of = jnp.asarray(eval_of)
 
-    def binned_loss(params):
-        return avg @ phenom.sequence_metrics(params, data.bits, chunk=min(4096, K))[0]
+    def metrics(params):
+        return phenom.sequence_metrics(params, data.bits, chunk=min(4096, K))[0]
 
-    def lag_term(binned, start):
-        """The root mean z^2 of the compared (level, bin) rows (module docstring)."""
-        excess = (binned - fl_bin[:, None]) / (start - fl_bin)[:, None]
-        cross, reached = jax.vmap(first_crossing, (0, 0, None))(excess, xf, lv)  # (bins, levels)
+    def crossed(c, loss, j):
+        """The lag carry after evaluation j: each rank's first crossing of every level, in
+        log presentations, as analysis.lag.rank_crossings interpolates it (log-linear between
+        evaluations, linear from presentations 0)."""
+        den = c["start"] - fl
+        ex = (loss - fl) / jnp.where(den > 0, den, 1.0)
+        n1, l1 = has_n[j][None, :], log_n[j][None, :]
+        n0 = jnp.where(j > 0, has_n[jnp.maximum(j - 1, 0)], False)[None, :]
+        l0 = log_n[jnp.maximum(j - 1, 0)][None, :]
+        gap = jnp.maximum(c["prev"] - ex, 1e-12)[None, :]
+        frac = jnp.clip((c["prev"][None, :] - lv) / gap, 0.0, 1.0)  # (levels, K)
+        at = jnp.where(n0 & (l1 > l0), l0 + frac * (l1 - l0),
+                       jnp.where(~n0 & n1, jnp.log(jnp.maximum(frac, 1e-12)) + l1, l1))  # fmt: skip
+        new = (ex[None, :] <= lv) & ~c["hit"] & (den > 0)[None, :]
+        return {"start": c["start"], "prev": ex, "hit": c["hit"] | new,
+                "cross": jnp.where(new, at, c["cross"])}  # fmt: skip
+
+    def lag_term(c):
+        """The root mean z^2 of the compared (level, bin) rows: per bin the median over its
+        defined ranks (initial loss above the floor) of their crossings, a rank that never
+        crosses counting +inf, as analysis.lag.bin_lag takes it."""
+        defined = (c["start"] - fl) > 0
+        # sorted: crossings, then the censored (CENSORED), then the undefined (inf, left out)
+        x = jnp.where(c["hit"], c["cross"], CENSORED)
+        x = jnp.where(defined[None, :], x, jnp.inf)  # (levels, K)
+
+        def median(v, d):
+            sv = jnp.sort(v)
+            lo, hi = jnp.maximum((d - 1) // 2, 0), jnp.maximum(d // 2, 0)
+            m = (sv[lo] + sv[hi]) / 2
+            return jnp.where((d > 0) & (m < CENSORED / 2), m, jnp.nan)
+
+        med = jnp.stack([jnp.stack([median(x[k, lo:hi], defined[lo:hi].sum())
+                                    for lo, hi in zip(e[:-1], e[1:], strict=True)])
+                         for k in range(len(levels))])  # (levels, bins)  # fmt: skip
         zs = []
         for k, b, mean, sd in lag:
-            z = jnp.minimum(jnp.abs(cross[b, k] - cross[0, k] - mean) / sd, score.censored_z)
-            zs.append(jnp.where(reached[b, k] & reached[0, k], z, score.censored_z))
+            r = med[k, b] - med[k, 0]
+            ok = jnp.isfinite(r)
+            z = jnp.minimum(jnp.abs(jnp.where(ok, r, 0.0) - mean) / sd, score.censored_z)
+            zs.append(jnp.where(ok, z, score.censored_z))
         return jnp.sqrt(jnp.mean(jnp.stack(zs) ** 2))
 
     def body(state, t):
@@ -168,9 +195,14 @@ def objective_fn(cfg, member: Member, ref: Reference, edges: np.ndarray, shift: 
                 new["params"] = {**new["params"], a: new["params"][a] - s["f"] * s["params"][a]}
             return new
 
+        def evaluate(s):
+            loss = metrics(s["params"])
+            c = crossed(s["lag"], loss, eval_of[t]) if lag else s["lag"]
+            return {**s, "lag": c}, avg @ loss
+
         state = jax.lax.cond(t < T, one, lambda s: dict(s), state)
-        y = jax.lax.cond(is_eval[t], binned_loss, lambda p: jnp.zeros(len(pbar)), state["params"])
-        return state, y
+        return jax.lax.cond(is_eval[t], evaluate, lambda s: (dict(s), jnp.zeros(len(pbar))),
+                            state)  # fmt: skip
 
     run_chunk = jax.checkpoint(lambda s, ts: jax.lax.scan(body, s, ts))
 
@@ -182,8 +214,11 @@ def objective_fn(cfg, member: Member, ref: Reference, edges: np.ndarray, shift: 
             st["params"] = {**st["params"], "B": st["params"]["B"] * (r / scale)}
         st["opt_state"] = set_learning_rate(st["opt_state"], lr)
         st["f"] = jnp.exp(theta[-1]) if "forget" in knobs else jnp.float32(0)
-        start = binned_loss(st["params"])
-        _, ys = jax.lax.scan(run_chunk, st, jnp.arange(n * chunk).reshape(n, chunk))
+        shape = (len(levels), K)
+        st["lag"] = ({"start": metrics(st["params"]), "prev": jnp.ones(K, jnp.float32),
+                      "hit": jnp.zeros(shape, bool), "cross": jnp.zeros(shape, jnp.float32)}
+                     if lag else {})  # fmt: skip
+        last, ys = jax.lax.scan(run_chunk, st, jnp.arange(n * chunk).reshape(n, chunk))
         binned = ys.reshape(n * chunk, -1)[evals - 1].T  # (bins, evals)
         logL = jnp.log(binned)
         q = jnp.clip(X - log_s, xf[:, :1], xf[:, -1:])
@@ -191,9 +226,11 @@ def objective_fn(cfg, member: Member, ref: Reference, edges: np.ndarray, shift: 
         per_bin = (W * (fit - Y) ** 2).sum(axis=1)
         has = W.sum(axis=1) > 0
         band = jnp.sqrt(jnp.where(has, per_bin, 0.0).sum() / jnp.maximum(has.sum(), 1))
+        if terms:
+            return band, (lag_term(last["lag"]) if lag else jnp.float32(jnp.nan))
         if not lag:
             return band
-        return jnp.sqrt((band**2 + lag_term(binned, start) ** 2) / 2)
+        return jnp.sqrt((band**2 + lag_term(last["lag"]) ** 2) / 2)
 
     theta0 = [math.log(member.lr), math.log(member.scale), math.log(shift)]
     theta0 += [math.log(v) for v in knobs.values()]

@@ -4,19 +4,17 @@ finite differences (a small model), and the refinement lowering it from a grid m
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from phenomjax.data import DataConfig
-from phenomjax.fitting.fit import phenom_config
+from phenomjax.fitting.fit import _member_tables, phenom_config
 from phenomjax.fitting.grid import GridSection
 from phenomjax.fitting.inputs import read_input
 from phenomjax.fitting.members import Member
-from phenomjax.fitting.refine import _lag_targets, first_crossing, knob_names, objective_fn, refine
-from phenomjax.fitting.scoring import ScoreConfig
+from phenomjax.fitting.refine import _lag_targets, knob_names, objective_fn, refine
+from phenomjax.fitting.scoring import ScoreConfig, score_member
+from phenomjax.phenom.sweep import sweep
 from phenomjax.phenom.train import (
     ModelSection,
     PhenomConfig,
@@ -78,33 +76,10 @@ def test_refinement_lowers_the_surrogate(problem):
     assert r.objective_after < r.objective_before
 
 
-def _np_crossing(ex, x, level):
-    """NumPy reference: the first evaluation at or below the level, linear in x before it."""
-    idx = np.nonzero(ex <= level)[0]
-    if not len(idx):
-        return x[-1], False
-    j = idx[0]
-    if j == 0:
-        return x[0], True
-    w = (ex[j - 1] - level) / (ex[j - 1] - ex[j])
-    return x[j - 1] + w * (x[j] - x[j - 1]), True
-
-
-@settings(max_examples=40, deadline=None)
-@given(st.lists(st.floats(-0.2, 1.2), min_size=2, max_size=12), st.floats(0.05, 0.95))
-def test_first_crossing_matches_numpy(ex, level):
-    ex = np.asarray(ex, np.float32)
-    x = np.cumsum(np.linspace(0.5, 1.5, len(ex))).astype(np.float32)
-    at, reached = first_crossing(jnp.asarray(ex), jnp.asarray(x), jnp.asarray([level], jnp.float32))
-    want, ok = _np_crossing(ex.astype(np.float64), x.astype(np.float64), np.float32(level))
-    assert bool(reached[0]) == ok
-    assert float(at[0]) == pytest.approx(want, rel=1e-5, abs=1e-5)
-
-
 def test_the_lag_term_enters_the_surrogate_and_its_gradient(tmp_path):
-    """On a run long enough that its bins reach the levels, the compared levels enter the
-    objective with the run's floor (it differs from the band term alone), and its gradient
-    still matches central finite differences."""
+    """On a run long enough that its bins reach the levels, the objective's lag term equals
+    the score's lag_score (score_member on the member's own sweep: NumPy's rank_crossings and
+    bin_lag), and the gradient of the total still matches central finite differences."""
     cfg = PhenomConfig(
         data=DataConfig(K=24, L=6, alpha=1.0, seed=3),
         model=ModelSection(w=2, d=2, init_scale=0.1),
@@ -115,10 +90,18 @@ def test_the_lag_term_enters_the_surrogate_and_its_gradient(tmp_path):
     assert len(_lag_targets(inp.ref, inp.edges, np.asarray(ScoreConfig().levels))) == 6
     m = Member("x", 0, 3, "expected", "adam", 0.9, 0.999, 0.0, "full", 2, 2, 1e-2, 0.05)
     base = phenom_config(inp, GridSection(num_evals=10), "expected", m)
-    band, th = objective_fn(base, m, inp.ref, inp.edges, 1.1)
-    f, _ = objective_fn(base, m, inp.ref, inp.edges, 1.1, floor=inp.floor, score=ScoreConfig())
+    f, th = objective_fn(base, m, inp.ref, inp.edges, 1.1, floor=inp.floor, score=ScoreConfig())
+    parts, _ = objective_fn(base, m, inp.ref, inp.edges, 1.1, floor=inp.floor, terms=True)
     v, g = jax.jit(jax.value_and_grad(f))(th)
-    assert np.isfinite(float(v)) and float(v) != pytest.approx(float(band(th)))
+    band, lag = (float(x) for x in parts(th))
+    assert float(v) == pytest.approx(np.sqrt((band**2 + lag**2) / 2), rel=1e-5)
+    # the lag term is the score's: the member swept and scored by score_member
+    sweep(base, {"lr": [m.lr], "scale": [m.scale]}, out=tmp_path / "sw", progress=False)
+    ((binned_, lag_),) = _member_tables(
+        tmp_path / "sw", [0], inp, 10, ScoreConfig().levels
+    ).values()
+    scored = score_member(binned_, lag_, inp.ref, ScoreConfig())
+    assert lag == pytest.approx(scored.lag_score, rel=1e-3)
     eps = 1e-2
     fd = [(f(th + e) - f(th - e)) / (2 * eps) for e in np.eye(len(th), dtype=np.float32) * eps]
     np.testing.assert_allclose(np.asarray(g), np.asarray(fd), rtol=0.05, atol=2e-3)
