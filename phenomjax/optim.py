@@ -167,6 +167,13 @@ def family(name: str) -> str:
     return FAMILIES.get(name, name)
 
 
+def varying(name: str) -> tuple[str, ...]:
+    """The OptimConfig fields in which the members of one program of name's family may differ:
+    the name and the family's injected settings (none for an optimizer of no family)."""
+    fam = family(name)
+    return ("name", *FAMILY_FIELDS[fam]) if fam in FAMILY_FIELDS else ()
+
+
 def family_settings(cfg: OptimConfig) -> dict[str, float]:
     """The injected settings of cfg within its family (adam: weight decay 0; sgd: b1 0)."""
     fam = family(cfg.name)
@@ -192,7 +199,7 @@ def make_family(cfg: OptimConfig, eps_root: float = 0.0) -> optax.GradientTransf
                 eps=cfg.eps,
                 eps_root=eps_root,
                 weight_decay=weight_decay,
-            )  # fmt: skip
+            )
         )(learning_rate=cfg.lr, **family_settings(cfg))
     elif fam == "momentum":
         tx = optax.inject_hyperparams(

@@ -27,6 +27,7 @@ the digest matches.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import time
 import warnings
@@ -160,14 +161,33 @@ def _member_tables(folder: Path, ids: list[int], inp: FitInput, num_evals: int, 
     return out
 
 
+def _scored(folder: Path, table: pd.DataFrame, inp: FitInput, cfg: FitGridConfig) -> dict:
+    """Every member of a sweep scored once: {member: (MemberScore, (binned, bin_lag))}."""
+    ids = table["member"].astype(int).tolist()
+    got = _member_tables(folder, ids, inp, cfg.grid.num_evals, cfg.score.levels)
+    return {m: (score_member(b, lag, inp.ref, cfg.score), (b, lag)) for m, (b, lag) in got.items()}
+
+
 @dataclasses.dataclass(frozen=True)
 class _Swept:
-    members: pd.DataFrame  # the ranking (members.csv)
+    sweeps: tuple  # (folder name, sweep table) of every sweep, in order
     scores: dict  # (sweep, member) -> MemberScore
     tables: dict  # (sweep, member) -> (binned, bin_lag)
     per_mode: tuple[tuple[str, float], ...]
     rungs: tuple[Rung, ...]  # the halving's, every sweep's in turn
-    sweeps: tuple = ()  # (folder name, sweep table) of every sweep, in order
+
+    @functools.cached_property
+    def members(self) -> pd.DataFrame:
+        """The ranking (members.csv)."""
+        return members_table(list(self.sweeps), self.scores)
+
+    def adding(self, name: str, table: pd.DataFrame, scored: dict) -> _Swept:
+        """With one more sweep (`name`, its table and _scored members)."""
+        return dataclasses.replace(
+            self, sweeps=(*self.sweeps, (name, table)),
+            scores={**self.scores, **{(name, m): sc for m, (sc, _) in scored.items()}},
+            tables={**self.tables, **{(name, m): t for m, (_, t) in scored.items()}},
+        )  # fmt: skip
 
 
 def _halving(inp: FitInput, cfg: FitGridConfig) -> dict | None:
@@ -180,32 +200,26 @@ def _halving(inp: FitInput, cfg: FitGridConfig) -> dict | None:
 
 
 def _sweep_grid(inp: FitInput, cfg: FitGridConfig, out: Path, progress: bool) -> _Swept:
-    """Every mode x optimizer entry swept (one folder each) and every member scored once."""
-    G, sweeps, scores, tables, per_mode, rungs = cfg.grid, [], {}, {}, [], []
+    """Every mode swept (one folder each, of every [[optimizers]] entry) and every member
+    scored once."""
+    G, per_mode, rungs = cfg.grid, [], []
+    swept = _Swept((), {}, {}, (), ())
     halving = _halving(inp, cfg)
+    settings = [(s, e.lr) for e in cfg.optimizers for s in e.settings()]
+    axes = {"lr": [float(x) for x in cfg.optimizers[0].lr],
+            "optimizer_lr": [[float(x) for x in lrs] for _, lrs in settings],
+            "scale": [float(x) for x in G.scale], "seed": [inp.seed],
+            "w": [int(x) for x in G.w], "d": [int(x) for x in G.d], "param": list(G.param),
+            "optimizer": [s for s, _ in settings],
+            **{k: list(getattr(G, k)) for k in ("variant",) + variants.knob_names()}}  # fmt: skip
     for mode in G.mode:
         t = time.perf_counter()
-        base = phenom_config(inp, G, mode)
         folder = out / "sweeps" / mode
-        settings = [(s, e.lr) for e in cfg.optimizers for s in e.settings()]
-        axes = {"lr": [float(x) for x in cfg.optimizers[0].lr],
-                "optimizer_lr": [[float(x) for x in lrs] for _, lrs in settings],
-                "scale": [float(x) for x in G.scale], "seed": [inp.seed],
-                "w": [int(x) for x in G.w], "d": [int(x) for x in G.d], "param": list(G.param),
-                "optimizer": [s for s, _ in settings],
-                **{k: list(getattr(G, k))
-                   for k in ("variant",) + variants.knob_names()}}  # fmt: skip
-        table = run_sweep(base, folder, axes, progress, halving)
+        table = run_sweep(phenom_config(inp, G, mode), folder, axes, progress, halving)
         rungs += rungs_of(folder.name, table)
-        ids = table["member"].astype(int).tolist()
-        got = _member_tables(folder, ids, inp, G.num_evals, cfg.score.levels)
-        for m, (b, lag) in got.items():
-            scores[(folder.name, m)] = score_member(b, lag, inp.ref, cfg.score)
-            tables[(folder.name, m)] = (b, lag)
-        sweeps.append((folder.name, table))
+        swept = swept.adding(folder.name, table, _scored(folder, table, inp, cfg))
         per_mode.append((mode, time.perf_counter() - t))
-    return _Swept(members_table(sweeps, scores), scores, tables, tuple(per_mode), tuple(rungs),
-                  tuple(sweeps))  # fmt: skip
+    return dataclasses.replace(swept, per_mode=tuple(per_mode), rungs=tuple(rungs))
 
 
 def _pick(members: pd.DataFrame, inp: FitInput) -> Member:
@@ -242,22 +256,23 @@ def _candidate(inp: FitInput, cfg: FitGridConfig, swept: _Swept, out: Path,
     if refined is None:
         return None, swept
     m, after = refined.member, dict(zip(refined.knobs, refined.after, strict=True))
-    setting = {"name": m.optimizer, "b1": m.b1, "b2": m.b2, "weight_decay": m.weight_decay}
-    axes = {"lr": [after["lr"]], "scale": [after["scale"]], "seed": [m.seed], "w": [m.w],
-            "d": [m.d], "param": [m.param], "optimizer": [setting], "variant": [m.variant],
-            **{k: [after.get(k, getattr(m, k))] for k in variants.knob_names()}}  # fmt: skip
+    at = dataclasses.replace(m, **{k: v for k, v in after.items() if k != "shift"})
     folder = out / REFINED
-    table = run_sweep(phenom_config(inp, cfg.grid, "expected"), folder, axes, progress)
-    scores, tables = dict(swept.scores), dict(swept.tables)
-    for mid, (b, lag) in _member_tables(folder, [0], inp, cfg.grid.num_evals,
-                                        cfg.score.levels).items():  # fmt: skip
-        scores[(REFINED, mid)] = score_member(b, lag, inp.ref, cfg.score)
-        tables[(REFINED, mid)] = (b, lag)
-    sweeps = (*swept.sweeps, (REFINED, table))
-    start = swept.scores[(m.sweep, m.member)].total
-    refined = dataclasses.replace(refined, total=scores[(REFINED, 0)].total, start_total=start)
-    return refined, dataclasses.replace(swept, members=members_table(list(sweeps), scores),
-                                        scores=scores, tables=tables, sweeps=sweeps)  # fmt: skip
+    table = _member_sweep(inp, cfg, at, [m.seed], folder, progress)
+    swept = swept.adding(REFINED, table, _scored(folder, table, inp, cfg))
+    refined = dataclasses.replace(refined, total=swept.scores[(REFINED, 0)].total,
+                                  start_total=swept.scores[(m.sweep, m.member)].total)  # fmt: skip
+    return refined, swept
+
+
+def _member_sweep(inp: FitInput, cfg: FitGridConfig, m: Member, seeds, folder: Path,
+                  progress: bool) -> pd.DataFrame:  # fmt: skip
+    """One member's settings (its mode, variant and knobs in the base config) swept over
+    `seeds` in `folder`: the refined optimum, the refit's further seeds."""
+    setting = {"name": m.optimizer, "b1": m.b1, "b2": m.b2, "weight_decay": m.weight_decay}
+    axes = {"lr": [m.lr], "scale": [m.scale], "seed": [int(x) for x in seeds], "w": [m.w],
+            "d": [m.d], "param": [m.param], "optimizer": [setting]}  # fmt: skip
+    return run_sweep(phenom_config(inp, cfg.grid, m.mode, m), folder, axes, progress)
 
 
 def _folder(out: Path, sweep: str) -> Path:
@@ -284,17 +299,10 @@ def _refit(inp: FitInput, cfg: FitGridConfig, best: Member, score: MemberScore, 
     per = [_seed_score(inp.seed, score)]
     n = cfg.grid.refit_seeds
     if n > 1:
-        base = phenom_config(inp, cfg.grid, best.mode, best)
-        setting = {"name": best.optimizer, "b1": best.b1, "b2": best.b2,
-                   "weight_decay": best.weight_decay}  # fmt: skip
-        axes = {"lr": [best.lr], "scale": [best.scale],
-                "seed": [inp.seed + i for i in range(1, n)], "w": [best.w], "d": [best.d],
-                "param": [best.param], "optimizer": [setting]}  # fmt: skip
-        table = run_sweep(base, out, axes, progress)
-        ids = table["member"].astype(int).tolist()
-        got = _member_tables(out, ids, inp, cfg.grid.num_evals, cfg.score.levels)
-        for m, seed in zip(ids, table["seed"].astype(int), strict=True):
-            per.append(_seed_score(int(seed), score_member(*got[m], inp.ref, cfg.score)))
+        table = _member_sweep(inp, cfg, best, [inp.seed + i for i in range(1, n)], out, progress)
+        got = _scored(out, table, inp, cfg)
+        for m, seed in zip(table["member"].astype(int), table["seed"].astype(int), strict=True):
+            per.append(_seed_score(int(seed), got[int(m)][0]))
     return tuple(per)
 
 

@@ -113,11 +113,10 @@ class _Group:
 
 
 def _start(group, ax, gid: int, first: int) -> _Group:
-    cfg, model = group.cfg, group.model
-    vm = group_members(cfg, model, ax, rates=group.rates)
+    vm = group_members(group, ax)
     if vm.S != 1:
         raise ValueError("halving_sweep: one seed per sweep (the member axis is flat)")
-    return _Group(cfg, model, gid, vm, vm.state, first + np.arange(vm.H), {}, [])
+    return _Group(group.cfg, group.model, gid, vm, vm.state, first + np.arange(vm.H), {}, [])
 
 
 def _evaluate(g: _Group, out: Path, edges: np.ndarray) -> Callable:

@@ -170,10 +170,9 @@ def objective_fn(cfg, member: Member, ref: Reference, edges: np.ndarray, shift: 
         x = jnp.where(c["hit"], c["cross"], CENSORED)
         x = jnp.where(defined[None, :], x, jnp.inf)  # (levels, K)
 
-        def median(v, d):
+        def median(v, d):  # of the first d of v sorted (the defined ranks)
             sv = jnp.sort(v)
-            lo, hi = jnp.maximum((d - 1) // 2, 0), jnp.maximum(d // 2, 0)
-            m = (sv[lo] + sv[hi]) / 2
+            m = (sv[jnp.maximum((d - 1) // 2, 0)] + sv[jnp.maximum(d // 2, 0)]) / 2
             return jnp.where((d > 0) & (m < CENSORED / 2), m, jnp.nan)
 
         med = jnp.stack([jnp.stack([median(x[k, lo:hi], defined[lo:hi].sum())

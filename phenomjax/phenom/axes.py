@@ -14,7 +14,7 @@ import numpy as np
 from ..config import to_dict
 from ..data import check_seed
 from ..errors import ConfigError, DataError
-from ..optim import FAMILY_FIELDS, OptimConfig, family
+from ..optim import OptimConfig, family, varying
 from . import variants
 from .train import PhenomConfig, build_model
 
@@ -118,8 +118,7 @@ def groups(base_cfg: PhenomConfig, ax: Mapping[str, tuple]) -> list[Group]:
     out = []
     families: dict[tuple, list[tuple[OptimConfig, float]]] = {}
     for opt, lrs in zip(ax["optimizer"], ax[OPTIMIZER_LR], strict=True):
-        pooled = family(opt.name) in FAMILY_FIELDS  # else only lr is injected
-        rest = {k: v for k, v in _optim_fields(opt).items() if not pooled or k not in _INJECTED}
+        rest = {k: v for k, v in _optim_fields(opt).items() if k not in varying(opt.name)}
         key = (family(opt.name), tuple(sorted(rest.items())))
         families.setdefault(key, []).extend((opt, lr) for lr in lrs)
     shapes = list(itertools.product(ax["w"], ax["d"], ax["param"]))
@@ -134,9 +133,6 @@ def groups(base_cfg: PhenomConfig, ax: Mapping[str, tuple]) -> list[Group]:
         cfg.validate()
         out.append(Group(cfg, build_model(cfg), tuple(rates)))
     return out
-
-
-_INJECTED = ("name", "b1", "b2", "weight_decay")  # what a family's members may differ in
 
 
 def _optim_fields(opt: OptimConfig) -> dict:

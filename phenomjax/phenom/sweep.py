@@ -60,7 +60,7 @@ from ..runs.validate import read_parquet
 from ..training import Schedule, chunk_length, drive, make_advance
 from . import cost as phenom_cost
 from . import model as phenom
-from .axes import describe, sweep_axes
+from .axes import Group, describe, sweep_axes
 from .axes import groups as outer_groups
 from .modes import (
     FitData,
@@ -224,11 +224,11 @@ def _metrics_program(model, chunk: int, flat: bool) -> Callable:
     return jax.jit(lambda p, b: jax.lax.map(lambda pb: members(*pb), (p, b)))
 
 
-def _members(cfg: PhenomConfig, model, ax: Mapping[str, tuple], devices: int,
-             rates: Sequence[tuple] | None = None) -> _Members:  # fmt: skip
+def _members(group: Group, ax: Mapping[str, tuple], devices: int) -> _Members:
     """Build one group's members: every seed's data and keys (exactly those of train_phenom with
-    data.seed = seed), the (optimizer setting, lr) `rates` (axes.Group; default: cfg's
-    optimizer at every lr) x scale, and the vmapped step and evaluation."""
+    data.seed = seed), its (optimizer setting, lr) rates x scale, and the vmapped step and
+    evaluation."""
+    cfg, model = group.cfg, group.model
     K, L, tr, seeds = cfg.data.K, cfg.data.L, cfg.train, ax["seed"]
     weights = zipf_weights(K, cfg.data.alpha)
     # One seed: no seed axis at all. vmapping a size-1 axis over the data turns every batch
@@ -241,8 +241,7 @@ def _members(cfg: PhenomConfig, model, ax: Mapping[str, tuple], devices: int,
         data = make_data(np.stack([make_bits(s, K, L) for s in seeds]), weights, None)
         data = data._replace(batches_key=jnp.stack([k["batches"] for k in streams]))
     init_keys = jnp.stack([k["init"] for k in streams])
-    rates = rates or tuple((cfg.optimizer, lr) for lr in ax["lr"])
-    hyper = [(o, lr, sc) for (o, lr), sc in itertools.product(rates, ax["scale"])]
+    hyper = [(o, lr, sc) for (o, lr), sc in itertools.product(group.rates, ax["scale"])]
     lr_H = jnp.asarray([h[1] for h in hyper], jnp.float32)
     scale_H = jnp.asarray([h[2] for h in hyper], jnp.float32)
     settings = [family_settings(h[0]) for h in hyper]
@@ -281,9 +280,10 @@ def _members(cfg: PhenomConfig, model, ax: Mapping[str, tuple], devices: int,
     return _Members(state, data, advance, metrics, len(seeds), len(hyper), rows)
 
 
-def group_members(cfg: PhenomConfig, model, ax, devices: int = 1, rates=None) -> _Members:
-    """One outer-loop group's members at step 0 (seed x (setting, lr) x scale, vmapped)."""
-    return _members(cfg, model, ax, devices, rates)
+def group_members(group: Group, ax, devices: int = 1) -> _Members:
+    """One outer-loop group's (axes.Group) members at step 0 (seed x (setting, lr) x scale,
+    vmapped)."""
+    return _members(group, ax, devices)
 
 
 def evaluator(cfg: PhenomConfig, vm: _Members, ids, out: Path | None, gid: int, last: dict,
@@ -338,7 +338,7 @@ def _group(group, ax, first: int, out: Path | None, gid: int, progress: bool,
     """Run one outer-loop group (axes.Group) of seed x (setting, lr) x scale members; its
     member rows."""
     cfg, model = group.cfg, group.model
-    vm = _members(cfg, model, ax, devices, group.rates)
+    vm = _members(group, ax, devices)
     ids = first + np.arange(vm.S * vm.H)
     last: dict = {}
     evaluate = evaluator(cfg, vm, ids, out, gid, last)
@@ -353,11 +353,11 @@ def _group(group, ax, first: int, out: Path | None, gid: int, progress: bool,
     return member_rows(cfg, model, vm, state, last, ids)
 
 
-def _desc(cfg: PhenomConfig, model, members: int, vm: _Members | None = None) -> str:
+def _desc(cfg: PhenomConfig, model, members: int, vm: _Members) -> str:
     own = [f.name for f in dataclasses.fields(phenom.variant_of(model).Knobs)]
     knobs = "".join(f"{k}={getattr(model, k):g} " for k in own if getattr(model, k))
     variant = "" if model.variant == "stated" else f"{model.variant} "
-    names = sorted({r[1].name for r in vm.rows}) if vm is not None else [cfg.optimizer.name]
+    names = sorted({r[1].name for r in vm.rows})
     return (f"sweep {cfg.train.mode} {'+'.join(names)} w={model.w} d={model.d} "
             f"{model.param} {variant}{knobs}({members} members)")  # fmt: skip
 
