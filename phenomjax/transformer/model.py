@@ -137,7 +137,10 @@ def matmul(x: jax.Array, w: jax.Array) -> jax.Array:
 
     Autodiff's weight gradient contracts x and dy over their leading (token) axis; XLA CPU
     fuses that with x's producer (LayerNorm, GELU) into a slow loop. Materialising x^T
-    behind an optimization barrier gives it a plain GEMM (~15% per step at 9 layers).
+    behind an optimization barrier gives it a plain GEMM (~15% per step at 9 layers). A
+    second barrier on x itself keeps the transpose from recomputing x's producer (a GELU) in
+    transposed order: 1.7-2.2x per step at width 16-32 with K ~ 100-250 full batch, the same
+    bits (scripts/bench_step.py).
     """
     return x @ w
 
@@ -148,6 +151,7 @@ def _matmul_fwd(x, w):
 
 def _matmul_bwd(res, g):
     x, w = res
+    x = jax.lax.optimization_barrier(x)
     xt = jax.lax.optimization_barrier(x.reshape(-1, x.shape[-1]).T)
     return g @ w.T, xt @ g.reshape(-1, g.shape[-1])
 
