@@ -88,11 +88,15 @@ def run_capacity(
     quick: bool = False,
     progress: bool = False,
     on_run: Callable[[Job, str, dict[str, Any]], None] | None = None,
+    jobs: int = 1,
 ) -> tuple[CapacityResult, list[Path]]:
-    """The whole experiment: claim `out`, run (or reuse) the search under out/runs, summarize,
-    write. on_run(job, what, row) is called after each run (for printing)."""
+    """The whole experiment: claim `out`, run (or reuse) the search under out/runs with `jobs`
+    worker processes, summarize, write. on_run(job, what, row) is called after each run (for
+    printing)."""
     claim(out, "phenomjax capacity")
     claim(Path(out) / "runs", "phenomjax capacity runs")
-    table, runs_table = run_ladder(cfg, out, quick=quick, progress=progress, on_run=on_run)
+    table, runs_table = run_ladder(
+        cfg, out, quick=quick, progress=progress, on_run=on_run, jobs=jobs
+    )
     result = summarize(table, runs_table, cfg, Path(out) / "runs")
     return result, write_outputs(result, out, cfg)

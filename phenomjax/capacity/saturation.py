@@ -5,7 +5,9 @@ rule, and a saturating fit for the runs that miss it.
   budget is its own run with warm-up and a cosine decay to 0 over that budget, so a run ends
   annealed and "more steps" means a longer schedule, not a later point of the same one.
 - Converged: the last budget is at least min_exposures and its memorized bits exceed the
-  budget before it by less than rel_tol (under 2% over the last doubling of steps).
+  budget before it by less than rel_tol (under 2% over the last doubling of steps); or its
+  memorized bits are within rel_tol of the Bayes ceiling, past which no budget can gain
+  rel_tol (the data are memorized; no further budget is trained).
 - Otherwise, once max_exposures is spent, memorized bits against budget are extrapolated with
   b(E) = b_inf - a (E / E0)^-c (c > 0: each doubling gains a fixed share q = 2^-c of the one
   before), fitted by least squares on a grid of q; its interval is a bootstrap over sequences
@@ -51,16 +53,34 @@ def gain(before: float, after: float) -> float:
     return 0.0 if after <= 0 else math.inf
 
 
-def converged(exposures: Sequence[int], bits: Sequence[float], rule: SaturationSection) -> bool:
-    """Whether the last budget is past min_exposures and gained < rel_tol over the one before."""
+def at_ceiling(bits: float, ceiling: float, rule: SaturationSection) -> bool:
+    """Whether memorized bits are so near the Bayes ceiling that no budget can gain rel_tol."""
+    return ceiling > 0 and bits * (1 + rule.rel_tol) >= ceiling
+
+
+def converged(
+    exposures: Sequence[int],
+    bits: Sequence[float],
+    rule: SaturationSection,
+    ceiling: float = math.inf,
+) -> bool:
+    """Whether the last budget is past min_exposures and gained < rel_tol over the one before,
+    or is at the Bayes `ceiling` (at_ceiling)."""
+    if bits and at_ceiling(bits[-1], ceiling, rule):
+        return True
     if len(bits) < 2 or exposures[-1] < rule.min_exposures:
         return False
     return gain(bits[-2], bits[-1]) < rule.rel_tol
 
 
-def finished(exposures: Sequence[int], bits: Sequence[float], rule: SaturationSection) -> bool:
+def finished(
+    exposures: Sequence[int],
+    bits: Sequence[float],
+    rule: SaturationSection,
+    ceiling: float = math.inf,
+) -> bool:
     """Whether no further budget is trained: converged, or max_exposures spent."""
-    return converged(exposures, bits, rule) or exposures[-1] * 2 > rule.max_exposures
+    return converged(exposures, bits, rule, ceiling) or exposures[-1] * 2 > rule.max_exposures
 
 
 def _fit_totals(n: np.ndarray, y_RxN: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

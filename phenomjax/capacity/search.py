@@ -21,6 +21,7 @@ from ..runs import RunDir
 from .bracket import estimate_K, first_K, next_K
 from .config import CapacityConfig, apply_quick
 from .ladder import (
+    MODELS,
     Job,
     param_counts,
     phenom_job,
@@ -31,13 +32,16 @@ from .ladder import (
     zipf_job,
 )
 from .saturation import budgets, converged, extrapolate, finished, gain
+from .workers import Workers
 
 OnRun = Callable[[Job, str, dict[str, Any]], None]
 INT_COLUMNS = ("n_layer", "n_head", "head_dim", "w", "d", "exposures")
 
 
-def _train(job: Job, runs: Path, cfg, log: list, progress: bool, on_run: OnRun | None):
-    what = run_job(job, runs, progress=progress)
+def _train(
+    job: Job, runs: Path, cfg, log: list, progress: bool, on_run: OnRun | None, workers: Workers
+):
+    what = workers.run(run_job, job, runs, progress=progress and workers.n == 1)
     row, bits = run_row(job, RunDir(runs / job.name), cfg.plateau)
     log.append(row)
     if on_run is not None:
@@ -57,9 +61,9 @@ def saturate(cfg, size, K: int, lr: float, runs: Path, log: list, **kw) -> dict[
         done.append(e)
         totals.append(row["memorized_bits"])
         per_seq.append(bits)
-        if row["status"] != "complete" or finished(done, totals, sat):
+        if row["status"] != "complete" or finished(done, totals, sat, row["bits_ceiling"]):
             break
-    conv = converged(done, totals, sat)
+    conv = converged(done, totals, sat, row["bits_ceiling"])
     out = {
         **row,
         "converged": conv,
@@ -80,10 +84,12 @@ def best_lr(cfg, size, K: int, runs: Path, log: list, **kw) -> float:
     """The rate of the sweep with the most memorized bits at (K, the first budget); ties to the
     smaller rate."""
     e = cfg.saturation.first_exposures
-    rows = [
-        _train(transformer_job(cfg, size, K, lr, e, "lr_sweep"), runs, cfg, log, **kw)[0]
-        for lr in sorted(cfg.saturation.lrs)
-    ]
+    rows = kw["workers"].map(
+        lambda lr: _train(transformer_job(cfg, size, K, lr, e, "lr_sweep"), runs, cfg, log, **kw)[
+            0
+        ],
+        sorted(cfg.saturation.lrs),
+    )
     ok = [r for r in rows if r["status"] == "complete"] or rows
     return max(ok, key=lambda r: (r["memorized_bits"], -r["lr"]))["lr"]
 
@@ -94,21 +100,21 @@ def search_size(cfg: CapacityConfig, size, runs: Path, log: list, **kw) -> list[
     params, core = param_counts(size_model(cfg, size), cfg.ladder.L)
     Ks = first_K(params, cfg.ladder.L, cfg.bracket)
     lr = best_lr(cfg, size, estimate_K(params, cfg.ladder.L, cfg.bracket), runs, log, **kw)
-    rows = {K: saturate(cfg, size, K, lr, runs, log, **kw) for K in Ks}
+    chains = kw["workers"].map(lambda K: saturate(cfg, size, K, lr, runs, log, **kw), Ks)
+    rows = dict(zip(Ks, chains, strict=True))
     while (K := next_K({k: r["memorized_bits"] for k, r in rows.items()}, cfg.bracket)) is not None:
         rows[K] = saturate(cfg, size, K, lr, runs, log, **kw)
     return [{**rows[K], "params_core": core} for K in sorted(rows)]
 
 
 def _phenom_rows(cfg, sizes, Ks, runs: Path, log: list, **kw) -> list[dict[str, Any]]:
-    out = []
-    for s in sizes:
-        for K in Ks:
-            row, _ = _train(phenom_job(cfg, s, K), runs, cfg, log, **kw)
-            est = row["memorized_bits"] if row["converged"] else math.nan
-            out.append({**row, "extrapolated": False, "bits_estimate": est, "n_budgets": 1,
-                        "params_core": row["params"]})  # fmt: skip
-    return out
+    def one(sK):
+        row, _ = _train(phenom_job(cfg, *sK), runs, cfg, log, **kw)
+        est = row["memorized_bits"] if row["converged"] else math.nan
+        return {**row, "extrapolated": False, "bits_estimate": est, "n_budgets": 1,
+                "params_core": row["params"]}  # fmt: skip
+
+    return kw["workers"].map(one, [(s, K) for s in sizes for K in Ks])
 
 
 def plan(cfg: CapacityConfig, *, quick: bool = False) -> list[Job]:
@@ -141,6 +147,16 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return df
 
 
+def _log_order(row: dict[str, Any]) -> tuple:
+    """runs.csv's order, whatever order concurrent runs finished in: model, size, role, K,
+    rate, budget."""
+    size = tuple(
+        -1 if row.get(k) is None else row[k] for k in ("n_layer", "n_head", "head_dim", "w", "d")
+    )
+    role = ("lr_sweep", "bracket", "zipf", "phenom").index(row["role"])
+    return (MODELS.index(row["model"]), size, role, row["K"], row["lr"], row["exposures"] or 0)
+
+
 def run_ladder(
     cfg: CapacityConfig,
     out: str | Path,
@@ -148,28 +164,29 @@ def run_ladder(
     quick: bool = False,
     progress: bool = False,
     on_run: OnRun | None = None,
+    jobs: int = 1,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Search every size (the first quick.sizes with --quick, under its overrides), then the
     Zipf runs and the phenomenological rungs on the union of the sizes' K: (capacity table,
-    runs table)."""
+    runs table). `jobs` worker processes train independent runs side by side (workers.py);
+    progress bars only with one."""
     runs = Path(out) / "runs"
     q = cfg.quick
     if quick:
         cfg = apply_quick(cfg)
     sizes = cfg.ladder.sizes[: q.sizes] if quick else cfg.ladder.sizes
     log: list[dict[str, Any]] = []
-    kw = {"progress": progress, "on_run": on_run}
-    rows: list[dict[str, Any]] = []
-    lrs = {}
-    for s in sizes:
-        found = search_size(cfg, s, runs, log, **kw)
-        lrs[s] = found[0]["lr"]
-        rows += found
-    if cfg.zipf.K and (q.zipf or not quick):
-        for s in sizes:
-            for K in cfg.zipf.K:
-                _train(zipf_job(cfg, s, K, lrs[s]), runs, cfg, log, **kw)
-    psizes = cfg.phenom.sizes[: q.phenom_sizes] if quick else cfg.phenom.sizes
-    Ks = sorted({int(r["K"]) for r in rows})
-    rows += _phenom_rows(cfg, psizes, Ks, runs, log, **kw)
-    return _frame(rows), _frame(log)
+    with Workers(jobs) as workers:
+        kw = {"progress": progress, "on_run": on_run, "workers": workers}
+        found = workers.map(lambda s: search_size(cfg, s, runs, log, **kw), sizes)
+        rows = [r for f in found for r in f]
+        lrs = {s: f[0]["lr"] for s, f in zip(sizes, found, strict=True)}
+        if cfg.zipf.K and (q.zipf or not quick):
+            pairs = [(s, K) for s in sizes for K in cfg.zipf.K]
+            workers.map(
+                lambda sK: _train(zipf_job(cfg, *sK, lrs[sK[0]]), runs, cfg, log, **kw), pairs
+            )
+        psizes = cfg.phenom.sizes[: q.phenom_sizes] if quick else cfg.phenom.sizes
+        Ks = sorted({int(r["K"]) for r in rows})
+        rows += _phenom_rows(cfg, psizes, Ks, runs, log, **kw)
+    return _frame(rows), _frame(sorted(log, key=_log_order))

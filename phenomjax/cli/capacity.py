@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..capacity import CapacityConfig, run_capacity
+from ..capacity.workers import Workers, cores
 from ..config import load_config
 from ..runs.reuse import check_outside
 
@@ -30,7 +31,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="L",
         help="bits per sequence (ladder.L): longer L makes the ~log2 K shared bits a small share",
     )
-    p.add_argument("--progress", action="store_true", help="a progress bar per run")
+    p.add_argument("--progress", action="store_true", help="a progress bar per run (with --jobs 1)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=len(cores()),
+        metavar="N",
+        help="worker processes, one core each, training independent runs side by side "
+        f"(default: this machine's {len(cores())} cores)",
+    )
 
 
 def _interval(f: dict) -> str:
@@ -43,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     stem = Path(args.config).stem + ("-quick" if args.quick else "")
     out = Path(args.out) if args.out else Path("runs") / stem
     check_outside([args.config], out)
+    Workers(args.jobs)  # a bad --jobs is one line before anything is written
     t0 = time.perf_counter()
 
     def on_run(job, what, row):
@@ -55,7 +65,9 @@ def run(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    result, paths = run_capacity(cfg, out, quick=args.quick, progress=args.progress, on_run=on_run)
+    result, paths = run_capacity(
+        cfg, out, quick=args.quick, progress=args.progress, on_run=on_run, jobs=args.jobs
+    )
     cols = ["model", "size", "params", "params_core", "K_at_max", "capacity", "capacity_lo",
             "capacity_hi", "estimate", "bits_per_param", "bits_per_param_core", "bits_ceiling",
             "dataset_bits", "data_limited", "bracketed", "gain_last_doubling", "lr"]  # fmt: skip

@@ -34,6 +34,17 @@ def test_convergence_needs_min_exposures_and_a_small_gain():
     assert finished([250, 500, 1000, 2000, 4000], [1, 2, 3, 4, 5.0], RULE)  # spent
 
 
+@settings(max_examples=50, deadline=None)
+@given(ceiling=st.floats(1.0, 1e6), share=st.floats(0.0, 1.0))
+def test_at_the_ceiling_no_budget_can_gain_rel_tol(ceiling, share):
+    bits = share * ceiling
+    done = converged([250], [bits], RULE, ceiling)  # one budget, below min_exposures
+    # converged exactly when even the ceiling itself would be a gain under rel_tol
+    assert done == (gain(bits, ceiling) <= RULE.rel_tol)
+    assert finished([250], [bits], RULE, ceiling) == done
+    assert not converged([250], [bits], RULE)  # no ceiling given: the gain rule alone
+
+
 def _reference(exposures, totals):
     """Brute force: lstsq of b_inf - a q^n at every grid q, the smallest residual wins."""
     n = np.log2(np.asarray(exposures, float) / exposures[0])

@@ -1,0 +1,88 @@
+"""Capacity runs on several cores (docs/design.md §9).
+
+A capacity run is a small model on one core: XLA gains little from a second thread at these
+widths, so the search trains independent runs side by side instead, one per worker process,
+each pinned to its own core. What is independent: the sizes, the rates of a size's lr sweep
+and the first K of its bracket (each a chain of budgets). Each waits in a thread of this
+process while its runs train in a worker; the bracket's later K, which depend on the first,
+are chosen as before. A run's numbers do not depend on how many workers there are: each run
+is one process's work from its config alone (tests/capacity/test_workers.py).
+
+    with Workers(2) as w:
+        w.map(lambda K: saturate(...), [23, 76, 228])   # three chains, two at a time
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing as mp
+import os
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from ..errors import PhenomjaxError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def cores() -> list[int]:
+    """The cores this process may run on (all of os.cpu_count() where affinity is unknown)."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
+def _pin(queue) -> None:  # a worker's initializer: one core each, before XLA starts its threads
+    core = queue.get()
+    if core is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {core})
+
+
+class Workers:
+    """Runs functions in `n` worker processes (spawned, each pinned to one core of `cores()`,
+    round robin), or in this process when n == 1. `map` runs its items concurrently in threads
+    that wait on the workers; results come back in the items' order."""
+
+    def __init__(self, n: int = 1):
+        if n < 1:
+            raise PhenomjaxError(f"jobs: expected an integer >= 1, got {n}")
+        self.n = n
+        self._pool: cf.ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> Workers:
+        if self.n > 1:
+            ctx = mp.get_context("spawn")  # JAX's threads do not survive a fork
+            queue = ctx.Queue()
+            have = cores()
+            for i in range(self.n):
+                queue.put(have[i % len(have)] if len(have) >= self.n else None)
+            self._pool = cf.ProcessPoolExecutor(
+                self.n, mp_context=ctx, initializer=_pin, initargs=(queue,)
+            )
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def run(self, fn: Callable[..., R], *args: Any, **kw: Any) -> R:
+        """fn(*args, **kw) in a worker (here when n == 1); a worker that dies is one error."""
+        if self._pool is None:
+            return fn(*args, **kw)
+        try:
+            return self._pool.submit(fn, *args, **kw).result()
+        except cf.process.BrokenProcessPool as e:
+            raise PhenomjaxError(
+                "capacity: a worker process died (out of memory or killed); run the same "
+                "command again to resume from the finished runs"
+            ) from e
+
+    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+        """[fn(x) for x in items], concurrently in threads when there are workers."""
+        items = list(items)
+        if self._pool is None or len(items) < 2:
+            return [fn(x) for x in items]
+        with cf.ThreadPoolExecutor(len(items)) as threads:
+            return list(threads.map(fn, items))
