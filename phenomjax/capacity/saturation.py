@@ -11,7 +11,8 @@ rule, and a saturating fit for the runs that miss it.
 - Otherwise, once max_exposures is spent, memorized bits against budget are extrapolated with
   b(E) = b_inf - a (E / E0)^-c (c > 0: each doubling gains a fixed share q = 2^-c of the one
   before), fitted by least squares on a grid of q; its interval is a bootstrap over sequences
-  (resampling the K sequences' bits at every budget, refitting). The interval covers which
+  (resampling the K sequences' bits at every budget, refitting), and neither falls below the
+  most any budget memorized (a noisy series can fit a b_inf under it). The interval covers which
   sequences happen to be memorized, not the choice of this form. When the best q is at the
   grid's top (the gains do not shrink) there is no saturation to extrapolate: the estimate is
   NaN and the upper end infinite.
@@ -122,11 +123,13 @@ def extrapolate(
     ranked = np.sort(boot)
     lo = float(ranked[math.floor(tail * (resamples - 1))])
     hi = float(ranked[math.ceil((1 - tail) * (resamples - 1))])
+    last = float(totals.max())  # a run that memorized this much bounds the capacity below
     return {
-        "bits": math.nan if edge else float(b_inf),
+        # a noisy series can fit a b_inf below what a budget measured: never below that
+        "bits": math.nan if edge else max(float(b_inf), last),
         # no saturation (edge) or an infinite end: the measured bits are the only lower end
-        "lo": float(totals[-1]) if edge or not np.isfinite(lo) else max(lo, float(totals[-1])),
-        "hi": math.inf if edge else hi,
+        "lo": last if edge or not np.isfinite(lo) else max(lo, last),
+        "hi": math.inf if edge else max(hi, last),
         "q": float(Q_GRID[best]),
         "n": len(e),
         "confidence": confidence,

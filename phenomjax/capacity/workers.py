@@ -62,10 +62,17 @@ class Workers:
             )
         return self
 
-    def __exit__(self, *exc) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+    def __exit__(self, exc_type, *exc) -> None:
+        if self._pool is None:
+            return
+        if exc_type is not None:
+            # interrupted or failed: stop the workers now rather than after their runs (a run
+            # mid-dispatch may not see SIGINT for a minute); each run they leave `running`
+            # resumes from its checkpoint next time (runs.reuse), every file written atomically
+            for proc in list(getattr(self._pool, "_processes", {}).values()):
+                proc.terminate()
+        self._pool.shutdown(wait=exc_type is None, cancel_futures=True)
+        self._pool = None
 
     def run(self, fn: Callable[..., R], *args: Any, **kw: Any) -> R:
         """fn(*args, **kw) in a worker (here when n == 1); a worker that dies is one error."""

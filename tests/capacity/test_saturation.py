@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 
 from phenomjax.capacity import SaturationSection, budgets, converged, extrapolate, gain
-from phenomjax.capacity.saturation import Q_GRID, finished, steps_for
+from phenomjax.capacity.saturation import Q_GRID, _fit_totals, finished, steps_for
 from phenomjax.errors import DataError
 
 RULE = SaturationSection(first_exposures=250, min_exposures=1000, max_exposures=4000)
@@ -97,6 +97,19 @@ def test_noisy_curves_get_an_interval_and_gains_that_never_shrink_none():
     mixed[:, 0] = [5.0, 7.5, 8.75, 9.375]
     h = extrapolate(exposures, mixed, resamples=50)
     assert math.isnan(h["bits"]) and h["lo"] == pytest.approx(mixed[-1].sum())
+
+
+def test_an_extrapolation_never_falls_below_what_a_budget_memorized():
+    # a noisy rise (1x2x8 at K = 753 measured 1890, 4807, 4944, 5329, 6525 bits): the fitted
+    # b_inf lands under the last budget; the estimate and both ends stay at or above it
+    exposures = [1000, 2000, 4000, 8000, 16000]
+    totals = np.array([1890.0, 4807.0, 4944.0, 5329.0, 6525.0])
+    K = 50
+    per_seq = np.repeat(totals[:, None] / K, K, axis=1)
+    f = extrapolate(exposures, per_seq, resamples=20)
+    (b_inf,), _ = _fit_totals(np.log2(np.array(exposures) / 1000), totals[None])
+    assert b_inf < totals.max()  # the case this guards
+    assert f["bits"] == totals.max() and f["lo"] >= totals.max() and f["hi"] >= f["bits"]
 
 
 def test_extrapolate_refuses_too_few_budgets():
