@@ -11,11 +11,12 @@ rule, and a saturating fit for the runs that miss it.
 - Otherwise, once max_exposures is spent, memorized bits against budget are extrapolated with
   b(E) = b_inf - a (E / E0)^-c (c > 0: each doubling gains a fixed share q = 2^-c of the one
   before), fitted by least squares on a grid of q; its interval is a bootstrap over sequences
-  (resampling the K sequences' bits at every budget, refitting), and neither falls below the
-  most any budget memorized (a noisy series can fit a b_inf under it). The interval covers which
+  (resampling the K sequences' bits at every budget, refitting), clipped to [the most any
+  budget memorized, the Bayes ceiling]. The interval covers which
   sequences happen to be memorized, not the choice of this form. When the best q is at the
-  grid's top (the gains do not shrink) there is no saturation to extrapolate: the estimate is
-  NaN and the upper end infinite.
+  grid's top (the gains do not shrink), or its b_inf is under the most a budget memorized
+  (the series rose faster than the form allows), there is no saturation to extrapolate: the
+  estimate is NaN and the upper end the Bayes ceiling.
 
     budgets(SaturationSection())  # [250, 500, 1000, 2000, 4000]
 """
@@ -99,20 +100,25 @@ def extrapolate(
     exposures: Sequence[int],
     bits_BxK: np.ndarray,
     *,
+    ceiling: float = math.inf,
     resamples: int = 200,
     confidence: float = 0.95,
     seed: int = 0,
 ) -> dict[str, Any]:
     """The saturating fit (module docstring) of per-sequence memorized bits (budgets x K, each
-    clipped at 0) against exposures: bits (b_inf), lo, hi (bootstrap percentiles), q, n."""
+    clipped at 0) against exposures: bits (b_inf), lo, hi (bootstrap percentiles), q, n. No
+    end exceeds the Bayes `ceiling`. A fit whose b_inf is under the most a budget memorized
+    is no evidence of saturation (the series rose faster than the form allows): no estimate,
+    as when the gains do not shrink."""
     bits_BxK = np.asarray(bits_BxK, np.float64)
     e = np.asarray(exposures, np.float64)
     if bits_BxK.ndim != 2 or bits_BxK.shape[0] != len(e) or len(e) < 3:
         raise DataError(f"extrapolate: expected >= 3 budgets x K bits, got {bits_BxK.shape}")
     n = np.log2(e / e[0])
     totals = bits_BxK.sum(axis=1)
+    most = float(totals.max())  # a run that memorized this much bounds the capacity below
     (b_inf,), (best,) = _fit_totals(n, totals[None])
-    edge = best == len(Q_GRID) - 1
+    edge = best == len(Q_GRID) - 1 or b_inf < most
     rng = np.random.default_rng(seed)
     K = bits_BxK.shape[1]
     idx = rng.integers(0, K, size=(resamples, K))
@@ -123,13 +129,12 @@ def extrapolate(
     ranked = np.sort(boot)
     lo = float(ranked[math.floor(tail * (resamples - 1))])
     hi = float(ranked[math.ceil((1 - tail) * (resamples - 1))])
-    last = float(totals.max())  # a run that memorized this much bounds the capacity below
+    cap = max(float(ceiling), most)
     return {
-        # a noisy series can fit a b_inf below what a budget measured: never below that
-        "bits": math.nan if edge else max(float(b_inf), last),
+        "bits": math.nan if edge else min(float(b_inf), cap),
         # no saturation (edge) or an infinite end: the measured bits are the only lower end
-        "lo": last if edge or not np.isfinite(lo) else max(lo, last),
-        "hi": math.inf if edge else max(hi, last),
+        "lo": most if edge or not np.isfinite(lo) else min(max(lo, most), cap),
+        "hi": (cap if np.isfinite(cap) else math.inf) if edge else min(max(hi, most), cap),
         "q": float(Q_GRID[best]),
         "n": len(e),
         "confidence": confidence,

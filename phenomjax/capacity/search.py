@@ -75,7 +75,8 @@ def saturate(cfg, size, K: int, lr: float, runs: Path, log: list, **kw) -> dict[
         "n_budgets": len(done),
     }
     if not conv and len(done) >= 3 and row["status"] == "complete":
-        f = extrapolate(done, np.stack(per_seq), resamples=sat.resamples, seed=cfg.ladder.seed)
+        f = extrapolate(done, np.stack(per_seq), ceiling=row["bits_ceiling"],
+                        resamples=sat.resamples, seed=cfg.ladder.seed)  # fmt: skip
         out.update(extrapolated=True, bits_estimate=f["bits"], bits_lo=f["lo"], bits_hi=f["hi"])
     return out
 

@@ -99,17 +99,23 @@ def test_noisy_curves_get_an_interval_and_gains_that_never_shrink_none():
     assert math.isnan(h["bits"]) and h["lo"] == pytest.approx(mixed[-1].sum())
 
 
-def test_an_extrapolation_never_falls_below_what_a_budget_memorized():
-    # a noisy rise (1x2x8 at K = 753 measured 1890, 4807, 4944, 5329, 6525 bits): the fitted
-    # b_inf lands under the last budget; the estimate and both ends stay at or above it
+def test_an_extrapolation_stays_between_the_measured_bits_and_the_ceiling():
+    # a rise faster than the form allows (1x2x8 at K = 753 measured 1890, 4807, 4944, 5329,
+    # 6525 bits): the fitted b_inf lands under the last budget, so no saturation is shown
     exposures = [1000, 2000, 4000, 8000, 16000]
     totals = np.array([1890.0, 4807.0, 4944.0, 5329.0, 6525.0])
     K = 50
     per_seq = np.repeat(totals[:, None] / K, K, axis=1)
-    f = extrapolate(exposures, per_seq, resamples=20)
     (b_inf,), _ = _fit_totals(np.log2(np.array(exposures) / 1000), totals[None])
     assert b_inf < totals.max()  # the case this guards
-    assert f["bits"] == totals.max() and f["lo"] >= totals.max() and f["hi"] >= f["bits"]
+    f = extrapolate(exposures, per_seq, resamples=20, ceiling=16900.0)
+    assert math.isnan(f["bits"]) and f["lo"] == totals.max() and f["hi"] == 16900.0
+    # a saturating series whose b_inf passes the Bayes ceiling: every end is the ceiling
+    sat = np.array([1000.0, 1500.0, 1750.0, 1875.0])
+    g = extrapolate(
+        exposures[:4], np.repeat(sat[:, None] / K, K, axis=1), resamples=20, ceiling=1900.0
+    )  # fmt: skip  (b_inf 2000)
+    assert g["bits"] == g["hi"] == 1900.0 and 1875.0 <= g["lo"] <= 1900.0
 
 
 def test_extrapolate_refuses_too_few_budgets():
