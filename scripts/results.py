@@ -145,6 +145,13 @@ def capacity_section(runs: Path) -> list[str]:
                 "whether it converged, was extrapolated or is a lower bound; bits_per_param_core "
                 "counts parameters without embeddings, positions and LayerNorm):", "",
                 _markdown(pd.read_csv(cap / "capacity_sizes.csv")), ""]  # fmt: skip
+        table = pd.read_csv(cap / "capacity.csv")
+        cols = ["n_layer", "n_head", "head_dim", "params", "lr", "K", "exposures",
+                "memorized_bits", "bits_ceiling", "dataset_bits", "gain_last_doubling",
+                "converged", "extrapolated", "bits_estimate", "bits_lo", "bits_hi"]  # fmt: skip
+        out += ["Every K of the transformer sizes (capacity.csv; its last budget in exposures per "
+                "sequence, the Bayes ceiling beside the dataset bits):", "",
+                _markdown(table.loc[table["model"] == "transformer", cols]), ""]  # fmt: skip
         fit_path = cap / "capacity_fit.json"
         if fit_path.is_file():
             out += ["Fitted bits per parameter (capacity_fit.json):", "", "```",
