@@ -45,8 +45,11 @@ class Workers:
     that wait on the workers; results come back in the items' order."""
 
     def __init__(self, n: int = 1):
-        if n < 1:
-            raise PhenomjaxError(f"jobs: expected an integer >= 1, got {n}")
+        most = len(cores())  # more would only share cores, each worker holding its own JAX
+        if not 1 <= n <= most:
+            raise PhenomjaxError(
+                f"jobs: expected an integer from 1 to {most} (the cores here), got {n}"
+            )
         self.n = n
         self._pool: cf.ProcessPoolExecutor | None = None
 
