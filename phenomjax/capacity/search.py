@@ -38,10 +38,20 @@ OnRun = Callable[[Job, str, dict[str, Any]], None]
 INT_COLUMNS = ("n_layer", "n_head", "head_dim", "w", "d", "exposures")
 
 
+def _cost(job: Job) -> float:
+    """What orders waiting runs (workers.py): sequences x the size's width^2 x layers, the
+    chains of the largest K and size first (a run's own steps follow its budget; ranking by
+    its chain's K keeps a long chain's next budget ahead of a short chain's)."""
+    if job.model != "transformer":
+        return 0.0
+    m = job.cfg.model
+    return float(job.data.K * m.n_layer * (m.n_head * m.head_dim) ** 2)
+
+
 def _train(
     job: Job, runs: Path, cfg, log: list, progress: bool, on_run: OnRun | None, workers: Workers
 ):
-    what = workers.run(run_job, job, runs, progress=progress and workers.n == 1)
+    what = workers.run(run_job, job, runs, progress=progress and workers.n == 1, cost=_cost(job))
     row, bits = run_row(job, RunDir(runs / job.name), cfg.plateau)
     log.append(row)
     if on_run is not None:
@@ -56,13 +66,15 @@ def saturate(cfg, size, K: int, lr: float, runs: Path, log: list, **kw) -> dict[
     sat = cfg.saturation
     done, totals, per_seq = [], [], []
     row: dict[str, Any] = {}
-    for e in budgets(sat):
-        row, bits = _train(transformer_job(cfg, size, K, lr, e), runs, cfg, log, **kw)
-        done.append(e)
-        totals.append(row["memorized_bits"])
-        per_seq.append(bits)
-        if row["status"] != "complete" or finished(done, totals, sat, row["bits_ceiling"]):
-            break
+    chain = [transformer_job(cfg, size, K, lr, e) for e in budgets(sat)]
+    with kw["workers"].hold(_cost(chain[0])):  # one worker for the chain, its budgets in turn
+        for job in chain:
+            row, bits = _train(job, runs, cfg, log, **kw)
+            done.append(job.exposures)
+            totals.append(row["memorized_bits"])
+            per_seq.append(bits)
+            if row["status"] != "complete" or finished(done, totals, sat, row["bits_ceiling"]):
+                break
     conv = converged(done, totals, sat, row["bits_ceiling"])
     out = {
         **row,

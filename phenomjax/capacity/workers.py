@@ -15,9 +15,13 @@ is one process's work from its config alone (tests/capacity/test_workers.py).
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
+import heapq
+import itertools
 import multiprocessing as mp
 import os
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from ..errors import PhenomjaxError
@@ -42,7 +46,9 @@ def _pin(queue) -> None:  # a worker's initializer: one core each, before XLA st
 class Workers:
     """Runs functions in `n` worker processes (spawned, each pinned to one core of `cores()`,
     round robin), or in this process when n == 1. `map` runs its items concurrently in threads
-    that wait on the workers; results come back in the items' order."""
+    that wait on the workers; results come back in the items' order. When more runs wait than
+    there are workers, the one with the largest `cost` goes first (longest first: the longest
+    chain of budgets, the critical path, never waits behind short runs)."""
 
     def __init__(self, n: int = 1):
         most = len(cores())  # more would only share cores, each worker holding its own JAX
@@ -52,6 +58,11 @@ class Workers:
             )
         self.n = n
         self._pool: cf.ProcessPoolExecutor | None = None
+        self._free = n
+        self._waiting: list[tuple[float, int]] = []  # (-cost, ticket): a heap
+        self._tickets = itertools.count()
+        self._turn = threading.Condition()
+        self._mine = threading.local()  # .held: this thread holds a worker (hold)
 
     def __enter__(self) -> Workers:
         if self.n > 1:
@@ -77,12 +88,44 @@ class Workers:
         self._pool.shutdown(wait=exc_type is None, cancel_futures=True)
         self._pool = None
 
-    def run(self, fn: Callable[..., R], *args: Any, **kw: Any) -> R:
-        """fn(*args, **kw) in a worker (here when n == 1); a worker that dies is one error."""
+    @contextlib.contextmanager
+    def _slot(self, cost: float) -> Iterator[None]:
+        with self._turn:
+            mine = (-cost, next(self._tickets))
+            heapq.heappush(self._waiting, mine)
+            self._turn.wait_for(lambda: self._free > 0 and self._waiting[0] == mine)
+            heapq.heappop(self._waiting)
+            self._free -= 1
+            self._turn.notify_all()
+        try:
+            yield
+        finally:
+            with self._turn:
+                self._free += 1
+                self._turn.notify_all()
+
+    @contextlib.contextmanager
+    def hold(self, cost: float = 0.0) -> Iterator[None]:
+        """Keep one worker for this thread's runs until the block ends (a chain of budgets,
+        each run depending on the last: no short run slips in between them)."""
+        if self._pool is None or getattr(self._mine, "held", False):
+            yield
+            return
+        with self._slot(cost):
+            self._mine.held = True
+            try:
+                yield
+            finally:
+                self._mine.held = False
+
+    def run(self, fn: Callable[..., R], *args: Any, cost: float = 0.0, **kw: Any) -> R:
+        """fn(*args, **kw) in a worker (here when n == 1), the costliest waiting run first (or
+        on the worker this thread holds); a worker that dies is one error."""
         if self._pool is None:
             return fn(*args, **kw)
         try:
-            return self._pool.submit(fn, *args, **kw).result()
+            with self.hold(cost):
+                return self._pool.submit(fn, *args, **kw).result()
         except cf.process.BrokenProcessPool as e:
             raise PhenomjaxError(
                 "capacity: a worker process died (out of memory or killed); run the same "

@@ -4,6 +4,8 @@ and the search's tables keep their order whatever order concurrent runs finish i
 from __future__ import annotations
 
 import os
+import threading
+import time
 
 import pandas as pd
 import pytest
@@ -44,3 +46,36 @@ def test_two_workers_give_the_same_tables(tmp_path):
     two = run_ladder(_tiny(), tmp_path / "two", jobs=2)
     for a, b in zip(one, two, strict=True):  # capacity table, runs table, rows in one order
         pd.testing.assert_frame_equal(a, b)
+
+
+def _stamp(_):
+    return time.monotonic()
+
+
+@two_cores
+def test_the_costliest_waiting_run_goes_first():
+    with Workers(2) as w:
+        gate = threading.Event()
+
+        def occupy(_):
+            with w.hold():
+                gate.wait()
+
+        blockers = [threading.Thread(target=occupy, args=(i,)) for i in range(2)]
+        for t in blockers:
+            t.start()
+        time.sleep(0.2)  # both workers held: the runs below queue
+        started = {}
+
+        def one(cost):
+            started[cost] = w.run(_stamp, None, cost=cost)
+            time.sleep(0.5)  # keeps nothing: the worker is already free again
+
+        waiting = [threading.Thread(target=one, args=(c,)) for c in (1.0, 3.0, 2.0)]
+        for t in waiting:
+            t.start()
+            time.sleep(0.05)
+        gate.set()
+        for t in blockers + waiting:
+            t.join()
+    assert started[1.0] >= max(started[3.0], started[2.0])
