@@ -64,7 +64,8 @@ def test_the_costliest_waiting_run_goes_first():
         blockers = [threading.Thread(target=occupy, args=(i,)) for i in range(2)]
         for t in blockers:
             t.start()
-        time.sleep(0.2)  # both workers held: the runs below queue
+        while w._free:  # both workers held: the runs below queue
+            time.sleep(0.01)
         started = {}
 
         def one(cost):
@@ -74,7 +75,8 @@ def test_the_costliest_waiting_run_goes_first():
         waiting = [threading.Thread(target=one, args=(c,)) for c in (1.0, 3.0, 2.0)]
         for t in waiting:
             t.start()
-            time.sleep(0.05)
+        while len(w._waiting) < 3:  # all three queued before a worker frees
+            time.sleep(0.01)
         gate.set()
         for t in blockers + waiting:
             t.join()
