@@ -159,9 +159,33 @@ def settings_table(rep: FitReport) -> str:
 def wall_table(rep: FitReport) -> str:
     t = rep.timings
     rows = [["total", f"{t.total_s:.1f}"], ["refit", f"{t.refit_s:.1f}"],
-            ["sweeps", f"{t.sweep_s:.1f}"]] + [[f"sweep {m}", f"{s:.1f}"]
-                                               for m, s in t.per_mode]  # fmt: skip
+            ["refine", f"{t.refine_s:.1f}"], ["sweeps", f"{t.sweep_s:.1f}"]] + [
+            [f"sweep {m}", f"{s:.1f}"] for m, s in t.per_mode]  # fmt: skip
     return table(["part", "seconds"], rows)
+
+
+def refine_section(rep: FitReport) -> str:
+    """The gradient refinement: each knob at its start and at the refined optimum, the
+    surrogate, the gradient norm, the refined member's total against its start's, and the grid
+    edges the best sits on."""
+    e = html.escape
+    edges = "".join(f"<li>best on a grid edge: {e(x)} (the refinement may go past it)</li>"
+                    for x in rep.on_edge)  # fmt: skip
+    f = rep.refined
+    if f is None:
+        why = "no expected-mode member in the grid, or grid.refine_steps = 0"
+        return f"<ul>{edges}<li>not run: {why}</li></ul>"
+    m = f.member
+    rows = [[e(k), _num(a, ".4g"), _num(b, ".4g")]
+            for k, a, b in zip(f.knobs, f.before, f.after, strict=True)]  # fmt: skip
+    rows += [["surrogate", _num(f.objective_before, ".4f"), _num(f.objective_after, ".4f")]]
+    if f.total is not None:
+        rows += [["total (scored as a member)", _num(f.start_total, ".4f"), _num(f.total, ".4f")]]
+    note = (f"From the {e(f.mode)} member {e(m.optimizer)} w={m.w} d={m.d}: {f.steps} Adam "
+            f"steps on the log knobs; gradient norm at the refined optimum "
+            f"{_num(f.grad_norm, '.3g')}.")  # fmt: skip
+    return (f"<p>{note}</p>" + table(["", "start", "refined"], rows)
+            + (f"<ul>{edges}</ul>" if edges else ""))  # fmt: skip
 
 
 def render(rep: FitReport, title: str, overlay_uri: str, lag_uri: str | None) -> str:
@@ -182,6 +206,7 @@ def render(rep: FitReport, title: str, overlay_uri: str, lag_uri: str | None) ->
         "<h2>Verdict per rank bin</h2>", verdict_table(rep),
         "<h2>Lag ratios</h2>", lag_table(rep),
         f"<h2>Reproduced?</h2><ul>{repro}</ul>",
+        "<h2>Refinement</h2>", refine_section(rep),
         "<h2>Settings</h2>", settings_table(rep),
         "<h2>Wall time (s)</h2>", wall_table(rep),
         "</body></html>",

@@ -17,10 +17,10 @@ from fixtures.run_dirs import make_run_dir
 from phenomjax.analysis.settings import PlotSettings
 from phenomjax.cli import main
 from phenomjax.fitting.html import lag_band_of, write_html
-from phenomjax.fitting.report import FitReport
+from phenomjax.fitting.report import FitReport, Refined
 from phenomjax.runs.reuse import claim, remove_owned
 
-from .reports import synthetic_report, write_fit_folder
+from .reports import member, synthetic_report, write_fit_folder
 
 SMALL = PlotSettings(dpi=50)  # where only the page, not the figures' detail, is tested
 
@@ -152,3 +152,24 @@ def test_the_page_renders_in_headless_chromium(tmp_path):
                          timeout=120)  # fmt: skip
     assert dom.returncode == 0 and "Verdict per rank bin" in dom.stdout
     assert dom.stdout.count("<img") == 2
+
+
+def test_the_page_shows_the_refinement(tmp_path, capsys):
+    grp, fit = _group_fit(tmp_path)
+    rep = FitReport.load(fit / "report.json")
+    refined = Refined(member=member(mode="expected"), mode="expected",
+                      knobs=("lr", "scale", "shift"), before=(0.01, 0.1, 0.0),
+                      after=(0.0123, 0.087, 0.05),
+                      objective_before=5.3819, objective_after=5.3532, grad_norm=0.0204,
+                      steps=10, total=5.3534, start_total=5.3833)  # fmt: skip
+    rep = dataclasses.replace(rep, refined=refined, on_edge=("lr 0.0003 (the lowest)",))
+    write_fit_folder(fit, rep)
+    assert main(["report", str(fit)]) == 0
+    page = _parse(Path(capsys.readouterr().out.strip()))
+    cells, text = page.cells, " ".join(page.text)
+    assert "Refinement" in text and "gradient norm at the refined optimum 0.0204" in text
+    for row in (["lr", "0.01", "0.0123"], ["surrogate", "5.3819", "5.3532"],
+                ["total (scored as a member)", "5.3833", "5.3534"]):  # fmt: skip
+        i = cells.index(row[0])
+        assert cells[i : i + 3] == row
+    assert "best on a grid edge: lr 0.0003 (the lowest)" in text
