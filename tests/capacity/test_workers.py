@@ -49,7 +49,9 @@ def test_two_workers_give_the_same_tables(tmp_path):
 
 
 def _stamp(_):
-    return time.monotonic()
+    start = time.monotonic()
+    time.sleep(0.5)  # holds its worker: the next run waits for a free one
+    return start
 
 
 @two_cores
@@ -70,7 +72,6 @@ def test_the_costliest_waiting_run_goes_first():
 
         def one(cost):
             started[cost] = w.run(_stamp, None, cost=cost)
-            time.sleep(0.5)  # keeps nothing: the worker is already free again
 
         waiting = [threading.Thread(target=one, args=(c,)) for c in (1.0, 3.0, 2.0)]
         for t in waiting:
@@ -80,4 +81,5 @@ def test_the_costliest_waiting_run_goes_first():
         gate.set()
         for t in blockers + waiting:
             t.join()
+    # 3 and 2 take the two workers; 1 starts only once one of them is done
     assert started[1.0] >= max(started[3.0], started[2.0])
