@@ -134,7 +134,7 @@ def extrapolate(
         "bits": math.nan if edge else min(float(b_inf), cap),
         # no saturation (edge) or an infinite end: the measured bits are the only lower end
         "lo": most if edge or not np.isfinite(lo) else min(max(lo, most), cap),
-        "hi": (cap if np.isfinite(cap) else math.inf) if edge else min(max(hi, most), cap),
+        "hi": cap if edge else min(max(hi, most), cap),
         "q": float(Q_GRID[best]),
         "n": len(e),
         "confidence": confidence,

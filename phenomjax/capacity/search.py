@@ -39,9 +39,8 @@ INT_COLUMNS = ("n_layer", "n_head", "head_dim", "w", "d", "exposures")
 
 
 def _cost(job: Job) -> float:
-    """What orders waiting runs (workers.py): sequences x the size's width^2 x layers, the
-    chains of the largest K and size first (a run's own steps follow its budget; ranking by
-    its chain's K keeps a long chain's next budget ahead of a short chain's)."""
+    """What orders waiting runs (workers.py): K x layers x width^2, the work of one exposure
+    of every sequence. The budget is left out, so all budgets of a chain rank alike."""
     if job.model != "transformer":
         return 0.0
     m = job.cfg.model
@@ -97,12 +96,11 @@ def best_lr(cfg, size, K: int, runs: Path, log: list, **kw) -> float:
     """The rate of the sweep with the most memorized bits at (K, the first budget); ties to the
     smaller rate."""
     e = cfg.saturation.first_exposures
-    rows = kw["workers"].map(
-        lambda lr: _train(transformer_job(cfg, size, K, lr, e, "lr_sweep"), runs, cfg, log, **kw)[
-            0
-        ],
-        sorted(cfg.saturation.lrs),
-    )
+
+    def sweep(lr: float) -> dict[str, Any]:
+        return _train(transformer_job(cfg, size, K, lr, e, "lr_sweep"), runs, cfg, log, **kw)[0]
+
+    rows = kw["workers"].map(sweep, sorted(cfg.saturation.lrs))
     ok = [r for r in rows if r["status"] == "complete"] or rows
     return max(ok, key=lambda r: (r["memorized_bits"], -r["lr"]))["lr"]
 

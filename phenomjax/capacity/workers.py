@@ -37,6 +37,16 @@ def cores() -> list[int]:
     return list(range(os.cpu_count() or 1))
 
 
+def check_jobs(n: int) -> int:
+    """`n` if it is a worker count this machine can use (1 to its cores), else one error."""
+    most = len(cores())  # more would only share cores, each worker holding its own JAX
+    if not 1 <= n <= most:
+        raise PhenomjaxError(
+            f"jobs: expected an integer from 1 to {most} (the cores here), got {n}"
+        )
+    return n
+
+
 def _pin(queue) -> None:  # a worker's initializer: one core each, before XLA starts its threads
     core = queue.get()
     if core is not None and hasattr(os, "sched_setaffinity"):
@@ -51,12 +61,7 @@ class Workers:
     chain of budgets, the critical path, never waits behind short runs)."""
 
     def __init__(self, n: int = 1):
-        most = len(cores())  # more would only share cores, each worker holding its own JAX
-        if not 1 <= n <= most:
-            raise PhenomjaxError(
-                f"jobs: expected an integer from 1 to {most} (the cores here), got {n}"
-            )
-        self.n = n
+        self.n = check_jobs(n)
         self._pool: cf.ProcessPoolExecutor | None = None
         self._free = n
         self._waiting: list[tuple[float, int]] = []  # (-cost, ticket): a heap

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..capacity import CapacityConfig, run_capacity
-from ..capacity.workers import Workers, cores
+from ..capacity.workers import check_jobs, cores
 from ..config import load_config
 from ..runs.reuse import check_outside
 
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     stem = Path(args.config).stem + ("-quick" if args.quick else "")
     out = Path(args.out) if args.out else Path("runs") / stem
     check_outside([args.config], out)
-    Workers(args.jobs)  # a bad --jobs is one line before anything is written
+    check_jobs(args.jobs)  # a bad --jobs is one line before anything is written
     t0 = time.perf_counter()
 
     def on_run(job, what, row):

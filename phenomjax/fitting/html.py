@@ -29,7 +29,15 @@ from ..errors import DataError
 from ..runs.reuse import ReuseError, owned
 from ..runs.storage import atomic_write_bytes
 from .overlay import overlay_axes, overlay_data
-from .report import FitReport, best_line, ratio_header, ratio_text, reproduction_lines
+from .report import (
+    NOT_REFINED,
+    FitReport,
+    best_line,
+    edge_line,
+    ratio_header,
+    ratio_text,
+    reproduction_lines,
+)
 
 NAME = "report.html"
 STYLE = """body{font-family:sans-serif;max-width:70em;margin:1em auto;padding:0 1em;color:#222}
@@ -169,12 +177,10 @@ def refine_section(rep: FitReport) -> str:
     surrogate, the gradient norm, the refined member's total against its start's, and the grid
     edges the best sits on."""
     e = html.escape
-    edges = "".join(f"<li>best on a grid edge: {e(x)} (the refinement may go past it)</li>"
-                    for x in rep.on_edge)  # fmt: skip
+    edges = "".join(f"<li>{e(edge_line(x))}</li>" for x in rep.on_edge)
     f = rep.refined
     if f is None:
-        why = "no expected-mode member in the grid, or grid.refine_steps = 0"
-        return f"<ul>{edges}<li>not run: {why}</li></ul>"
+        return f"<ul>{edges}<li>{e(NOT_REFINED)}</li></ul>"
     m = f.member
     rows = [[e(k), _num(a, ".4g"), _num(b, ".4g")]
             for k, a, b in zip(f.knobs, f.before, f.after, strict=True)]  # fmt: skip

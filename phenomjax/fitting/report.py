@@ -451,12 +451,20 @@ def halving_lines(r: FitReport) -> list[str]:
     ]
 
 
+NOT_REFINED = "not run: no expected-mode member in the grid, or grid.refine_steps = 0"
+
+
+def edge_line(edge: str) -> str:
+    """One grid edge the best member sits on, in words (the text report and the page)."""
+    return f"best on a grid edge: {edge} (the refinement may go past it)"
+
+
 def refined_lines(r: FitReport) -> list[str]:
     """The best's grid edges, and the refined optimum against its start."""
-    lines = [f"  best on a grid edge: {e} (the refinement may go past it)" for e in r.on_edge]
+    lines = [f"  {edge_line(e)}" for e in r.on_edge]
     f = r.refined
     if f is None:
-        return lines + ["  refined: not run"]
+        return lines + [f"  refined: {NOT_REFINED}"]
     m = f.member
     pairs = ", ".join(f"{k} {a:.3g} -> {b:.3g}" for k, a, b in zip(f.knobs, f.before, f.after,
                                                                    strict=True))  # fmt: skip
