@@ -10,8 +10,6 @@ weight per feature), which `match_d_eff` uses to place D_eff and then checks by 
 
 from __future__ import annotations
 
-import types
-
 import numpy as np
 
 from ..analysis.summaries import sequence_bits
@@ -22,14 +20,15 @@ from ..errors import PhenomjaxError
 MAX_FEATURE_BYTES = 1 << 30  # the (K, L - 1, D_eff) features are held at once: refuse above
 
 
-def _features(D_eff: int, bits: np.ndarray, seed: int):
+def v1_params(D_eff: int, L: int, seed: int) -> dict:
+    """V1's parameters at D_eff for sequences of L bits: the fixed map G of its seed and a zero
+    readout (phenom.model.init_params at scale 0)."""
     import jax
 
-    from ..phenom.variants import deflation
+    from ..phenom.model import PhenomModel, init_params
 
-    model = types.SimpleNamespace(N=bits.shape[1], D_eff=D_eff, init_scale=0.0)
-    G = deflation.init(jax.random.PRNGKey(seed), model)["G"]
-    return jax.jit(deflation.features)(G, bits)
+    model = PhenomModel(N=L, variant="v1", D_eff=D_eff)
+    return init_params(jax.random.PRNGKey(seed), model, scale=0.0)
 
 
 def v1_memorized(
@@ -42,7 +41,7 @@ def v1_memorized(
     import jax.numpy as jnp
     import optax
 
-    from ..phenom.variants.deflation import readout_loss_and_grad
+    from ..phenom.variants import deflation
 
     need = 4 * K * (L - 1) * D_eff
     if need > MAX_FEATURE_BYTES:
@@ -51,7 +50,8 @@ def v1_memorized(
             f" MiB; expected at most {MAX_FEATURE_BYTES >> 20}"
         )
     bits = make_bits(seed, K, L)
-    phi = _features(D_eff, bits, seed)
+    params = v1_params(D_eff, L, seed)
+    phi = jax.jit(deflation.features)(params["G"], bits)
     y = jnp.asarray(bits[:, 1:], jnp.float32)
     w = jnp.full((K,), 1.0 / K, jnp.float32)
     opt = optax.adam(optax.cosine_decay_schedule(lr, steps))
@@ -60,17 +60,16 @@ def v1_memorized(
     def fit(b):
         def step(carry, _):
             b, s = carry
-            _, g = readout_loss_and_grad(b, phi, y, w)
+            _, g = deflation.readout_loss_and_grad(b, phi, y, w)
             u, s = opt.update(g, s, b)
             return (optax.apply_updates(b, u), s), None
 
         (b, _), _ = jax.lax.scan(step, (b, opt.init(b)), None, length=steps)
         return b
 
-    b = np.asarray(fit(jnp.zeros((D_eff,), jnp.float32)))
-    logit = np.asarray(phi, np.float64) @ b.astype(np.float64)
-    t = bits[:, 1:].astype(np.float64)
-    loss = (np.logaddexp(0.0, logit) - t * logit).mean(axis=1)  # per sequence, nats
+    params["b"] = fit(params["b"])
+    loss, _ = jax.jit(deflation.sequence_metrics)(params, bits)
+    loss = np.asarray(loss, np.float64)  # per sequence, nats
     floor, _ = per_sequence_floor(bits, np.full(K, 1.0 / K))
     return {
         "D_eff": D_eff,
@@ -79,7 +78,7 @@ def v1_memorized(
         "bits_ceiling": float(np.clip(sequence_bits(floor, L), 0.0, None).sum()),
         "dataset_bits": K * (L - 1),
         "loss": float(loss.mean()),
-        "b": b,
+        "b": np.asarray(params["b"]),
     }
 
 

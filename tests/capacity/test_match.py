@@ -3,30 +3,23 @@
 import numpy as np
 import pytest
 
-from phenomjax.capacity.match import _features, match_d_eff, v1_capacity, v1_memorized
+from phenomjax.capacity.match import match_d_eff, v1_capacity, v1_memorized, v1_params
 from phenomjax.data import make_bits
 from phenomjax.errors import PhenomjaxError
+from phenomjax.phenom.variants import deflation
 
 
 def test_loss_matches_numpy_features_and_bce():
     """The reported loss is the BCE of the returned readout over features recomputed in NumPy
-    from the fixed map (tanh of the causal sums of the spins)."""
+    from the fixed map (tanh of the causal sums of the spins); the map is causal."""
     D, K, L = 8, 5, 6
     r = v1_memorized(D, K, L, steps=200)
     bits = make_bits(0, K, L)
-    phi = np.asarray(_features(D, bits, 0), np.float64)
-    import jax
-
-    from phenomjax.phenom.variants import deflation
-
-    G = np.asarray(
-        deflation.init(
-            jax.random.PRNGKey(0), type("M", (), {"N": L, "D_eff": D, "init_scale": 0.0})
-        )["G"],
-        np.float64,
-    )
+    G = np.asarray(v1_params(D, L, 0)["G"], np.float64)
     s = 2.0 * bits[:, :-1] - 1.0
     ref = np.tanh(np.einsum("mi,nid->mnd", s, G))
+    assert np.all(np.triu(G[:, :, 0], 1) == 0)
+    phi = np.asarray(deflation.features(v1_params(D, L, 0)["G"], bits), np.float64)
     np.testing.assert_allclose(phi, ref, rtol=1e-5, atol=1e-5)
     z = ref @ r["b"].astype(np.float64)
     t = bits[:, 1:]
