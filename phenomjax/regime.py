@@ -30,7 +30,7 @@ from .analysis.lag import bin_lag, rank_crossings
 from .config import require_positive, to_dict
 from .configs import packaged
 from .data import DataConfig
-from .errors import ConfigError, DataError
+from .errors import ConfigError
 from .fitting.fit import fit_run, phenom_config, train_best
 from .fitting.grid import FitGridConfig, default_grid
 from .fitting.holdout import predict
@@ -38,6 +38,7 @@ from .fitting.inputs import read_input
 from .fitting.report import FitReport
 from .fitting.scoring import lag_rows
 from .optim import OptimConfig
+from .regime_capacity import MATCHED, SizeCapacity, matched, read_table, size_capacity
 from .runs import RunDir
 from .runs.reuse import ensure_run
 from .transformer.model import GPTConfig
@@ -66,7 +67,10 @@ class MapSection:
     alpha: float = 1.0  # Zipf exponent of the sampling weights
     seeds: tuple[int, ...] = (0, 1, 2)  # one transformer run per seed and regime
     fits: tuple[str, ...] = ("fit_demo",)  # fit grids (packaged names or TOML paths), a model each
-    capacity: str = ""  # a capacity_sizes.csv (phenomjax capacity); empty: x is params per bit
+    capacity: str = ""  # a capacity_sizes.csv (phenomjax capacity) at this L; "": none
+    bits_per_param: float = 0.0  # sizes not in `capacity`: this rate x n_params bits; 0: none
+    match: bool = True  # V1's D_eff matched to each size's capacity (regime_capacity)
+    max_D_eff: int = 16384  # a matched D_eff above this is not fitted (V1's cost grows with it)
     predict_from: str = ""  # the regime whose fit predicts the others unrefitted; "": the first
 
     def validate(self) -> None:
@@ -76,6 +80,9 @@ class MapSection:
             raise ConfigError(f"map: expected K >= 2 and L >= 2, got K {self.K}, L {self.L}")
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"map.seeds: expected distinct seeds, got {list(self.seeds)}")
+        if not self.bits_per_param >= 0 or not 1 <= self.max_D_eff <= 1 << 16:
+            raise ConfigError(f"map.bits_per_param / max_D_eff: expected >= 0 / in [1, 65536],"
+                              f" got {self.bits_per_param} / {self.max_D_eff}")  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,35 +161,22 @@ def lag_of(path: Path, K: int) -> pd.DataFrame:
     return bin_lag(p.crossings, K=K)
 
 
-def _capacity(path: str) -> dict[str, float]:
-    """size name -> capacity in bits, from the transformer rows of a capacity_sizes.csv (its
-    size column reads n_layer x n_head x head_dim, as `phenomjax capacity` writes it)."""
-    table = pd.read_csv(path)
-    need = ("model", "size", "capacity")
-    if any(c not in table.columns for c in need):
-        raise DataError(f"{path}: expected a capacity_sizes.csv with columns {list(need)}")
-    out = {}
-    for r in table[table["model"] == "transformer"].itertuples():
-        try:
-            n_layer, n_head, head_dim = (int(v) for v in str(r.size).split("x"))
-        except ValueError:
-            raise DataError(
-                f"{path}: size {r.size!r}: expected n_layer x n_head x head_dim"
-            ) from None
-        out[RegimeSize(n_layer, n_head, head_dim).name] = float(r.capacity)
-    return out
-
-
 def predict_regime(
-    source: FitReport, grid: FitGridConfig, target: Path, out: Path, progress: bool = False
+    source: FitReport,
+    grid: FitGridConfig,
+    target: Path,
+    out: Path,
+    progress: bool = False,
+    knobs: dict | None = None,
 ) -> pd.DataFrame:
     """The best member of `source` (a fit at another regime), its dynamics knobs unchanged,
     trained on the target regime's data and steps (`out`, a phenom run directory) and read
     against the target's transformer group at the source's fitted shift: per rank bin its z
     (the error of log loss in units of the target's seed band), and per (bin, level) its lag
-    ratio beside the transformer's with z_lag. Nothing is refitted."""
+    ratio beside the transformer's with z_lag. Nothing is refitted; `knobs` (a matched D_eff:
+    the target's own capacity) replace the member's."""
     inp = read_input(target, grid.score)
-    best = source.best.member
+    best = dataclasses.replace(source.best.member, **(knobs or {}))
     train_best(phenom_config(inp, grid.grid, best.mode, best), out, progress)
     ev = RunDir(out).read_evals()
     bins = predict(binned(ev, inp.edges), source.best.score.shift, inp.ref, grid.score)
@@ -205,6 +199,15 @@ def predict_regime(
     return pd.DataFrame(rows)
 
 
+def _matches(grid: FitGridConfig) -> bool:
+    """A grid of only capacity-knob variants (V1): its D_eff is set by matching."""
+    return set(grid.grid.variant) <= set(MATCHED)
+
+
+def _at(grid: FitGridConfig, cap: SizeCapacity) -> FitGridConfig:
+    return dataclasses.replace(grid, grid=dataclasses.replace(grid.grid, D_eff=(cap.D_eff,)))
+
+
 def run_regimes(
     cfg: RegimeConfig,
     out: str | Path,
@@ -212,55 +215,89 @@ def run_regimes(
     progress: bool = False,
     emit: Callable[[str], None] = lambda _: None,
 ) -> RegimeResult:
-    """Train, fit and read every regime of the map (reusing what is finished)."""
-    cfg.map.validate()
+    """Train, fit and read every regime of the map (reusing what is finished). With a capacity
+    per size (map.capacity, map.bits_per_param) and map.match, a V1 grid's D_eff is the one
+    matched to the size's capacity (regime_capacity); a regime whose match is past
+    map.max_D_eff has no V1 fit, and its verdict row says so."""
+    m = cfg.map
+    m.validate()
     out = Path(out)
-    grids = {_model_name(g): _grid(g) for g in cfg.map.fits}
-    capacity = _capacity(cfg.map.capacity) if cfg.map.capacity else None
+    grids = {_model_name(g): _grid(g) for g in m.fits}
+    table = read_table(m.capacity) if m.capacity else {}
+    known = bool(table) or m.bits_per_param > 0
+    caps: dict[str, SizeCapacity] = {}
     rows, disc, verdicts = [], [], []
     for r in regimes(cfg):
         group = train_regime(r, out, progress)
         seeds = [group / f"seed-{c.data.seed}" for c in r.configs]
         n_params = int(RunDir(seeds[0]).manifest().get("n_params") or 0)
-        bits = r.K * (cfg.map.L - 1)
-        x = (capacity.get(r.size.name, np.nan) if capacity else n_params) / bits
+        if r.size.name not in caps:
+            cap = size_capacity(r.size.name, n_params, table, m.bits_per_param)
+            if m.match and any(_matches(g) for g in grids.values()):
+                cap = matched(cap, m.L, m.max_D_eff, emit)
+            caps[r.size.name] = cap
+        cap = caps[r.size.name]
+        bits = r.K * (m.L - 1)
+        x = (cap.bits if known else n_params) / bits
         emit(f"[regime] {r.name}: {len(seeds)} seeds trained, {n_params} parameters, x {x:.3g}")
         base = {"regime": r.name, "size": r.size.name, "K": r.K, "n_params": n_params, "x": x}
         ref = pd.concat([lag_of(p, r.K).assign(seed=c.data.seed)
                          for p, c in zip(seeds, r.configs, strict=True)])  # fmt: skip
         rows.append(ref.assign(model="transformer", **base))
         for model, grid in grids.items():
+            row = {**base, "model": model, **cap.row()}
+            if m.match and _matches(grid):
+                if not cap.fitted:
+                    verdicts.append({**row, "transformer_lags": np.nan, "agrees": np.nan})
+                    emit(f"[regime] {r.name}: {model} not fitted ({cap.how})")
+                    continue
+                grid = _at(grid, cap)
+            else:
+                row.update(D_eff=np.nan, v1_capacity_bits=np.nan, D_eff_how="")
             fit = out / "fits" / f"{r.name}-{model}"
             report = fit_run(group, fit, grid, progress=progress)
             fitted = lag_of(Path(report.best.run), r.K).assign(seed=report.best.member.seed)
             rows.append(fitted.assign(model=model, **base))
             d = discrepancy(ref, fitted)
             disc.append(d.assign(regime=r.name, model=model))
-            lags = transformer_lags(d)
-            verdicts.append({**base, "model": model, "transformer_lags": lags,
+            verdicts.append({**row, "transformer_lags": transformer_lags(d),
                              "agrees": agrees(d)})  # fmt: skip
             emit(f"[regime] {r.name}: {model} fitted ({'agrees' if agrees(d) else 'disagrees'})")
-    predictions = _predictions(cfg, out, grids, progress, emit)
-    x_label = ("capacity / dataset bits" if capacity
+    predictions = _predictions(cfg, out, grids, caps if m.match else {}, progress, emit)
+    x_label = ("transformer capacity / dataset bits, capacity / (K (L - 1))" if known
                else "parameters per dataset bit, n_params / (K (L - 1))")  # fmt: skip
     lags = pd.concat(rows, ignore_index=True).rename(columns={"lag_ratio": "ratio"})
     return RegimeResult(lags, pd.concat(disc, ignore_index=True), pd.DataFrame(verdicts), x_label,
                         predictions)  # fmt: skip
 
 
-def _predictions(cfg: RegimeConfig, out: Path, grids: dict, progress: bool, emit) -> pd.DataFrame:
+def _predictions(cfg: RegimeConfig, out: Path, grids: dict, caps: dict, progress: bool,
+                 emit) -> pd.DataFrame:  # fmt: skip
     """Every model's fit at map.predict_from (default: the first regime) predicting each other
-    regime without refitting (predict_regime)."""
-    names = [r.name for r in regimes(cfg)]
+    regime without refitting (predict_regime); a matched V1 takes the target size's D_eff (its
+    capacity is the target transformer's, not a fitted knob) and skips a target without one."""
+    rs = regimes(cfg)
+    names = [r.name for r in rs]
+    size_of = {r.name: r.size.name for r in rs}
     source = cfg.map.predict_from or names[0]
     if source not in names:
         raise ConfigError(f"map.predict_from: expected one of {names}, got {source!r}")
     parts = []
     for model, grid in grids.items():
-        report = FitReport.load(out / "fits" / f"{source}-{model}" / "report.json")
+        report_path = out / "fits" / f"{source}-{model}" / "report.json"
+        if not report_path.exists():  # a matched V1 not fitted at the source
+            emit(f"[regime] {model}: no fit at {source}, no predictions")
+            continue
+        report = FitReport.load(report_path)
         for target in (n for n in names if n != source):
+            knobs = None
+            if caps and _matches(grid):
+                cap = caps[size_of[target]]
+                if not cap.fitted:
+                    continue
+                knobs = {"D_eff": cap.D_eff}
             folder = out / "predictions" / f"{model}-{source}-to-{target}"
-            p = predict_regime(report, grid, out / "runs" / target, folder, progress)
+            p = predict_regime(report, grid, out / "runs" / target, folder, progress, knobs)
             parts.append(p.assign(model=model, source=source, target=target))
             z = p[p.verdict == "curve"].z
             emit(

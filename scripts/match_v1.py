@@ -41,7 +41,7 @@ def main(argv=None) -> int:
             m = match_d_eff(float(r.capacity), a.length, seed=a.seed)
             rows.append({"size": r.size, "params": r.params, "transformer_bits": r.capacity,
                          "transformer_estimate": r.estimate, "D_eff": m["D_eff"],
-                         "v1_bits": m["measured_bits"],
+                         "v1_bits": m["measured_bits"], "how": m["how"],
                          "v1_bits_per_feature_at_64": m["bits_per_feature"]})  # fmt: skip
             print(f"{r.size}: transformer {r.capacity:.0f} bits ({r.estimate}) -> D_eff "
                   f"{m['D_eff']}, V1 {m['measured_bits']:.0f} bits", flush=True)  # fmt: skip

@@ -1,11 +1,14 @@
 """The regime map end to end at tiny size: runs and fits are made once and reused, the tables
 hold every regime x model x seed, and the discrepancy is the pre-registered one."""
 
+import math
+
 import pandas as pd
 import pytest
 
 from phenomjax.cli import main
 from phenomjax.config import load_config
+from phenomjax.errors import DataError
 from phenomjax.regime import RegimeConfig, regimes
 
 TINY = """
@@ -85,14 +88,53 @@ def test_a_bad_map_is_one_line(tmp_path, capsys):
 
 
 def test_the_capacity_table_of_phenomjax_capacity_is_read(tmp_path):
-    from phenomjax.regime import _capacity
+    from phenomjax.regime_capacity import read_table
 
     path = tmp_path / "capacity_sizes.csv"
-    path.write_text("model,size,capacity\ntransformer,1x1x8,507.5\nphenom,w6 d2,1202.0\n")
-    assert _capacity(str(path)) == {"l1h1d8": 507.5}
-    path.write_text("model,size,capacity\ntransformer,big,1.0\n")
-    with pytest.raises(Exception, match="expected n_layer x n_head x head_dim"):
-        _capacity(str(path))
+    path.write_text(
+        "model,size,capacity,estimate,params\n"
+        "transformer,1x1x8,507.5,converged,1050\nphenom,w6 d2,1202.0,lower bound,902\n"
+    )
+    assert read_table(str(path)) == {"l1h1d8": (507.5, "converged", 1050)}
+    path.write_text("model,size,capacity,estimate,params\ntransformer,big,1.0,converged,3\n")
+    with pytest.raises(DataError, match="expected n_layer x n_head x head_dim"):
+        read_table(str(path))
+    path.write_text("model,size,capacity\ntransformer,1x1x8,507.5\n")
+    with pytest.raises(DataError, match="capacity_sizes.csv with columns"):
+        read_table(str(path))
+    with pytest.raises(DataError, match="missing.csv"):
+        read_table(str(tmp_path / "missing.csv"))
+
+
+def test_a_size_takes_its_capacity_from_the_table_else_the_rule():
+    from phenomjax.regime_capacity import size_capacity
+
+    table = {"l1h1d8": (507.5, "converged", 1050)}
+    cap = size_capacity("l1h1d8", 1050, table, 2.0)
+    assert (cap.bits, cap.source, cap.fitted) == (507.5, "table (converged)", False)
+    cap = size_capacity("l2h2d8", 6914, table, 1.5)
+    assert cap.bits == pytest.approx(1.5 * 6914) and cap.source == "rule 1.5 bits/param"
+    cap = size_capacity("l2h2d8", 6914, table, 0.0)
+    assert math.isnan(cap.bits) and cap.source == ""
+    # a table measured at another L counts other parameters (positions): refused, one line
+    with pytest.raises(DataError, match="expected a table measured at the map's L"):
+        size_capacity("l1h1d8", 1178, table, 1.0)
+
+
+def test_matching_sets_d_eff_and_refuses_one_past_the_cost_cap():
+    from phenomjax.regime_capacity import SizeCapacity, matched
+
+    said = []
+    cap = matched(SizeCapacity(300.0, "table (converged)"), 16, 16384, said.append)
+    assert cap.fitted and cap.how == "measured"
+    assert cap.v1_bits == pytest.approx(300.0, rel=0.05)
+    row = cap.row()
+    assert row["D_eff"] == cap.D_eff and row["capacity_bits"] == 300.0
+    # far past the cap: placed by the rule from the largest measured D_eff, and not fitted
+    cap = matched(SizeCapacity(1e6, "rule 10 bits/param"), 16, 64, said.append)
+    assert not cap.fitted and "max_D_eff: not fitted" in cap.how
+    assert math.isnan(cap.row()["D_eff"]) and "exceeds map.max_D_eff 64" in said[-1]
+    assert matched(SizeCapacity(math.nan, ""), 16, 64).how == "no capacity: not matched"
 
 
 def test_the_shipped_regime_map_loads():

@@ -92,6 +92,16 @@ def v1_capacity(D_eff: int, L: int, *, seed: int = 0, ratios=(1, 2, 4), **kw) ->
             "by_K": {r["K"]: r["memorized_bits"] for r in rows}}  # fmt: skip
 
 
+_MEASURED: dict = {}  # (D_eff, L, settings) -> capacity: matching several targets measures once
+
+
+def _measured(D_eff: int, L: int, kw: dict) -> float:
+    key = (D_eff, L, tuple(sorted(kw.items())))
+    if key not in _MEASURED:
+        _MEASURED[key] = v1_capacity(D_eff, L, **kw)["capacity"]
+    return _MEASURED[key]
+
+
 def match_d_eff(
     target_bits: float,
     L: int,
@@ -105,18 +115,20 @@ def match_d_eff(
     """The D_eff whose V1 capacity equals `target_bits`. Bits per feature are measured at
     `probe` and D_eff = target / that (within [1, 65536]); while D_eff is at most `verify_max`,
     its capacity is measured and D_eff moved by a secant in log-log (capacity is close to, not
-    exactly, linear in D_eff) for up to `rounds` rounds or until within rel_tol. Above
-    `verify_max` the linear rule's D_eff is reported with measured_bits NaN."""
+    exactly, linear in D_eff) for up to `rounds` rounds or until within rel_tol. A D_eff above
+    `verify_max` is placed by the bits per feature measured at verify_max (V1's bits per
+    feature fall with D_eff, so the probe's would place it too low) and reported with
+    measured_bits NaN; `how` says which: "measured" or "linear from D_eff <verify_max>"."""
     if not np.isfinite(target_bits) or target_bits <= 0:
         raise PhenomjaxError(f"match_d_eff: target_bits: expected a positive number, got "
                              f"{target_bits}")  # fmt: skip
-    per = v1_capacity(probe, L, **kw)["capacity"] / probe
+    per = _measured(probe, L, kw) / probe
     D = int(np.clip(round(target_bits / per), 1, 1 << 16))
     tried = {probe: per * probe}
     for _ in range(rounds):
         if D > verify_max or D in tried:
             break
-        tried[D] = v1_capacity(D, L, **kw)["capacity"]
+        tried[D] = _measured(D, L, kw)
         if abs(tried[D] / target_bits - 1) <= rel_tol:
             break
         # a secant in log-log through the last two: capacity is a power of D_eff locally
@@ -124,7 +136,13 @@ def match_d_eff(
         e = np.clip(np.log(c1 / c0) / np.log(d1 / d0), 0.2, 2.0) if c0 > 0 and c1 > 0 else 1.0
         D = int(np.clip(round(d1 * (target_bits / c1) ** (1 / e)), 1, 1 << 16))
     best = min(tried, key=lambda d: abs(tried[d] - target_bits))
+    how = "measured"
     if D > verify_max:
-        best = D
+        if verify_max not in tried:
+            tried[verify_max] = _measured(verify_max, L, kw)
+        top = tried[verify_max] / verify_max
+        best = int(np.clip(round(target_bits / top), verify_max, 1 << 16))
+        how = f"linear from D_eff {verify_max}"
     return {"target_bits": float(target_bits), "D_eff": best, "bits_per_feature": per,
-            "measured_bits": tried.get(best, float("nan")), "tried": tried}  # fmt: skip
+            "measured_bits": tried.get(best, float("nan")), "how": how,
+            "tried": tried}  # fmt: skip

@@ -1,5 +1,7 @@
 """V1's capacity on uniform data and the D_eff matched to a target (capacity/match.py)."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -45,6 +47,16 @@ def test_match_hits_the_target_within_tolerance():
     m = match_d_eff(300.0, 16)
     assert m["measured_bits"] == pytest.approx(300.0, rel=0.05)
     assert m["D_eff"] == min(m["tried"], key=lambda d: abs(m["tried"][d] - 300.0))
+
+
+def test_a_target_past_verify_max_is_placed_from_the_largest_measured_d_eff():
+    """Above verify_max, D_eff = target / (bits per feature measured at verify_max): V1's bits
+    per feature fall with D_eff, so the probe's rate would place it lower."""
+    m = match_d_eff(2000.0, 16, verify_max=32)
+    top = m["tried"][32] / 32
+    assert m["how"] == "linear from D_eff 32" and math.isnan(m["measured_bits"])
+    assert m["D_eff"] == max(32, round(2000.0 / top))
+    assert match_d_eff(300.0, 16)["how"] == "measured"
 
 
 def test_bad_target_and_oversized_features_are_one_line_errors():
