@@ -248,7 +248,9 @@ def run_regimes(
             row = {**base, "model": model, **cap.row()}
             if m.match and _matches(grid):
                 if not cap.fitted:
-                    verdicts.append({**row, "transformer_lags": np.nan, "agrees": np.nan})
+                    # the transformer's lag is its own: read it against itself
+                    lags_t = transformer_lags(discrepancy(ref, ref))
+                    verdicts.append({**row, "transformer_lags": lags_t, "agrees": np.nan})
                     emit(f"[regime] {r.name}: {model} not fitted ({cap.how})")
                     continue
                 grid = _at(grid, cap)

@@ -19,7 +19,7 @@ import pandas as pd
 
 from .errors import DataError
 
-MATCHED = ("v1",)  # variants with a capacity knob (D_eff) that the map sets by matching
+MATCHED = ("v1", "v2")  # variants with a capacity knob (D_eff) that the map sets by matching
 
 
 @dataclasses.dataclass(frozen=True)

@@ -159,14 +159,31 @@ def capacity_section(runs: Path) -> list[str]:
     return out
 
 
+def _capacity_lines(ver: pd.DataFrame) -> list[str]:
+    """The capacity matching per size: the transformer's capacity and its source, V1's matched
+    D_eff and V1's own capacity measured there (or why V1 was not fitted)."""
+    v1 = ver[ver["D_eff_how"].fillna("") != ""].drop_duplicates("size")
+    rows = [{"size": r.size, "transformer capacity (bits)": round(float(r.capacity_bits)),
+             "source": r.capacity_source,
+             "V1 D_eff": "-" if not np.isfinite(r.D_eff) else int(r.D_eff),
+             "V1 capacity (bits)": "-" if not np.isfinite(r.v1_capacity_bits)
+             else round(float(r.v1_capacity_bits)), "matched": r.D_eff_how}
+            for r in v1.itertuples()]  # fmt: skip
+    return ["Capacity matching (regime_verdicts.csv): V1's D_eff is the one whose own measured "
+            "capacity on uniform data equals the transformer size's capacity; it is not fitted.",
+            "", _markdown(pd.DataFrame(rows)), ""]  # fmt: skip
+
+
 def regime_section(runs: Path) -> list[str]:
     reg = runs / "regime"
     out = ["## The regime map", "", f"`phenomjax regime experiments/regime_cpu.toml --out {reg}`: "
            "three transformer sizes x two K, three seeds each, with the model as stated "
-           "(fit-demo) and V1 (fit-v1) fitted to every seed group. Lag ratio of ranks 5-9 "
-           "(presentations to reach a level of normalized excess loss over ranks 0-4's): the "
-           "transformer's three seeds, and each fitted model's best member (- : never reaches "
-           "it). x is parameters per dataset bit, n_params / (K (L - 1)).", ""]  # fmt: skip
+           "(fit-demo) and V1 (fit-v1, its D_eff matched to the size's capacity) fitted to every "
+           "seed group. Lag ratio of ranks 5-9 (presentations to reach a level of normalized "
+           "excess loss over ranks 0-4's): the transformer's three seeds, and each fitted "
+           "model's best member (- : never reaches it). x is the transformer's capacity per "
+           "dataset bit, capacity / (K (L - 1)) (parameters per dataset bit where no capacity "
+           "is known).", ""]  # fmt: skip
     if not (reg / "regime_lags.csv").is_file():
         return out + _missing(f"{reg}/regime_lags.csv",
                               "phenomjax regime experiments/regime_cpu.toml")  # fmt: skip
@@ -182,8 +199,10 @@ def regime_section(runs: Path) -> list[str]:
     table = pd.DataFrame(rows).sort_values(["x", "model"])
     out += [_markdown(table[["regime", "x", "model", "75%", "50%", "25%"]]), ""]
     ver = pd.read_csv(reg / "regime_verdicts.csv")
-    lagging = sorted(set(ver.loc[ver["transformer_lags"], "regime"]))
-    passing = ver[ver["agrees"]]
+    if "capacity_bits" in ver.columns:
+        out += _capacity_lines(ver)
+    lagging = sorted(set(ver.loc[ver["transformer_lags"] == True, "regime"]))  # noqa: E712
+    passing = ver[ver["agrees"] == True]  # noqa: E712 (NaN: not fitted)
     good = passing[passing["regime"].isin(lagging)]
     invented = passing[~passing["regime"].isin(lagging)]
     out += [f"**In words.** The transformer lags in {len(lagging)} of {ver['regime'].nunique()} "
@@ -197,7 +216,8 @@ def regime_section(runs: Path) -> list[str]:
     out += ["The pre-registered verdict (analysis/discrepancy.py: every level that all transformer "
             "seeds reach compared, each within a factor 2 and of the transformer's sign; "
             "`transformer_lags`: some bin's whole seed range above 1):", "",
-            _markdown(ver[["regime", "x", "model", "transformer_lags", "agrees"]]), ""]  # fmt: skip
+            _markdown(ver[["regime", "x", "model", "transformer_lags", "agrees"]]
+                      .fillna({"agrees": "not fitted"})), ""]  # fmt: skip
     pred = reg / "regime_predictions.csv"
     if pred.is_file():
         p = pd.read_csv(pred)

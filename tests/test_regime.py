@@ -144,3 +144,15 @@ def test_the_shipped_regime_map_loads():
     cfg = load_config(RegimeConfig, root / "experiments" / "regime_cpu.toml")
     cfg.map.validate()
     assert len(regimes(cfg)) == 6 and len(cfg.map.seeds) >= 3
+
+
+@pytest.mark.parametrize("name", ["fit_v1", "fit_v2", "fit_variant"])
+def test_the_shipped_fit_grids_load_and_their_variants_own_their_knobs(name):
+    from pathlib import Path
+
+    from phenomjax.fitting.grid import FitGridConfig, grid_cost
+
+    root = Path(__file__).resolve().parents[1]
+    grid = load_config(FitGridConfig, root / "experiments" / f"{name}.toml", [])
+    grid.validate()
+    assert grid_cost(grid, K=256).groups >= 1

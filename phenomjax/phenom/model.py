@@ -86,10 +86,11 @@ class _Fields:
         if other is not None:
             raise bad(other, f"its default for variant {self.variant!r} "
                       f"(it is a knob of {variants.owner(other)!r})")  # fmt: skip
-        mod = variants.get(self.variant)
-        own = mod.Knobs(**{f.name: getattr(self, f.name) for f in dataclasses.fields(mod.Knobs)})
-        if hasattr(own, "check"):
-            own.check(bad)
+        for mod in variants.modules(self.variant):
+            own = mod.Knobs(**{f.name: getattr(self, f.name)
+                               for f in dataclasses.fields(mod.Knobs)})  # fmt: skip
+            if hasattr(own, "check"):
+                own.check(bad)
 
 
 # Shared fields, `variant`, then every variant's knobs (phenom/variants): one frozen dataclass.

@@ -9,7 +9,9 @@ A variant module holds
 - `post_update(model)`: an optax transformation chained after the optimizer, or None;
 - its cost for phenom/cost.py: `features_width`, `table_flops`, `row_flops`, `table_floats`;
 - optionally `can_memorize(member)`, where its capacity is not the window's (fitting flags a
-  member that cannot memorize; the default is w > 1).
+  member that cannot memorize; the default is w > 1);
+- optionally `USES`, the variant modules whose knobs it takes too (V2 takes V1's D_eff): a
+  knob belongs to one module, and a variant that extends another shares it.
 
 Adding a variant: one module here and one line in VARIANTS. A model names its variant by
 string (`model.variant`); a knob of another variant must keep its default there. For old
@@ -24,12 +26,13 @@ from types import ModuleType
 from typing import Any
 
 from ...errors import ConfigError
-from . import deflation, readout_forget, stated
+from . import deflation, diffusion, readout_forget, stated
 
 VARIANTS: dict[str, ModuleType] = {
     "stated": stated,  # the model as stated
     "readout_forget": readout_forget,  # B's own initial scale; a per-step shrink of A
     "v1": deflation,  # deflation in a finite shared readout of D_eff features (issue 18)
+    "v2": diffusion,  # V1 with a diffusion of the readout between presentations (issue 18)
 }
 
 
@@ -72,9 +75,15 @@ def resolve(name: str, values: dict[str, Any]) -> str:
     return name
 
 
+def modules(name: str) -> tuple[ModuleType, ...]:
+    """The modules whose knobs variant `name` takes: its own, then those it USES."""
+    mod = VARIANTS[name]
+    return (mod, *getattr(mod, "USES", ()))
+
+
 def foreign(name: str, values: dict[str, Any]) -> str | None:
-    """The first knob set away from its default that variant `name` does not own, if any."""
-    own = {f.name for f in dataclasses.fields(VARIANTS[name].Knobs)}
+    """The first knob set away from its default that variant `name` does not take, if any."""
+    own = {f.name for m in modules(name) for f in dataclasses.fields(m.Knobs)}
     for f in knob_fields():
         if f.name not in own and values[f.name] != f.default:
             return f.name
@@ -91,7 +100,7 @@ def get(name: str) -> ModuleType:
 def own_knobs(name: str) -> tuple[str, ...]:
     """The knobs a variant sweeps: its own ("stated" also takes readout_forget's, which turn it
     into readout_forget, as configs before the registry did)."""
-    mods = [VARIANTS[name]] + ([readout_forget] if name == "stated" else [])
+    mods = [*modules(name)] + ([readout_forget] if name == "stated" else [])
     return tuple(f.name for m in mods for f in dataclasses.fields(m.Knobs))
 
 
