@@ -40,3 +40,19 @@ def test_the_section_tables_matching_and_counts_an_unfitted_v1_as_neither(tmp_pa
     assert "| l2h4d16 | 101378 | rule 1 bits/param | - | - | D_eff 65536 > max_D_eff" in text
     assert "The transformer lags in 1 of 2 regimes (l1h1d8-K256)" in text
     assert "passes the comparison in 1 of the 2" in text and "not fitted" in text
+
+
+def test_the_metric_table_gives_each_models_difference_with_its_interval(load_script):
+    results = load_script("results")
+    base = {"rank_lo": 5, "rank_hi": 10, "regime": "l2h2d8-K256", "transformer": 0.35}
+    disc = pd.DataFrame([
+        {**base, "quantity": "0.75", "model": "fit-v1", "value": -1.3, "lo": -1.58, "hi": -1.07},
+        {**base, "quantity": "0.75", "model": "fit-v2", "value": math.nan, "lo": math.nan,
+         "hi": math.nan},
+        {**base, "regime": "l1h1d8-K256", "quantity": "0.75", "model": "fit-v1", "value": 0.1,
+         "lo": 0.0, "hi": 0.2},
+    ])  # fmt: skip
+    text = "\n".join(results._discrepancy_lines(disc, ["l2h2d8-K256"]))
+    assert "| l2h2d8-K256 | 75% | +0.35 | -1.30 [-1.58, -1.07] | - |" in text
+    assert "l1h1d8-K256" not in text  # a regime without lag is left out
+    assert results._discrepancy_lines(disc, []) == []
