@@ -40,6 +40,7 @@ def test_bad_jobs_is_one_error():
             Workers(bad)
 
 
+@pytest.mark.slow  # over a minute of two processes training the quick ladder twice
 @two_cores
 def test_two_workers_give_the_same_tables(tmp_path):
     one = run_ladder(_tiny(), tmp_path / "one")
