@@ -25,9 +25,12 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))  # v3_transformer's table, loaded as a test loads it
+
+from v3_transformer import summary as summary_v3  # noqa: E402
 
 from phenomjax.analysis.binning import bin_label  # noqa: E402
-from phenomjax.analysis.discrepancy import log_ratios, slopes  # noqa: E402
+from phenomjax.analysis.discrepancy import _bootstrap, log_ratios, slopes  # noqa: E402
 from phenomjax.analysis.pipeline import Request, analyze  # noqa: E402
 from phenomjax.analysis.settings import load_analysis_config  # noqa: E402
 from phenomjax.analysis.text import lag_rows  # noqa: E402
@@ -236,16 +239,10 @@ def _v3_lines(path: Path) -> list[str]:
             "that it vanishes.", ""]  # fmt: skip
     if not path.is_file():
         return head + _missing(str(path), V3)
-    t = pd.read_csv(path)
-    rows = []
-    for (data, level), g in t.groupby(["data", "level"], sort=False):
-        r = g["lag_ratio"].to_numpy(np.float64)
-        ok = np.isfinite(r) & (r > 0)
-        rows.append({"data": data, "level": f"{level:.0%}",
-                     "seeds": " ".join("-" if not np.isfinite(v) else f"{v:.2f}" for v in r),
-                     "geometric mean": f"{np.exp(np.log(r[ok]).mean()):.2f}" if ok.all() else "-",
-                     "lags in every seed": bool(ok.all() and (r > 1).all())})  # fmt: skip
-    return head + [_markdown(pd.DataFrame(rows)), ""]
+    t = summary_v3(pd.read_csv(path))
+    t["geo_mean"] = [f"{v:.2f}" if np.isfinite(v) else "-" for v in t["geo_mean"]]
+    t = t.rename(columns={"geo_mean": "geometric mean", "lags_in_every_seed": "lags in every seed"})
+    return head + [_markdown(t), ""]
 
 
 def _slope_interval(lags: pd.DataFrame, n: int = 4000) -> tuple[float, float, float, int]:
@@ -256,9 +253,8 @@ def _slope_interval(lags: pd.DataFrame, n: int = 4000) -> tuple[float, float, fl
     s = s[np.isfinite(s)]
     if len(s) < 2:
         return np.nan, np.nan, np.nan, len(s)
-    draws = s[np.random.default_rng(0).integers(0, len(s), (n, len(s)))].mean(axis=1)
-    lo, hi = np.percentile(draws, [2.5, 97.5])
-    return float(s.mean()), float(lo), float(hi), len(s)
+    mean, lo, hi = _bootstrap(np.zeros(1), s, n, np.random.default_rng(0))  # s's mean - 0
+    return mean, lo, hi, len(s)
 
 
 def _answer_lines(runs: Path, disc: pd.DataFrame, ver: pd.DataFrame, lagging: list[str]):
@@ -289,11 +285,9 @@ def _answer_lines(runs: Path, disc: pd.DataFrame, ver: pd.DataFrame, lagging: li
                        f"[{lo:+.2f}, {hi:+.2f}]: {form}.")  # fmt: skip
     v3 = runs / "v3_tail.csv"
     if v3.is_file():
-        t = pd.read_csv(v3)
-        every = (t.assign(up=t["lag_ratio"] > 1).groupby(["data", "level"])["up"].all()
-                 .reset_index())  # fmt: skip
-        lv = {k: ", ".join(f"{x:.0%}" for x in g.loc[g["up"], "level"]) or "no level"
-              for k, g in every.groupby("data")}  # fmt: skip
+        t = summary_v3(pd.read_csv(v3))
+        lv = {k: ", ".join(g.loc[g["lags_in_every_seed"], "level"]) or "no level"
+              for k, g in t.groupby("data")}  # fmt: skip
         out.append(f"Replacing the tail by one constant sequence of its mass, ranks 5-9 lag in "
                    f"every seed at {lv.get('head + constant tail', 'no level')}, against "
                    f"{lv.get('zipf', 'no level')} on the Zipf data.")  # fmt: skip

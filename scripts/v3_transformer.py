@@ -68,7 +68,7 @@ def train_arm(cfg, bits: np.ndarray, weights: np.ndarray, label: str) -> pd.Data
     return pd.concat(parts, ignore_index=True)
 
 
-def lag_rows(evals: pd.DataFrame, K: int) -> pd.DataFrame:
+def head_lag(evals: pd.DataFrame, K: int) -> pd.DataFrame:
     """Lag ratio of ranks 5-9 over ranks 0-4 per level."""
     lag = bin_lag(rank_crossings(evals), edges=[0, 5, HEAD, K])
     return lag[lag["rank_lo"] == 5][["level", "lag_ratio", "n_reached"]]
@@ -86,7 +86,7 @@ def measure(cfg_path: str, regime: str) -> pd.DataFrame:
         arms = {"zipf": (bits, w), "head + constant tail": head_and_constant_tail(bits, w, HEAD)}
         for data, (b, ww) in arms.items():
             ev = train_arm(cfg, b, ww, f"seed {d.seed} {data}")
-            rows.append(lag_rows(ev, len(b)).assign(regime=regime, seed=d.seed, data=data))
+            rows.append(head_lag(ev, len(b)).assign(regime=regime, seed=d.seed, data=data))
     return pd.concat(rows, ignore_index=True)
 
 
