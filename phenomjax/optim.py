@@ -29,6 +29,8 @@ class OptimConfig:
     warmup_steps: int = 0  # linear warm-up from 0 to lr
     decay: Literal["none", "cosine", "linear"] = "none"  # after warm-up, down to lr * final_lr_frac
     final_lr_frac: float = 0.0  # where cosine / linear decay ends, as a fraction of lr
+    decay_steps: int = 0  # decay over only the last this many steps, constant before
+    # (warmup-stable-decay: runs of several lengths share their stable phase); 0: all after warm-up
     clip_norm: float = 0.0  # global-norm gradient clipping; 0 turns it off
     decay_all: bool = False  # adamw/lion decay on every leaf (biases, gains too), not 2+-D only
 
@@ -40,24 +42,33 @@ class OptimConfig:
         for f in ("weight_decay", "clip_norm", "eps"):
             if getattr(self, f) < 0:
                 raise ConfigError(f"{f}: expected >= 0, got {getattr(self, f)}")
-        if self.warmup_steps < 0:
-            raise ConfigError(f"warmup_steps: expected >= 0, got {self.warmup_steps}")
+        for f in ("warmup_steps", "decay_steps"):
+            if getattr(self, f) < 0:
+                raise ConfigError(f"{f}: expected >= 0, got {getattr(self, f)}")
 
 
 def schedule(cfg: OptimConfig, total_steps: int) -> optax.Schedule:
-    """Warm-up then constant / cosine / linear decay, as a function of the step."""
+    """Warm-up, then constant / cosine / linear decay, as a function of the step; with
+    decay_steps, the decay takes only the last decay_steps steps and the rate is constant
+    between (warmup-stable-decay)."""
     warm = min(cfg.warmup_steps, max(total_steps - 1, 0))
     end = cfg.lr * cfg.final_lr_frac
     rest = max(total_steps - warm, 1)
+    stable = 0
+    if cfg.decay != "none" and 0 < cfg.decay_steps < rest:
+        stable, rest = rest - cfg.decay_steps, cfg.decay_steps
     if cfg.decay == "cosine":
         after = optax.cosine_decay_schedule(cfg.lr, rest, alpha=cfg.final_lr_frac)
     elif cfg.decay == "linear":
         after = optax.linear_schedule(cfg.lr, end, rest)
     else:
         after = optax.constant_schedule(cfg.lr)
-    if warm == 0:
-        return after
-    return optax.join_schedules([optax.linear_schedule(0.0, cfg.lr, warm), after], [warm])
+    parts, bounds = [after], []
+    if stable:
+        parts, bounds = [optax.constant_schedule(cfg.lr), after], [warm + stable]
+    if warm:
+        parts, bounds = [optax.linear_schedule(0.0, cfg.lr, warm), *parts], [warm, *bounds]
+    return parts[0] if not bounds else optax.join_schedules(parts, bounds)
 
 
 # where the decay applies, in the manifest's words (docs/design.md §3)

@@ -150,6 +150,25 @@ def test_optimizers_match_their_rules(name):
                                        err_msg=f"{name} step {t} leaf {k}")  # fmt: skip
 
 
+def test_schedule_warmup_stable_decay():
+    # decay_steps: warm-up over 10, constant to step 80, linear to 0 over the last 30
+    cfg = OptimConfig(lr=1.0, warmup_steps=10, decay="linear", decay_steps=30)
+    s = schedule(cfg, 110)
+    t = np.arange(111)
+    want = np.interp(t, [0, 10, 80, 110], [0.0, 1.0, 1.0, 0.0])
+    np.testing.assert_allclose([float(s(i)) for i in t], want, atol=1e-6)
+    # a longer run with the same warm-up agrees with it up to its decay
+    longer = schedule(dataclasses.replace(cfg, decay_steps=50), 200)
+    np.testing.assert_allclose([float(longer(i)) for i in t[:80]], want[:80], atol=1e-6)
+    # cosine over the last 30 steps; decay_steps of the whole run or more: the plain decay
+    cos = schedule(dataclasses.replace(cfg, decay="cosine"), 110)
+    ref = 0.5 * (1 + np.cos(np.pi * (t[80:] - 80) / 30))
+    np.testing.assert_allclose([float(cos(i)) for i in t[80:]], ref, atol=1e-6)
+    whole = schedule(dataclasses.replace(cfg, decay_steps=500), 110)
+    plain = schedule(dataclasses.replace(cfg, decay_steps=0), 110)
+    assert all(float(whole(i)) == float(plain(i)) for i in t)
+
+
 def test_schedule_warmup_and_decay():
     cfg = OptimConfig(lr=1.0, warmup_steps=10, decay="linear", final_lr_frac=0.0)
     s = schedule(cfg, 110)

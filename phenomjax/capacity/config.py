@@ -80,6 +80,9 @@ class SaturationSection:
     full_batch_max_K: int = 1024  # K up to this: every step presents all K sequences once
     lrs: tuple[float, ...] = (0.001, 0.003, 0.01)  # lr sweep per size (at K0, first budget)
     warmup_frac: float = 0.05  # linear warm-up over this share of each run, then cosine to 0
+    cooldown: float = 0.0  # > 0: warmup-stable-decay instead, the budgets branched from one
+    # stable run, each decaying linearly to 0 over this share of its steps (warm-up: a share of
+    # the first budget's); 0: every budget its own warm-up + cosine run
     data_limited: float = 0.95  # a peak at this share of its Bayes ceiling is data-limited
     resamples: int = 200  # bootstrap resamples of sequences for an extrapolation's interval
 
@@ -91,6 +94,8 @@ class SaturationSection:
             raise ConfigError(f"lrs: expected positive learning rates, got {self.lrs}")
         if not (self.rel_tol > 0 and 0 <= self.warmup_frac < 1 and 0 < self.data_limited <= 1):
             raise ConfigError("rel_tol > 0, 0 <= warmup_frac < 1, 0 < data_limited <= 1 expected")
+        if not 0 <= self.cooldown < 1:
+            raise ConfigError(f"cooldown: expected a share in [0, 1), got {self.cooldown}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,12 +22,12 @@ from ..analysis.load import load_run
 from ..analysis.summaries import memorized_bits, sequence_bits
 from ..config import to_dict
 from ..data import DataConfig
-from ..errors import NonFiniteLossError
+from ..errors import NonFiniteLossError, RunDirError
 from ..phenom.train import ModelSection, PhenomConfig, PhenomOptimConfig, TrainSection, train_phenom
 from ..runs import RunDir, jsonable
 from ..runs.reuse import ensure_run
 from ..transformer import model as gpt
-from ..transformer.train import TrainConfig, train
+from ..transformer.train import Start, TrainConfig, branch_state, train
 from .config import CapacityConfig, PlateauSection
 from .plateau import converged_step, loss_curve
 
@@ -44,6 +44,8 @@ class Job:
     size: dict[str, int]  # n_layer, n_head, head_dim (transformer) or w, d (phenom)
     role: str = "bracket"  # bracket (a budget of a K), lr_sweep, zipf or phenom
     exposures: int | None = None  # the budget in presentations per sequence (transformer)
+    trunk: Job | None = None  # warmup-stable-decay: the run this budget branches from
+    branch_step: int | None = None  # ... at this step, where its own decay begins
 
     @property
     def data(self) -> DataConfig:
@@ -73,25 +75,65 @@ def size_model(cfg: CapacityConfig, size):
     )
 
 
+def _batch(cfg: CapacityConfig, K: int) -> int:
+    return K if K <= cfg.saturation.full_batch_max_K else cfg.train.batch
+
+
+def _decay_start(steps: int, cooldown: float) -> int:
+    """The step where a warmup-stable-decay budget of `steps` steps starts its decay."""
+    return steps - max(1, round(cooldown * steps))
+
+
 def transformer_job(
-    cfg: CapacityConfig, size, K: int, lr: float, exposures: int, role: str = "bracket"
+    cfg: CapacityConfig,
+    size,
+    K: int,
+    lr: float,
+    exposures: int,
+    role: str = "bracket",
+    eval_steps: tuple[int, ...] = (),
 ) -> Job:
     """One capacity run: full batch (each sequence once per step) up to full_batch_max_K, else
     batches of train.batch; steps for `exposures` presentations per sequence; warm-up then
-    the configured decay (cosine to 0) over exactly those steps."""
-    from .saturation import steps_for
+    the configured decay (cosine to 0) over exactly those steps, or with saturation.cooldown
+    the warmup-stable-decay schedule its chain shares (chain_jobs)."""
+    from .saturation import budgets, steps_for
 
     sat = cfg.saturation
-    full = K <= sat.full_batch_max_K
-    batch = K if full else cfg.train.batch
+    batch = _batch(cfg, K)
     steps = steps_for(K, batch, exposures)
     data = DataConfig(K=K, L=cfg.ladder.L, alpha=cfg.ladder.alpha, seed=cfg.ladder.seed)
     opt = dataclasses.replace(cfg.optimizer, lr=lr, warmup_steps=round(sat.warmup_frac * steps))
-    loop = dataclasses.replace(cfg.train, steps=steps, batch=batch, full_batch=full)
+    if sat.cooldown:  # one warm-up for every budget (the first's), so they share a stable phase
+        warm = round(sat.warmup_frac * steps_for(K, batch, budgets(sat)[0]))
+        cool = steps - _decay_start(steps, sat.cooldown)
+        opt = dataclasses.replace(opt, warmup_steps=warm, decay="linear", decay_steps=cool)
+    loop = dataclasses.replace(cfg.train, steps=steps, batch=batch, full_batch=batch == K,
+                               eval_steps=eval_steps)  # fmt: skip
     tc = TrainConfig(data=data, model=size_model(cfg, size), optimizer=opt, train=loop)
     tag = f"t{size.n_layer}x{size.n_head}x{size.head_dim}-K{K}-a{data.alpha:g}-lr{lr:g}"
     name = f"{tag}-e{exposures}-{_digest(to_dict(tc))}"
     return Job("transformer", name, tc, dataclasses.asdict(size), role, exposures)
+
+
+def chain_jobs(cfg: CapacityConfig, size, K: int, lr: float) -> list[Job]:
+    """The budgets of one (size, K, lr), doubling (saturation.budgets). With cooldown, the
+    largest budget's run is the trunk: it is also evaluated where each smaller budget's decay
+    begins, and each smaller budget branches from it there (run_job), costing only its decay;
+    every budget gets the numbers of its own run from step 0."""
+    from .saturation import budgets, steps_for
+
+    exposures = budgets(cfg.saturation)
+    f = cfg.saturation.cooldown
+    if not f:
+        return [transformer_job(cfg, size, K, lr, e) for e in exposures]
+    starts = [_decay_start(steps_for(K, _batch(cfg, K), e), f) for e in exposures]
+    trunk = transformer_job(cfg, size, K, lr, exposures[-1], eval_steps=tuple(starts[:-1]))
+    branches = [
+        dataclasses.replace(transformer_job(cfg, size, K, lr, e), trunk=trunk, branch_step=s)
+        for e, s in zip(exposures[:-1], starts[:-1], strict=True)
+    ]
+    return [*branches, trunk]
 
 
 def zipf_job(cfg: CapacityConfig, size, K: int, lr: float) -> Job:
@@ -125,22 +167,41 @@ def phenom_job(cfg: CapacityConfig, size, K: int) -> Job:
     return Job("phenom", name, fc, dataclasses.asdict(size), "phenom")
 
 
-def run_job(job: Job, runs: Path, *, progress: bool = False) -> str:
-    """Train `job` into runs/<name> unless it already finished (`ensure_run`); returns what
-    happened: "reused", "resumed", "trained" or "failed" (a non-finite loss; the run keeps its
-    evaluations)."""
+def _ensure(job: Job, runs: Path, progress: bool, **kw) -> str:
     path = runs / job.name
     trainer = train if job.model == "transformer" else train_phenom
 
     def fit(resume: bool) -> RunDir:
-        return trainer(job.cfg, path, resume=resume, progress=progress)
+        return trainer(job.cfg, path, resume=resume, progress=progress, **kw)
 
     defaults = to_dict(type(job.cfg)())
+    return ensure_run(path, to_dict(job.cfg), kind=job.model, train=fit, defaults=defaults)[1]
+
+
+def _branch_start(job: Job, runs: Path, progress: bool) -> Start | None:
+    """The trunk's state at the job's branch step, the trunk trained (or resumed) that far;
+    None when it cannot be had (the trunk is past it, or failed): the job then trains from
+    step 0, to the same numbers."""
     try:
-        _, what = ensure_run(path, to_dict(job.cfg), kind=job.model, train=fit, defaults=defaults)
+        _ensure(job.trunk, runs, progress, stop_at=job.branch_step)
+        return branch_state(job.cfg, runs / job.trunk.name, job.branch_step)
+    except (NonFiniteLossError, RunDirError):
+        return None
+
+
+def run_job(job: Job, runs: Path, *, progress: bool = False) -> str:
+    """Train `job` into runs/<name> unless it already finished (`ensure_run`); returns what
+    happened: "reused", "resumed", "trained" or "failed" (a non-finite loss; the run keeps its
+    evaluations). A budget with a trunk (chain_jobs) that is not finished first advances the
+    trunk to its branch step and starts from there."""
+    kw = {}
+    if job.trunk is not None and not RunDir(runs / job.name).exists():
+        if (start := _branch_start(job, runs, progress)) is not None:
+            kw["start"] = start
+    try:
+        return _ensure(job, runs, progress, **kw)
     except NonFiniteLossError:
         return "failed"
-    return what
 
 
 def mark_converged(run: RunDir, rule: PlateauSection) -> dict[str, Any]:

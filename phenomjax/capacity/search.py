@@ -23,6 +23,7 @@ from .config import CapacityConfig, apply_quick
 from .ladder import (
     MODELS,
     Job,
+    chain_jobs,
     param_counts,
     phenom_job,
     run_job,
@@ -31,7 +32,7 @@ from .ladder import (
     transformer_job,
     zipf_job,
 )
-from .saturation import budgets, converged, extrapolate, finished, gain
+from .saturation import converged, extrapolate, finished, gain
 from .workers import Workers
 
 OnRun = Callable[[Job, str, dict[str, Any]], None]
@@ -65,7 +66,7 @@ def saturate(cfg, size, K: int, lr: float, runs: Path, log: list, **kw) -> dict[
     sat = cfg.saturation
     done, totals, per_seq = [], [], []
     row: dict[str, Any] = {}
-    chain = [transformer_job(cfg, size, K, lr, e) for e in budgets(sat)]
+    chain = chain_jobs(cfg, size, K, lr)
     with kw["workers"].hold(_cost(chain[0])):  # one worker for the chain, its budgets in turn
         for job in chain:
             row, bits = _train(job, runs, cfg, log, **kw)

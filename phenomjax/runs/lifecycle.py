@@ -110,12 +110,14 @@ def open_run(
     extra: Callable[[Any], Mapping[str, Any]] | None = None,
     writer: bool = True,
     force: bool = False,
+    start_step: int = 0,
 ) -> Iterator[OpenRun]:
     """Create the run directory `out` for `cfg` (a config with [data] and [train] sections), or
     reopen it with resume=True; the writing process holds the folder's lock until the block ends.
 
     `init()` builds the initial state (on resume only its shapes are used, unless there is no
-    checkpoint yet); `extra(state)` gives manifest fields of a new run (e.g. n_params).
+    checkpoint yet), at step `start_step` (a run branched from another's state; else 0);
+    `extra(state)` gives manifest fields of a new run (e.g. n_params).
     resume=True on a folder without a run starts one, so a requeued job can always pass --resume.
     `out` must be missing, empty or phenomjax's own (runs/reuse.claim); `force` accepts another
     folder when it holds none of the names a run writes (RUN_NAMES), keeping the user's files.
@@ -125,20 +127,22 @@ def open_run(
         claim(run.path, f"a {kind} run", force=force, writes=RUN_NAMES)
     with run_lock(run.path) if writer else contextlib.nullcontext():
         if resume and run.exists():
-            yield _reopen(run, kind, cfg, init, writer)
+            yield _reopen(run, kind, cfg, init, writer, start_step)
             return
         state = init()
         if writer:
             run = RunDir.create_for(out, kind=kind, cfg=cfg, extra=extra(state) if extra else None)
-        yield OpenRun(run, state, 0, RunLog(run), complete=False, writer=writer)
+        yield OpenRun(run, state, start_step, RunLog(run), complete=False, writer=writer)
 
 
-def _reopen(run: RunDir, kind: str, cfg: Any, init: Callable[[], Any], writer: bool) -> OpenRun:
+def _reopen(
+    run: RunDir, kind: str, cfg: Any, init: Callable[[], Any], writer: bool, start_step: int = 0
+) -> OpenRun:
     # a run that predates a config field ran with its default: the field's default resumes it
     run.check_resumable(kind, to_dict(cfg), defaults=to_dict(type(cfg)()))
     manifest = run.manifest()
     if not run.has_checkpoint():  # stopped before its first checkpoint: start it over
-        state, step, log = init(), 0, RunLog(run)
+        state, step, log = init(), start_step, RunLog(run)
     else:
         arrays, meta = run.load_checkpoint(steps=cfg.train.steps)  # a step in [0, steps]
         state = arrays_to_pytree(jax.eval_shape(init), arrays)

@@ -55,11 +55,13 @@ class Schedule:
         batch: int,
         desc: str,
         stop_at: int | None = None,
+        extra: tuple[int, ...] = (),
     ) -> Schedule:
-        """A run of `steps` steps with about `num_evals` log-spaced evaluations (and step 0);
-        `stop_at` ends this call earlier, leaving the run resumable."""
+        """A run of `steps` steps with about `num_evals` log-spaced evaluations (and step 0)
+        and those at the `extra` steps; `stop_at` ends this call earlier, leaving the run
+        resumable."""
         total = steps if stop_at is None else min(stop_at, steps)
-        grid = tuple(int(s) for s in log_spaced_steps(steps, num_evals))
+        grid = tuple(sorted({int(s) for s in log_spaced_steps(steps, num_evals)} | set(extra)))
         return cls(total, steps, grid, max_chunk, batch, desc)
 
     @property

@@ -33,12 +33,13 @@ from ..config import require_positive
 from ..configs import packaged
 from ..data import DataConfig, key_streams, make_bits, sample_ranks, zipf_cdf, zipf_weights
 from ..distributed import DistributedConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, RunDirError
 from ..optim import DECAY_CONVENTION, OptimConfig, make_optimizer, schedule, weight_decay_mask
 from ..plan.estimate import Cost
 from ..plan.memory import check_fits
 from ..plan.timing import Probe
 from ..runs import RunDir, rundir
+from ..runs.checkpoint import arrays_to_pytree
 from ..runs.lifecycle import open_run
 from ..training import Evaluation, Schedule, apply_optimizer, chunk_length, drive_run, new_state
 from . import cost as transformer_cost
@@ -59,11 +60,16 @@ class LoopConfig:
     grad_chunk: int = 0  # a batch above this many sequences: its gradient summed over chunks
     # of this size (the same step up to float rounding; at K ~ 750 full batch 2x faster on
     # CPU, the activations staying in cache); 0: one gradient over the whole batch
+    eval_steps: tuple[int, ...] = ()  # evaluated (and checkpointed) besides the log-spaced
+    # steps: where other runs branch from this one (capacity's warmup-stable-decay budgets)
 
     def validate(self) -> None:
         require_positive(self, ("steps", "batch", "num_evals", "max_chunk", "eval_chunk"))
         if self.grad_chunk < 0:
             raise ConfigError(f"grad_chunk: expected an integer >= 0, got {self.grad_chunk}")
+        if any(not 0 <= s <= self.steps for s in self.eval_steps):
+            raise ConfigError(f"eval_steps: expected steps in [0, {self.steps}], "
+                              f"got {list(self.eval_steps)}")  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -234,6 +240,7 @@ def train(
     stop_at: int | None = None,
     stop: Callable[[pd.DataFrame], bool] | None = None,
     force: bool = False,
+    start: Start | None = None,
 ) -> RunDir:
     """Train, evaluate and write the run directory `out`; returns it.
 
@@ -243,6 +250,9 @@ def train(
     rank, presentations, loss, accuracy); True ends the run there as complete, the manifest
     recording stopped_early and stopped_step (e.g. a plateau rule with cfg.train.steps as budget).
     force=True writes the run into a folder phenomjax did not write (runs/lifecycle.open_run).
+    start (`branch_state`) begins a new run from another run's state at a step (its params,
+    optimizer state and counts): the same numbers as training from step 0 when the two runs'
+    configs agree up to that step. A run resumed from its own checkpoint ignores it.
     """
     distributed.initialize(cfg.distributed)
     check_fits(transformer_cost.memory(cfg), "run")  # before the bits, the state or the folder
@@ -250,8 +260,10 @@ def train(
     distributed.check_divisible(cfg.train.batch, mesh, "train.batch")
     main = distributed.is_main()  # only process 0 writes; every process computes
     bits = jnp.asarray(make_bits(cfg.data.seed, cfg.data.K, cfg.data.L), jnp.int32)
-    with open_run(out, kind="transformer", cfg=cfg, init=lambda: init_state(cfg), resume=resume,
-                  extra=_manifest_extra(cfg), writer=main, force=force) as opened:  # fmt: skip
+    init = (lambda: init_state(cfg)) if start is None else (lambda: start.state)
+    with open_run(out, kind="transformer", cfg=cfg, init=init, resume=resume, writer=main,
+                  extra=_manifest_extra(cfg, start), force=force,
+                  start_step=0 if start is None else start.step) as opened:  # fmt: skip
         if opened.complete:
             return opened.run
         state = distributed.place(opened.state, distributed.replicated(mesh))
@@ -272,6 +284,7 @@ def train(
             batch=t.batch,
             desc=f"train {opened.run.path.name}",
             stop_at=stop_at,
+            extra=t.eval_steps,
         )
         return drive_run(
             opened,
@@ -285,13 +298,39 @@ def train(
         )
 
 
-def _manifest_extra(cfg: TrainConfig) -> Callable[[dict], dict]:
+def _manifest_extra(cfg: TrainConfig, start: Start | None = None) -> Callable[[dict], dict]:
     """Manifest fields of a new transformer run, from its initial state."""
+    branched = {} if start is None else {"branched_from": start.source, "branch_step": start.step}
     return lambda state: {
         "n_params": gpt.n_params(state["params"]),
         "compute_dtype": cfg.model.compute_dtype,  # bf16 and fp32 capacities differ
         "weight_decay": DECAY_CONVENTION,
+        **branched,
     }
+
+
+@dataclasses.dataclass(frozen=True)
+class Start:
+    """Where a branched run begins: another run's state at one of its checkpointed steps."""
+
+    state: dict[str, Any]  # params, optimizer state, step and counts, as init_state's pytree
+    step: int
+    source: str  # the run it came from (its folder's name), recorded in the manifest
+
+
+def branch_state(cfg: TrainConfig, source: str | Path, step: int) -> Start:
+    """The state of run `source` at `step`, for a run of `cfg` to begin from (train's start):
+    its checkpoint, which must be at that step (a source past it has overwritten it), in the
+    layout of cfg's state. A RunDirError otherwise."""
+    run = RunDir(source)
+    arrays, meta = run.load_checkpoint()
+    if meta["step"] != step:
+        raise RunDirError(
+            f"{run.checkpoint_dir}: checkpoint at step {meta['step']}, expected {step} to "
+            "branch from"
+        )
+    state = arrays_to_pytree(jax.eval_shape(lambda: init_state(cfg)), arrays)
+    return Start(state, int(step), run.path.name)
 
 
 def probe(cfg: TrainConfig) -> Probe:

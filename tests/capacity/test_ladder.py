@@ -3,6 +3,7 @@ end to end on a tiny config (tables, figures, reuse, the ownership of the output
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -25,6 +26,7 @@ from phenomjax.capacity.config import (
     Size,
     ZipfSection,
 )
+from phenomjax.capacity.ladder import chain_jobs, run_job
 from phenomjax.config import load_config
 from phenomjax.data import DataConfig
 from phenomjax.errors import ConfigError
@@ -144,3 +146,36 @@ def test_a_foreign_output_folder_is_refused(tmp_path):
     assert (out / "notes.txt").read_text() == "mine" and sorted(p.name for p in out.iterdir()) == [
         "notes.txt"
     ]
+
+
+def test_warmup_stable_decay_budgets_branch_from_one_trunk(tmp_path):
+    # budgets of 8, 16, 32 exposures at K = 6 (full batch: steps = exposures), decay over the
+    # last quarter: 8 and 16 branch from the 32-step trunk at steps 6 and 12
+    sat = dataclasses.replace(_tiny().saturation, first_exposures=8, min_exposures=16,
+                              max_exposures=32, cooldown=0.25)  # fmt: skip
+    cfg = dataclasses.replace(_tiny(), saturation=sat)
+    jobs = chain_jobs(cfg, Size(1, 1, 4), 6, 0.03)
+    trunk = jobs[-1]
+    assert [j.exposures for j in jobs] == [8, 16, 32] and trunk.trunk is None
+    assert [j.branch_step for j in jobs[:-1]] == [6, 12] and all(
+        j.trunk == trunk for j in jobs[:-1]
+    )
+    assert trunk.cfg.train.eval_steps == (6, 12)
+    assert [j.cfg.optimizer.decay_steps for j in jobs] == [2, 4, 8]
+    runs = tmp_path / "runs"
+    assert [run_job(j, runs) for j in jobs] == ["trained", "trained", "resumed"]
+    for j in jobs[:-1]:  # each branch: the numbers of its own run trained from step 0
+        m = RunDir(runs / j.name).manifest()
+        assert (m["branched_from"], m["branch_step"]) == (trunk.name, j.branch_step)
+        alone = train(j.cfg, tmp_path / "alone" / j.name, progress=False).read_evals()
+        mine = RunDir(runs / j.name).read_evals()
+        last = [ev[ev.step == ev.step.max()].reset_index(drop=True) for ev in (mine, alone)]
+        pd.testing.assert_frame_equal(*last)
+    assert RunDir(runs / trunk.name).manifest()["status"] == "complete"
+    assert [run_job(j, runs) for j in jobs] == ["reused"] * 3
+    # a branch whose trunk is past its step trains from step 0 instead, to the same numbers
+    (runs / jobs[0].name / "manifest.json").unlink()
+    for p in sorted((runs / jobs[0].name).rglob("*"), reverse=True):
+        p.rmdir() if p.is_dir() else p.unlink()
+    assert run_job(jobs[0], runs) == "trained"
+    assert "branched_from" not in RunDir(runs / jobs[0].name).manifest()

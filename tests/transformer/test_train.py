@@ -20,6 +20,7 @@ from phenomjax.transformer import model as gpt
 from phenomjax.transformer.train import (
     TrainConfig,
     _chunked_grad,
+    branch_state,
     evaluate,
     evaluate_positions,
     init_state,
@@ -227,3 +228,39 @@ def test_cli_one_line_errors_and_run(tmp_path, capsys):
     assert "ranks 0-9" in capsys.readouterr().out
     assert RunDir(out).manifest()["status"] == "complete"
     assert cli.main(argv + ["--resume"]) == 0  # a complete run resumes to itself
+
+
+def _wsd(steps: int, decay_steps: int, extra: tuple[int, ...] = ()) -> TrainConfig:
+    """TINY on a warmup-stable-decay schedule of `steps` steps (linear decay over the last
+    decay_steps), evaluated also at `extra`."""
+    opt = dataclasses.replace(TINY.optimizer, warmup_steps=5, decay="linear",
+                              decay_steps=decay_steps)  # fmt: skip
+    loop = dataclasses.replace(TINY.train, steps=steps, eval_steps=extra)
+    return dataclasses.replace(TINY, optimizer=opt, train=loop)
+
+
+def test_a_branch_from_a_longer_run_gives_the_numbers_of_its_own_run(tmp_path):
+    # the 40-step budget shares its stable phase (steps 0..31) with the 60-step one, so
+    # starting it from the long run's state at step 32 is training it from step 0
+    short, long = _wsd(40, 8), _wsd(60, 12, extra=(32,))
+    own = train(short, tmp_path / "own", progress=False)
+    trunk = train(long, tmp_path / "trunk", progress=False, stop_at=32)
+    assert trunk.manifest()["status"] == "running"
+    start = branch_state(short, trunk.path, 32)
+    branch = train(short, tmp_path / "branch", progress=False, start=start)
+    m = branch.manifest()
+    assert m["status"] == "complete" and (m["branched_from"], m["branch_step"]) == ("trunk", 32)
+    a, b = (r.read_evals() for r in (own, branch))
+    last = a.step.max()
+    pd.testing.assert_frame_equal(a[a.step == last].reset_index(drop=True),
+                                  b[b.step == last].reset_index(drop=True))  # fmt: skip
+    assert b.step.min() >= 32  # the branch evaluates only from where it began
+    # the trunk goes on to its own end; a branch point it has passed cannot be read any more
+    train(long, trunk.path, resume=True, progress=False)
+    with pytest.raises(RunDirError, match="expected 32"):
+        branch_state(short, trunk.path, 32)
+
+
+def test_eval_steps_are_evaluated_and_checked():
+    with pytest.raises(ConfigError, match="eval_steps"):
+        _wsd(40, 8, extra=(41,)).train.validate()
