@@ -1,9 +1,13 @@
 """Training one (size, K) to saturation (docs/design.md §9): budgets that double, a convergence
 rule, and a saturating fit for the runs that miss it.
 
-- Budgets are exposures per sequence (presentations / K): first_exposures, then doubled. Each
-  budget is its own run with warm-up and a cosine decay to 0 over that budget, so a run ends
-  annealed and "more steps" means a longer schedule, not a later point of the same one.
+- Budgets are exposures per sequence (presentations / K): first_exposures, then doubled. Every
+  budget ends annealed (its rate decays to 0 over its own steps), so "more steps" means a longer
+  schedule, not a later point of the same one. With cooldown = 0 each budget is its own run
+  with warm-up and a cosine decay; with cooldown > 0 (warmup-stable-decay) the budgets share one
+  warm-up and a constant rate, and each decays linearly over its last `cooldown` share of
+  steps, branched from the largest budget's run (ladder.chain_jobs): the same numbers as its own
+  run, at the cost of its decay only.
 - Converged: the last budget is at least min_exposures and its memorized bits exceed the
   budget before it by less than rel_tol (under 2% over the last doubling of steps); or its
   memorized bits are within rel_tol of the Bayes ceiling, past which no budget can gain
