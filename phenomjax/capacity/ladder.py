@@ -75,7 +75,8 @@ def size_model(cfg: CapacityConfig, size):
     )
 
 
-def _batch(cfg: CapacityConfig, K: int) -> int:
+def batch_of(cfg: CapacityConfig, K: int) -> int:
+    """Sequences per step of a capacity run at K: all of them up to full_batch_max_K."""
     return K if K <= cfg.saturation.full_batch_max_K else cfg.train.batch
 
 
@@ -100,7 +101,7 @@ def transformer_job(
     from .saturation import budgets, steps_for
 
     sat = cfg.saturation
-    batch = _batch(cfg, K)
+    batch = batch_of(cfg, K)
     steps = steps_for(K, batch, exposures)
     data = DataConfig(K=K, L=cfg.ladder.L, alpha=cfg.ladder.alpha, seed=cfg.ladder.seed)
     opt = dataclasses.replace(cfg.optimizer, lr=lr, warmup_steps=round(sat.warmup_frac * steps))
@@ -127,7 +128,7 @@ def chain_jobs(cfg: CapacityConfig, size, K: int, lr: float) -> list[Job]:
     f = cfg.saturation.cooldown
     if not f:
         return [transformer_job(cfg, size, K, lr, e) for e in exposures]
-    starts = [_decay_start(steps_for(K, _batch(cfg, K), e), f) for e in exposures]
+    starts = [_decay_start(steps_for(K, batch_of(cfg, K), e), f) for e in exposures]
     trunk = transformer_job(cfg, size, K, lr, exposures[-1], eval_steps=tuple(starts[:-1]))
     branches = [
         dataclasses.replace(transformer_job(cfg, size, K, lr, e), trunk=trunk, branch_step=s)
