@@ -156,11 +156,31 @@ def capacity_section(runs: Path) -> list[str]:
         out += ["Every K of the transformer sizes (capacity.csv; its last budget in exposures per "
                 "sequence, the Bayes ceiling beside the dataset bits):", "",
                 _markdown(table.loc[table["model"] == "transformer", cols]), ""]  # fmt: skip
+        out += _budget_lines(cap / "runs.csv")
         fit_path = cap / "capacity_fit.json"
         if fit_path.is_file():
             out += ["Fitted bits per parameter (capacity_fit.json):", "", "```",
                     json.dumps(json.loads(fit_path.read_text()), indent=1), "```", ""]  # fmt: skip
     return out
+
+
+def _budget_lines(path: Path) -> list[str]:
+    """Memorized bits of every transformer (size, K) at each budget it trained (runs.csv): how
+    the doubling gains shrink, or do not."""
+    if not path.is_file():
+        return []
+    runs = pd.read_csv(path)
+    runs = runs[(runs["model"] == "transformer") & (runs["role"] == "bracket")]
+    if runs.empty:
+        return []
+    dims = zip(runs.n_layer, runs.n_head, runs.head_dim, strict=True)
+    runs = runs.assign(size=[f"{int(a)}x{int(b)}x{int(c)}" for a, b, c in dims])
+    table = runs.pivot_table(index=["size", "K"], columns="exposures", values="memorized_bits")
+    table.columns = [f"{int(e)}" for e in table.columns]
+    table = table.map(lambda b: "-" if pd.isna(b) else f"{b:.0f}").reset_index()
+    return ["Memorized bits at each budget (runs.csv; columns: exposures per sequence, - : not "
+            "trained, the K having converged or reached its Bayes ceiling before):", "",
+            _markdown(table), ""]  # fmt: skip
 
 
 def _capacity_lines(ver: pd.DataFrame) -> list[str]:
