@@ -2,10 +2,10 @@
 branches of one run (saturation.cooldown), side by side in one process on one (size, K, lr).
 
 Both chains train every budget of the config's [saturation] section from an empty folder
-(first_exposures doubled up to max_exposures), with the same warm-up (a share of the first
-budget's steps) so that only the schedule differs. Prints, per budget, the memorized bits of
-each chain and the gain over the budget before, then the wall time of each chain and their
-ratio, and the optimizer steps each trained.
+(first_exposures doubled up to max_exposures), with the same warm-up (a share of the
+min_exposures budget's steps), so that only the schedule differs. Prints, per budget, the
+memorized bits of each chain and the gain over the budget before, then the wall time of each
+chain, their ratio, and the optimizer steps each trained.
 
     python scripts/bench_wsd.py                                  # 1x1x8, K = 76, 1000..8000
     python scripts/bench_wsd.py --size 1,2,8 --K 251 --max-exposures 16000
@@ -39,8 +39,8 @@ def chain(cfg: CapacityConfig, size: Size, K: int, lr: float, runs: Path, cooldo
     sat = dataclasses.replace(cfg.saturation, cooldown=cooldown)
     cfg = dataclasses.replace(cfg, saturation=sat)
     jobs = chain_jobs(cfg, size, K, lr)
-    if not cooldown:  # the cosine runs warm up like the WSD chain: its first budget's share
-        warm = round(sat.warmup_frac * steps_for(K, batch_of(cfg, K), sat.first_exposures))
+    if not cooldown:  # the cosine runs warm up like the WSD chain: min_exposures' share
+        warm = round(sat.warmup_frac * steps_for(K, batch_of(cfg, K), sat.min_exposures))
         jobs = [_warmed(j, warm) for j in jobs]
     t = time.perf_counter()
     rows = []

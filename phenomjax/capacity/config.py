@@ -81,8 +81,8 @@ class SaturationSection:
     lrs: tuple[float, ...] = (0.001, 0.003, 0.01)  # lr sweep per size (at K0, first budget)
     warmup_frac: float = 0.05  # linear warm-up over this share of each run, then cosine to 0
     cooldown: float = 0.0  # > 0: warmup-stable-decay instead, the budgets branched from one
-    # stable run, each decaying linearly to 0 over this share of its steps (warm-up: a share of
-    # the first budget's); 0: every budget its own warm-up + cosine run
+    # stable run, each decaying linearly to 0 over this share of its steps (warm-up: warmup_frac
+    # of the min_exposures budget's steps, for all); 0: every budget its own warm-up + cosine
     data_limited: float = 0.95  # a peak at this share of its Bayes ceiling is data-limited
     resamples: int = 200  # bootstrap resamples of sequences for an extrapolation's interval
 

@@ -22,7 +22,7 @@ from ..analysis.load import load_run
 from ..analysis.summaries import memorized_bits, sequence_bits
 from ..config import to_dict
 from ..data import DataConfig
-from ..errors import NonFiniteLossError, RunDirError
+from ..errors import ConfigError, NonFiniteLossError, RunDirError
 from ..phenom.train import ModelSection, PhenomConfig, PhenomOptimConfig, TrainSection, train_phenom
 from ..runs import RunDir, jsonable
 from ..runs.reuse import ensure_run
@@ -98,17 +98,24 @@ def transformer_job(
     batches of train.batch; steps for `exposures` presentations per sequence; warm-up then
     the configured decay (cosine to 0) over exactly those steps, or with saturation.cooldown
     the warmup-stable-decay schedule its chain shares (chain_jobs)."""
-    from .saturation import budgets, steps_for
+    from .saturation import steps_for
 
     sat = cfg.saturation
     batch = batch_of(cfg, K)
     steps = steps_for(K, batch, exposures)
     data = DataConfig(K=K, L=cfg.ladder.L, alpha=cfg.ladder.alpha, seed=cfg.ladder.seed)
     opt = dataclasses.replace(cfg.optimizer, lr=lr, warmup_steps=round(sat.warmup_frac * steps))
-    if sat.cooldown:  # one warm-up for every budget (the first's), so they share a stable phase
-        warm = round(sat.warmup_frac * steps_for(K, batch, budgets(sat)[0]))
-        cool = steps - _decay_start(steps, sat.cooldown)
-        opt = dataclasses.replace(opt, warmup_steps=warm, decay="linear", decay_steps=cool)
+    if sat.cooldown:  # one warm-up for every budget, so that they share a stable phase
+        warm = round(sat.warmup_frac * steps_for(K, batch, sat.min_exposures))
+        start = _decay_start(steps, sat.cooldown)
+        if start < warm:
+            raise ConfigError(
+                f"saturation: the {exposures}-exposure budget at K = {K} would start its decay "
+                f"(step {start}) inside the warm-up (to step {warm}); expected first_exposures "
+                "large enough, or a smaller warmup_frac or cooldown"
+            )
+        opt = dataclasses.replace(opt, warmup_steps=warm, decay="linear",
+                                  decay_steps=steps - start)  # fmt: skip
     loop = dataclasses.replace(cfg.train, steps=steps, batch=batch, full_batch=batch == K,
                                eval_steps=eval_steps)  # fmt: skip
     tc = TrainConfig(data=data, model=size_model(cfg, size), optimizer=opt, train=loop)

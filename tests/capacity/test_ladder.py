@@ -179,3 +179,10 @@ def test_warmup_stable_decay_budgets_branch_from_one_trunk(tmp_path):
         p.rmdir() if p.is_dir() else p.unlink()
     assert run_job(jobs[0], runs) == "trained"
     assert "branched_from" not in RunDir(runs / jobs[0].name).manifest()
+
+
+def test_a_budget_whose_decay_would_start_inside_the_warm_up_is_refused():
+    sat = dataclasses.replace(_tiny().saturation, first_exposures=8, min_exposures=16,
+                              max_exposures=32, cooldown=0.25, warmup_frac=0.5)  # fmt: skip
+    with pytest.raises(ConfigError, match="8-exposure budget at K = 6 would start its decay"):
+        chain_jobs(dataclasses.replace(_tiny(), saturation=sat), Size(1, 1, 4), 6, 0.03)
