@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..runs import RunDir
+from ..workers import Workers
 from .bracket import estimate_K, first_K, next_K
 from .config import CapacityConfig, apply_quick
 from .ladder import (
@@ -33,7 +34,6 @@ from .ladder import (
     zipf_job,
 )
 from .saturation import converged, extrapolate, finished, gain
-from .workers import Workers
 
 OnRun = Callable[[Job, str, dict[str, Any]], None]
 INT_COLUMNS = ("n_layer", "n_head", "head_dim", "w", "d", "exposures")

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from ..capacity import CapacityConfig, run_capacity
-from ..capacity.workers import check_jobs, cores
 from ..config import load_config
 from ..runs.reuse import check_outside
+from ..workers import add_jobs, check_jobs
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -32,14 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="bits per sequence (ladder.L): longer L makes the ~log2 K shared bits a small share",
     )
     p.add_argument("--progress", action="store_true", help="a progress bar per run (with --jobs 1)")
-    p.add_argument(
-        "--jobs",
-        type=int,
-        default=len(cores()),
-        metavar="N",
-        help="worker processes, one core each, training independent runs side by side "
-        f"(default: this machine's {len(cores())} cores)",
-    )
+    add_jobs(p, "independent runs")
 
 
 def _interval(f: dict) -> str:

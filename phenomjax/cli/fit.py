@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..config import comma_floats, comma_ints, comma_words, load_config
 from ..fitting.grid import FitGridConfig, grid_path
+from ..workers import add_jobs, check_jobs
 
 # flag (argparse dest) -> the grid field it sets; --lr and --optimizer replace [[optimizers]]
 ALIASES = {
@@ -72,6 +73,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-progress", action="store_true", help="no progress bars (e.g. in batch jobs)"
     )
+    add_jobs(p, "a sweep's groups", auto=True)
 
 
 def _toml(value) -> str:
@@ -107,7 +109,10 @@ def run(args: argparse.Namespace) -> int:
     base = load_config(FitGridConfig, config, args.set)
     cfg = load_config(FitGridConfig, config, args.set + alias_overrides(args, base))
     runs = args.run[0] if len(args.run) == 1 else args.run  # a group folder stays one input
-    report = fit_run(runs, out, cfg, progress=not args.no_progress, holdout=args.holdout)
+    if args.jobs is not None:  # a bad --jobs is one line before anything is read or written
+        check_jobs(args.jobs)
+    report = fit_run(runs, out, cfg, progress=not args.no_progress, holdout=args.holdout,
+                     jobs=args.jobs)  # fmt: skip
     print(format_report(report))
     print(f"report: {out / 'report.json'} ({report.outcome})")
     return 0

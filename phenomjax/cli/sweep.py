@@ -12,6 +12,7 @@ from ..phenom import variants
 from ..phenom.sweep import CURVES, sweep
 from ..phenom.train import PhenomConfig
 from ..runs.reuse import check_outside
+from ..workers import add_jobs, check_jobs
 
 # flag -> axis (phenom.axes.AXES); a flag left out leaves the base config's value. Every
 # variant's knob is a flag of its own (--forget, --readout-scale, --D-eff, ...).
@@ -53,6 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-progress", action="store_true", help="no progress bars (e.g. in batch jobs)"
     )
+    add_jobs(parser, "the groups (w, d, param, optimizer family, variant)", auto=True)
     parser.add_argument(
         "--force",
         action="store_true",
@@ -66,8 +68,11 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / f"sweep-{Path(args.config).stem}"
     axes = {axis: getattr(args, flag) for flag, axis in FLAGS.items() if getattr(args, flag)}
     check_outside([args.config], out)
+    jobs = 1 if args.devices != 1 else args.jobs  # a device mesh: one process
+    if jobs is not None:
+        check_jobs(jobs)  # one line before anything is written
     table = sweep(cfg, axes, out=out, progress=not args.no_progress, devices=args.devices,
-                  force=args.force)  # fmt: skip
+                  force=args.force, jobs=jobs)  # fmt: skip
     cols = ["member", "w", "d", "param", "lr", "scale", "seed", "final_loss", "diverged"]
     with pd.option_context("display.width", 120):
         print(table[cols].sort_values("final_loss").to_string(index=False))

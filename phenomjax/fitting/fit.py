@@ -48,6 +48,7 @@ from ..runs import atomic_write_bytes
 from ..runs.reuse import check_outside, claim, ensure_run, ensure_sweep
 from ..runs.validate import read_parquet
 from ..version import __version__
+from ..workers import check_jobs
 from .grid import (
     FitGridConfig,
     GridSection,
@@ -102,11 +103,12 @@ def phenom_config(inp: FitInput, grid: GridSection, mode: str, best: Member | No
     return dataclasses.replace(cfg, model=model, optimizer=opt)
 
 
-def run_sweep(base, folder: Path, axes: dict, progress: bool, halving: dict | None = None):
+def run_sweep(base, folder: Path, axes: dict, progress: bool, halving: dict | None = None,
+              jobs: int | None = 1):  # fmt: skip
     """The sweep of `axes` (singular names; "optimizer" a list of settings: name, b1, b2,
     weight_decay) in `folder`, or the complete one already there with the same description.
     `halving`: fitting.halving.halving_sweep's rungs, keep, edges and score (None: every
-    member runs to the end)."""
+    member runs to the end; only then do `jobs` workers train its groups side by side)."""
     ax = dict(axes)
     opts = []
     for s in ax.pop("optimizer"):
@@ -120,7 +122,8 @@ def run_sweep(base, folder: Path, axes: dict, progress: bool, halving: dict | No
     rates = sum(len(lrs) for lrs in full["optimizer_lr"])
     n = rates * int(np.prod([len(full[k]) for k in shared])) * len(variants.combinations(full))
     if halving is None:
-        run, note = (lambda: sweep(base, ax, out=folder, progress=progress)), None
+        run = lambda: sweep(base, ax, out=folder, progress=progress, jobs=jobs)  # noqa: E731
+        note = None
     else:
         run = lambda: halving_sweep(base, ax, folder, progress=progress, **halving)  # noqa: E731
         note = schedule(halving["rungs"], halving["keep"])
@@ -199,9 +202,10 @@ def _halving(inp: FitInput, cfg: FitGridConfig) -> dict | None:
             "score": prefix_score(inp.ref, cfg.score)}  # fmt: skip
 
 
-def _sweep_grid(inp: FitInput, cfg: FitGridConfig, out: Path, progress: bool) -> _Swept:
-    """Every mode swept (one folder each, of every [[optimizers]] entry) and every member
-    scored once."""
+def _sweep_grid(inp: FitInput, cfg: FitGridConfig, out: Path, progress: bool,
+                jobs: int | None = 1) -> _Swept:  # fmt: skip
+    """Every mode swept (one folder each, of every [[optimizers]] entry; its groups in `jobs`
+    workers) and every member scored once."""
     G, per_mode, rungs = cfg.grid, [], []
     swept = _Swept((), {}, {}, (), ())
     halving = _halving(inp, cfg)
@@ -215,7 +219,7 @@ def _sweep_grid(inp: FitInput, cfg: FitGridConfig, out: Path, progress: bool) ->
     for mode in G.mode:
         t = time.perf_counter()
         folder = out / "sweeps" / mode
-        table = run_sweep(phenom_config(inp, G, mode), folder, axes, progress, halving)
+        table = run_sweep(phenom_config(inp, G, mode), folder, axes, progress, halving, jobs)
         rungs += rungs_of(folder.name, table)
         swept = swept.adding(folder.name, table, _scored(folder, table, inp, cfg))
         per_mode.append((mode, time.perf_counter() - t))
@@ -243,7 +247,8 @@ def _refined(inp: FitInput, cfg: FitGridConfig, swept: _Swept) -> Refined | None
     shift = swept.scores[(m.sweep, m.member)].shift
     base = phenom_config(inp, cfg.grid, "expected", m)
     return refine(base, m, shift if np.isfinite(shift) else 1.0, inp.ref, inp.edges,
-                  steps=cfg.grid.refine_steps, lr=cfg.grid.refine_lr, floor=inp.floor,
+                  steps=cfg.grid.refine_steps, method=cfg.grid.refine_method,
+                  lr=cfg.grid.refine_lr, patience=cfg.grid.refine_patience, floor=inp.floor,
                   score=cfg.score)  # fmt: skip
 
 
@@ -392,12 +397,16 @@ def fit_run(
     *,
     progress: bool = True,
     holdout: str | None = None,
+    jobs: int | None = None,
 ) -> FitReport:
     """Fit the phenomenological model to a run or seed group; write `out`; return the report.
 
     `config` is the fit grid (default phenomjax/configs/fit.toml). `holdout` ("steps" or
     "bins", fitting.holdout) ranks the members on one part of the run's curves and reports the
     best's error on the rest; the scores and verdicts are then those of the training part.
+    `jobs` worker processes train a sweep's groups side by side (phenomjax.workers; None: one
+    per core of this machine when a sweep's work pays for them); the numbers are those of one
+    process.
     """
     t0 = time.perf_counter()
     cfg = config if config is not None else default_grid()
@@ -409,7 +418,9 @@ def fit_run(
     cost = grid_cost(cfg, int(inp.meta["K"]))
     check_cost(cost, f"fit of {inp.paths[0]}")
     claim(out, "a fit")
-    swept = _sweep_grid(inp, cfg, out, progress)
+    if jobs is not None:
+        check_jobs(jobs)
+    swept = _sweep_grid(inp, cfg, out, progress, jobs)
     t = time.perf_counter()
     refined, swept = _candidate(inp, cfg, swept, out, progress)
     refine_s = time.perf_counter() - t

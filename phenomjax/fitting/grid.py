@@ -97,8 +97,10 @@ class _GridFields:
     halving: bool = False  # successive halving (fitting.halving); false: every member to the end
     halving_rungs: tuple[float, ...] = (0.1, 0.3)  # rungs, as fractions of the run's steps
     halving_keep: float = 0.34  # share of the members still running that each rung keeps
-    refine_steps: int = 10  # Adam steps of the best expected-mode member's refinement; 0: none
-    refine_lr: float = 0.1  # their step size on the log knobs
+    refine_steps: int = 10  # most steps of the best expected-mode member's refinement; 0: none
+    refine_method: str = "line"  # "line": steepest descent with a line search; "adam": Optax Adam
+    refine_lr: float = 0.1  # Adam's step size on the log knobs
+    refine_patience: int = 3  # Adam: stop after this many steps without a lower surrogate; 0: never
 
     def validate(self) -> None:
         from ..phenom.modes import MODES  # JAX, as above
@@ -109,6 +111,12 @@ class _GridFields:
         if self.refine_steps < 0 or not self.refine_lr > 0:
             raise ConfigError(f"refine_steps / refine_lr: expected >= 0 / > 0, got "
                               f"{self.refine_steps} / {self.refine_lr}")  # fmt: skip
+        if self.refine_method not in ("line", "adam"):
+            raise ConfigError(f"refine_method: expected 'line' or 'adam', got "
+                              f"{self.refine_method!r}")  # fmt: skip
+        if self.refine_patience < 0:
+            raise ConfigError(f"refine_patience: expected >= 0 (0: never stop early), got "
+                              f"{self.refine_patience}")  # fmt: skip
         if not 0 < self.halving_keep <= 1:
             raise ConfigError(f"halving_keep: expected a share in (0, 1], got {self.halving_keep}")
 

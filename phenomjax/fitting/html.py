@@ -30,6 +30,7 @@ from ..runs.reuse import ReuseError, owned
 from ..runs.storage import atomic_write_bytes
 from .overlay import overlay_axes, overlay_data
 from .report import (
+    METHOD_NAMES,
     NOT_REFINED,
     FitReport,
     best_line,
@@ -187,9 +188,11 @@ def refine_section(rep: FitReport) -> str:
     rows += [["surrogate", _num(f.objective_before, ".4f"), _num(f.objective_after, ".4f")]]
     if f.total is not None:
         rows += [["total (scored as a member)", _num(f.start_total, ".4f"), _num(f.total, ".4f")]]
-    note = (f"From the {e(f.mode)} member {e(m.optimizer)} w={m.w} d={m.d}: {f.steps} Adam "
-            f"steps on the log knobs; gradient norm at the refined optimum "
-            f"{_num(f.grad_norm, '.3g')}.")  # fmt: skip
+    note = (f"From the {e(f.mode)} member {e(m.optimizer)} w={m.w} d={m.d}: {f.steps} "
+            f"{METHOD_NAMES[f.method]} steps on the log knobs; gradient norm at the refined "
+            f"optimum {_num(f.grad_norm, '.3g')}.")  # fmt: skip
+    if f.trace:
+        note += f" Surrogate per step: {' '.join(_num(v, '.4f') for v in f.trace)}."
     return (f"<p>{note}</p>" + table(["", "start", "refined"], rows)
             + (f"<ul>{edges}</ul>" if edges else ""))  # fmt: skip
 

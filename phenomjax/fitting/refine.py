@@ -48,6 +48,10 @@ from .scoring import Reference, ScoreConfig
 
 EPS_ROOT = 1e-16
 CENSORED = 1e30  # a rank's crossing that never happens, sorted after every real one
+IMPROVES = 1e-4  # a refinement step improves when it lowers the best surrogate by this share
+# the line search's distances along the steepest descent, in log-knob units: from a 3% change
+# of one knob to a factor e (measured on the demo run: 0.03 to 0.3 were each taken once)
+LINE = (0.03, 0.1, 0.3, 1.0)
 
 
 def variant_knobs(member: Member) -> dict[str, float]:
@@ -237,30 +241,82 @@ def objective_fn(cfg, member: Member, ref: Reference, edges: np.ndarray, shift: 
 
 
 def refine(cfg, member: Member, shift: float, ref: Reference, edges: np.ndarray, *,
-           steps: int, lr: float = 0.1, objective: Callable | None = None,
-           floor: np.ndarray | None = None,
+           steps: int, method: str = "line", lr: float = 0.1, patience: int = 0,
+           objective: Callable | None = None, floor: np.ndarray | None = None,
            score: ScoreConfig | None = None) -> Refined:  # fmt: skip
-    """Optax Adam on the log knobs for `steps` steps from the member (its fitted shift); the
-    best point seen is the refined optimum, reported with its gradient norm."""
+    """At most `steps` steps on the log knobs from the member (at its fitted shift); the best
+    point seen is the refined optimum, reported with its gradient norm.
+
+    - "line": steepest descent with a line search. Each step takes the gradient (one pass
+      through the whole training and its backward, about 6 forward passes) and scores the
+      points LINE away along it in one vmapped forward pass (all of them for about 3 forward
+      passes); the lowest one is the next point. It stops at the first step whose line has no
+      point lower by IMPROVES. On the demo run it reaches Adam's optimum in 4 steps instead of 7.
+    - "adam": Optax Adam at step size `lr`; `patience` > 0 stops it after that many steps in a
+      row without a lower surrogate (by IMPROVES of the best). The surrogate is piecewise in
+      its lag term, so a stalled refinement seldom resumes.
+    """
     f, theta = objective_fn(cfg, member, ref, edges, shift, floor, score)
     f = objective or f
     value_grad = jax.jit(jax.value_and_grad(f))
-    opt = optax.adam(lr)
-    state = opt.init(jnp.asarray(theta))
-    th = jnp.asarray(theta)
-    seen = []
-    for _ in range(steps + 1):
-        v, g = value_grad(th)
-        seen.append((float(v), np.asarray(th), float(jnp.linalg.norm(g))))
-        if not np.isfinite(float(v)):
-            break
-        up, state = opt.update(g, state, th)
-        th = optax.apply_updates(th, up)
+    if method == "line":
+        seen = _line_search(f, value_grad, jnp.asarray(theta), steps)
+    elif method == "adam":
+        seen = _adam(value_grad, jnp.asarray(theta), steps, lr, patience)
+    else:
+        raise ValueError(f"method: expected 'line' or 'adam', got {method!r}")
     best = min((s for s in seen if np.isfinite(s[0])), key=lambda s: s[0], default=seen[0])
     names = knob_names(member)
     return Refined(
         member=member, mode="expected", knobs=names,
         before=tuple(map(float, np.exp(theta))), after=tuple(map(float, np.exp(best[1]))),
         objective_before=seen[0][0], objective_after=best[0], grad_norm=best[2],
-        steps=len(seen) - 1,
+        steps=len(seen) - 1, trace=tuple(s[0] for s in seen), method=method,
     )  # fmt: skip
+
+
+def _line_search(f: Callable, value_grad: Callable, th: jax.Array, steps: int) -> list:
+    """[(surrogate, point, gradient norm)] of the line search's points, the start first."""
+    along = jax.jit(jax.vmap(f))
+    dist = jnp.asarray(LINE, jnp.float32)[:, None]
+    seen = []
+    for _ in range(steps + 1):
+        v, g = value_grad(th)
+        norm = float(jnp.linalg.norm(g))
+        seen.append((float(v), np.asarray(th), norm))
+        if len(seen) == steps + 1 or not (np.isfinite(float(v)) and norm > 0):
+            break
+        points = th[None, :] - dist * (g / norm)[None, :]
+        values = np.asarray(along(points), np.float64)
+        values = np.where(np.isfinite(values), values, np.inf)
+        j = int(np.argmin(values))
+        if not values[j] < float(v) - IMPROVES * abs(float(v)):
+            break  # no lower point within LINE of here: a local optimum at this resolution
+        th = points[j]
+    return seen
+
+
+def _adam(value_grad: Callable, th: jax.Array, steps: int, lr: float, patience: int) -> list:
+    """[(surrogate, point, gradient norm)] of Optax Adam's points, the start first."""
+    opt = optax.adam(lr)
+    state = opt.init(th)
+    seen = []
+    for _ in range(steps + 1):
+        v, g = value_grad(th)
+        seen.append((float(v), np.asarray(th), float(jnp.linalg.norm(g))))
+        if not np.isfinite(float(v)) or _stalled([s[0] for s in seen], patience):
+            break
+        if len(seen) == steps + 1:
+            break  # the last pass only scores the last step's point
+        up, state = opt.update(g, state, th)
+        th = optax.apply_updates(th, up)
+    return seen
+
+
+def _stalled(values: list[float], patience: int) -> bool:
+    """True when the last `patience` values lowered the best before them by no more than
+    IMPROVES of it (never with patience 0, or before `patience` steps)."""
+    if patience < 1 or len(values) <= patience:
+        return False
+    before = min(values[:-patience])
+    return min(values[-patience:]) >= before - IMPROVES * abs(before)

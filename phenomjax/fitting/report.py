@@ -136,7 +136,9 @@ class Refined:
     objective_before: float  # the surrogate of the total (fitting.refine: band and lag)
     objective_after: float
     grad_norm: float  # |d objective / d log knobs| at the refined optimum
-    steps: int  # Adam steps taken
+    steps: int  # steps taken
+    trace: tuple[float, ...] = ()  # the surrogate at the start and after each step
+    method: str = "line"  # "line" (steepest descent, a line search) or "adam" (fitting.refine)
     total: float | None = None  # the refined optimum's score total, trained as a member
     start_total: float | None = None  # its starting member's
 
@@ -459,6 +461,9 @@ def edge_line(edge: str) -> str:
     return f"best on a grid edge: {edge} (the refinement may go past it)"
 
 
+METHOD_NAMES = {"line": "line-search", "adam": "Adam"}  # Refined.method as the text says it
+
+
 def refined_lines(r: FitReport) -> list[str]:
     """The best's grid edges, and the refined optimum against its start."""
     lines = [f"  {edge_line(e)}" for e in r.on_edge]
@@ -469,9 +474,12 @@ def refined_lines(r: FitReport) -> list[str]:
     pairs = ", ".join(f"{k} {a:.3g} -> {b:.3g}" for k, a, b in zip(f.knobs, f.before, f.after,
                                                                    strict=True))  # fmt: skip
     return lines + [
-        f"  refined ({f.mode} {m.optimizer} w={m.w} d={m.d}, {f.steps} Adam steps on the log "
-        f"knobs): {pairs}; surrogate {_num(f.objective_before, '.3f')} -> "
+        f"  refined ({f.mode} {m.optimizer} w={m.w} d={m.d}, {f.steps} "
+        f"{METHOD_NAMES[f.method]} steps on the log knobs): {pairs}; surrogate "
+        f"{_num(f.objective_before, '.3f')} -> "
         f"{_num(f.objective_after, '.3f')}, gradient norm {_num(f.grad_norm, '.3g')}",
+        *([f"    surrogate per step: {' '.join(_num(v, '.4f') for v in f.trace)}"]
+          if f.trace else []),
         *([] if f.total is None else [
             f"    scored as a member ({REFINED}/): total {_num(f.start_total, '.3f')} -> "
             f"{_num(f.total, '.3f')}"]),

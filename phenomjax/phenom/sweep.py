@@ -36,6 +36,8 @@ import dataclasses
 import functools
 import itertools
 import os
+import sys
+import threading
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -48,6 +50,7 @@ import optax
 import pandas as pd
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
+from tqdm.auto import tqdm
 
 from ..data import key_streams, make_bits, zipf_weights
 from ..distributed import gather, is_main, make_mesh, place
@@ -58,6 +61,7 @@ from ..runs import atomic_write_json, atomic_write_parquet
 from ..runs.reuse import claim
 from ..runs.validate import read_parquet
 from ..training import Schedule, chunk_length, drive, make_advance
+from ..workers import Workers, check_jobs, cores
 from . import cost as phenom_cost
 from . import model as phenom
 from .axes import Group, describe, sweep_axes
@@ -76,6 +80,9 @@ from .train import PhenomConfig
 CURVES = "curves"
 # What a sweep writes into its folder (--force writes beside anything else, keeping it).
 SWEEP_NAMES = ("sweep.json", "sweep.parquet", CURVES)
+# FLOPs of a sweep's groups from which `jobs=None` starts workers: each costs a few seconds to
+# start (a process importing JAX) and compiles its own programs, several seconds of this work
+WORKERS_WORTH = 3e10
 
 
 def sweep_optimizer(cfg: PhenomConfig) -> optax.GradientTransformation:
@@ -316,7 +323,8 @@ def advance_members(cfg: PhenomConfig, model, vm: _Members, state, *, start: int
     tr, n = cfg.train, vm.S * vm.H
     sched = Schedule.log_spaced(tr.steps, tr.num_evals, max_chunk=tr.max_chunk,
                                 batch=n * (tr.batch if tr.mode == "stochastic" else cfg.data.K),
-                                desc=_desc(cfg, model, n, vm), stop_at=stop)  # fmt: skip
+                                desc=_desc(cfg, model, n, [r[1] for r in vm.rows]),
+                                stop_at=stop)  # fmt: skip
     held = {"state": state}
 
     def advance(s, k):
@@ -353,11 +361,11 @@ def _group(group, ax, first: int, out: Path | None, gid: int, progress: bool,
     return member_rows(cfg, model, vm, state, last, ids)
 
 
-def _desc(cfg: PhenomConfig, model, members: int, vm: _Members) -> str:
+def _desc(cfg: PhenomConfig, model, members: int, optimizers) -> str:
     own = [f.name for f in dataclasses.fields(phenom.variant_of(model).Knobs)]
     knobs = "".join(f"{k}={getattr(model, k):g} " for k in own if getattr(model, k))
     variant = "" if model.variant == "stated" else f"{model.variant} "
-    names = sorted({r[1].name for r in vm.rows})
+    names = sorted({o.name for o in optimizers})
     return (f"sweep {cfg.train.mode} {'+'.join(names)} w={model.w} d={model.d} "
             f"{model.param} {variant}{knobs}({members} members)")  # fmt: skip
 
@@ -464,6 +472,7 @@ def sweep(
     progress: bool = True,
     devices: int = 1,
     force: bool = False,
+    jobs: int | None = 1,
 ) -> pd.DataFrame:
     """Train every member of lr x scale x seed (one vmapped program) for each outer-loop group
     (optimizer x variant x its knobs x w x d x param); returns the member table.
@@ -476,15 +485,74 @@ def sweep(
     (`describe`) to out/sweep.json. `devices` > 1 (0 = all) splits the members over a device
     mesh; the numbers equal one device's. `out` must be missing, empty or phenomjax's own
     (runs/reuse.claim); `force` accepts another folder that holds none of SWEEP_NAMES.
+    `jobs` > 1 trains the groups side by side in that many worker processes, one core each
+    (phenomjax.workers; the longest groups first): the same table and curves as one process.
+    None: one per core when the groups' FLOPs reach WORKERS_WORTH, else here.
     """
+    if devices != 1 and jobs not in (1, None):
+        raise ConfigError("jobs: expected 1 when the members are split over devices")
+    if jobs is not None:
+        check_jobs(jobs)
     ax, groups = open_sweep(base_cfg, axes, out, force=force)
     outp = Path(out) if out is not None else None
-    rows: list[dict] = []
-    for gid, group in enumerate(groups):
-        rows += _group(group, ax, len(rows), outp, gid, progress, devices)
-        if outp is not None:
-            atomic_write_parquet(outp / "sweep.parquet", pd.DataFrame(rows))
-    return pd.DataFrame(rows)
+    sizes = [len(g.rates) * len(ax["scale"]) * len(ax["seed"]) for g in groups]
+    if jobs is None:  # auto: every core, when the work pays for starting the workers
+        work = sum(n * group_flops(g) for n, g in zip(sizes, groups, strict=True))
+        jobs = len(cores()) if devices == 1 and work >= WORKERS_WORTH else 1
+    first = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int)
+    done: dict[int, list[dict]] = {}
+    lock = threading.Lock()
+    with Workers(min(jobs, len(groups))) as pool:
+        alone = pool.n == 1  # a worker's progress bars would overwrite another's
+        bar = None if alone or not progress else _GroupBar(len(groups), pool.n)
+
+        def one(gid: int) -> None:
+            g = groups[gid]
+            rows = pool.run(_group, g, ax, int(first[gid]), outp, gid, progress and alone,
+                            devices, cost=sizes[gid] * group_flops(g))  # fmt: skip
+            with lock:  # the table of the groups done so far, in member order
+                done[gid] = rows
+                if outp is not None:
+                    table = [r for k in sorted(done) for r in done[k]]
+                    atomic_write_parquet(outp / "sweep.parquet", pd.DataFrame(table))
+                if bar is not None:
+                    bar.update(_desc(g.cfg, g.model, sizes[gid], [o for o, _ in g.rates]))
+
+        try:
+            pool.map(one, range(len(groups)))
+        finally:
+            if bar is not None:
+                bar.close()
+    return pd.DataFrame([r for k in sorted(done) for r in done[k]])
+
+
+class _GroupBar:
+    """Progress of groups trained in workers (their own bars would overwrite each other): a
+    tqdm bar of finished groups on a terminal, else one line per finished group."""
+
+    def __init__(self, total: int, jobs: int):
+        self.plain = not sys.stderr.isatty()
+        self.total, self.n = total, 0
+        self.bar = None if self.plain else tqdm(total=total, unit="group", dynamic_ncols=True,
+                                                desc=f"sweep groups ({jobs} workers)")  # fmt: skip
+
+    def update(self, what: str) -> None:
+        self.n += 1
+        if self.bar is not None:
+            self.bar.update()
+        else:
+            print(f"{what}: done ({self.n}/{self.total} groups)", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def group_flops(group: Group) -> float:
+    """One member's FLOPs over a group's run (its steps and evaluations): the longest groups
+    go to the workers first."""
+    c = group.cfg.cost()
+    return c.step.flops * group.cfg.train.steps + c.evaluation.flops * group.cfg.train.num_evals
 
 
 def read_sweep(

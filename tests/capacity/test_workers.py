@@ -1,5 +1,6 @@
-"""capacity/workers.py: runs trained in worker processes give the numbers of runs trained here,
-and the search's tables keep their order whatever order concurrent runs finish in."""
+"""phenomjax/workers.py in the capacity search: runs trained in worker processes give the
+numbers of runs trained here, and the search's tables keep their order whatever order
+concurrent runs finish in."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import pandas as pd
 import pytest
 
 from phenomjax.capacity import run_ladder
-from phenomjax.capacity.workers import Workers, cores
 from phenomjax.errors import PhenomjaxError
+from phenomjax.workers import Workers, cores
 
 from .test_ladder import _tiny
 

@@ -4,15 +4,25 @@ finite differences (a small model), and the refinement lowering it from a grid m
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from phenomjax.data import DataConfig
 from phenomjax.fitting.fit import _member_tables, phenom_config
 from phenomjax.fitting.grid import GridSection
 from phenomjax.fitting.inputs import read_input
 from phenomjax.fitting.members import Member
-from phenomjax.fitting.refine import _lag_targets, knob_names, objective_fn, refine
+from phenomjax.fitting.refine import (
+    IMPROVES,
+    _lag_targets,
+    _stalled,
+    knob_names,
+    objective_fn,
+    refine,
+)
 from phenomjax.fitting.scoring import ScoreConfig, score_member
 from phenomjax.phenom.sweep import sweep
 from phenomjax.phenom.train import (
@@ -68,12 +78,64 @@ def test_gradient_matches_finite_differences(problem):
     np.testing.assert_allclose(np.asarray(g), np.asarray(fd), rtol=0.05, atol=2e-3)
 
 
-def test_refinement_lowers_the_surrogate(problem):
+@pytest.mark.parametrize("method", ["line", "adam"])
+def test_refinement_lowers_the_surrogate(problem, method):
     inp, m, base = problem
-    r = refine(base, m, 1.1, inp.ref, inp.edges, steps=6, lr=0.2)
-    assert r.knobs == knob_names(m) and r.steps == 6 and np.isfinite(r.grad_norm)
+    r = refine(base, m, 1.1, inp.ref, inp.edges, steps=6, method=method, lr=0.2)
+    assert r.knobs == knob_names(m) and r.method == method and np.isfinite(r.grad_norm)
+    assert r.steps == 6 if method == "adam" else 1 <= r.steps <= 6
     assert r.before[0] == pytest.approx(m.lr) and r.before[2] == pytest.approx(1.1)
     assert r.objective_after < r.objective_before
+    assert len(r.trace) == r.steps + 1 and r.trace[0] == r.objective_before
+    if method == "line":  # each step is the lowest point of its line, so the trace falls
+        assert all(b < a for a, b in zip(r.trace, r.trace[1:], strict=False))
+
+
+def test_the_line_search_walks_down_a_bowl_to_its_resolution(problem):
+    """On sum((theta - c)^2) with c 0.45 from the start along one knob: steps of 0.3, 0.1,
+    0.03 and 0.03 (LINE's lengths; the last overshoots by 0.01), and it stops where no point
+    of its line is lower."""
+    inp, m, base = problem
+    th0 = jnp.log(jnp.asarray([m.lr, m.scale, 1.0, m.forget], jnp.float32))
+    c = th0 + jnp.asarray([0.0, 0.45, 0.0, 0.0])
+    r = refine(base, m, 1.0, inp.ref, inp.edges, steps=10,
+               objective=lambda th: jnp.sum((th - c) ** 2))  # fmt: skip
+    moved = np.log(r.after) - np.asarray(th0)
+    np.testing.assert_allclose(moved, [0, 0.46, 0, 0], atol=1e-5)
+    assert r.steps == 4 and r.trace == pytest.approx([0.45**2, 0.15**2, 0.05**2, 0.02**2,
+                                                      0.01**2], rel=1e-3)  # fmt: skip
+
+
+@given(st.lists(st.floats(0.1, 10.0), min_size=1, max_size=12), st.integers(0, 5))
+def test_stalled_when_the_last_steps_never_beat_the_best_before_them(values, patience):
+    """The rule against a direct reading: stalled iff `patience` >= 1 values follow at least
+    one, and none of them is below the best before them by more than IMPROVES of it."""
+    want = (patience >= 1 and len(values) > patience
+            and all(v >= min(values[:-patience]) * (1 - IMPROVES)
+                    for v in values[-patience:]))  # fmt: skip
+    assert _stalled(values, patience) == want
+
+
+def test_a_stalled_refinement_stops_early(problem):
+    """An objective that every step from the start overshoots (its minimum 0.05 below the
+    start in each knob, Adam's first step 0.5): with patience 2 the refinement stops after two
+    steps without a lower value, keeps the start, and traces every value it computed."""
+    inp, m, base = problem
+    th0 = jnp.log(jnp.asarray([m.lr, m.scale, 1.0, m.forget], jnp.float32))
+
+    def steep(theta):
+        x = theta - th0
+        return jnp.sum(x) + 10 * jnp.sum(x**2)
+
+    r = refine(base, m, 1.0, inp.ref, inp.edges, steps=10, method="adam", lr=0.5, patience=2,
+               objective=steep)  # fmt: skip
+    assert r.steps == 2 and len(r.trace) == 3
+    assert r.trace[0] == pytest.approx(0.0) and min(r.trace[1:]) > 0.0
+    assert r.objective_after == pytest.approx(0.0)
+    assert r.after == pytest.approx(r.before, rel=1e-6)
+    full = refine(base, m, 1.0, inp.ref, inp.edges, steps=4, method="adam", lr=0.5, patience=0,
+                  objective=lambda th: jnp.sum(th**2))  # fmt: skip
+    assert full.steps == 4 and len(full.trace) == 5
 
 
 def test_the_lag_term_enters_the_surrogate_and_its_gradient(tmp_path):

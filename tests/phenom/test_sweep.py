@@ -7,6 +7,7 @@ import dataclasses
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from phenomjax.cli import main
@@ -20,6 +21,7 @@ from phenomjax.phenom.train import (
     TrainSection,
     train_phenom,
 )
+from phenomjax.workers import cores
 
 
 def base(mode="expected", **opt) -> PhenomConfig:
@@ -234,3 +236,21 @@ def test_a_tampered_sweep_table_is_one_line(tmp_path):
     os.mkfifo(fifo / "sweep.parquet")
     with pytest.raises(Exception, match="sweep"):
         read_sweep(fifo)
+
+
+@pytest.mark.skipif(len(cores()) < 2, reason="two workers need two cores")
+def test_groups_in_two_workers_give_the_one_process_sweep(tmp_path, capsys):
+    """Groups trained side by side in worker processes (longest first, so not in order): the
+    member table and every curve row equal one process's, bit for bit."""
+    cfg = base("stochastic")
+    axes = {"lr": [1e-2, 3e-2], "scale": [0.1], "seed": [0], "w": [1, 2, 3], "d": [2]}
+    one = sweep(cfg, axes, out=tmp_path / "one", progress=False)
+    two = sweep(cfg, axes, out=tmp_path / "two", progress=True, jobs=2)
+    assert one.member.tolist() == list(range(6)) and one.w.tolist() == [1, 1, 2, 2, 3, 3]
+    pd.testing.assert_frame_equal(one, two)
+    pd.testing.assert_frame_equal(read_sweep(tmp_path / "one")[1], read_sweep(tmp_path / "two")[1])
+    pd.testing.assert_frame_equal(read_sweep(tmp_path / "two")[0], two)
+    assert "(3/3 groups)" in capsys.readouterr().err  # one line per group off a terminal
+    with pytest.raises(ConfigError, match="jobs: expected 1"):
+        sweep(cfg, axes, out=tmp_path / "three", progress=False, jobs=2, devices=2)
+    assert not (tmp_path / "three").exists()  # refused before anything is written

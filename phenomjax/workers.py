@@ -1,12 +1,12 @@
-"""Capacity runs on several cores (docs/design.md §9).
+"""Independent runs on several cores: the capacity search's runs (docs/design.md §9) and the
+groups of a phenomenological sweep (§6).
 
-A capacity run is a small model on one core: XLA gains little from a second thread at these
-widths, so the search trains independent runs side by side instead, one per worker process,
-each pinned to its own core. What is independent: the sizes, the rates of a size's lr sweep
-and the first K of its bracket (each a chain of budgets). Each waits in a thread of this
-process while its runs train in a worker; the bracket's later K, which depend on the first,
-are chosen as before. A run's numbers do not depend on how many workers there are: each run
-is one process's work from its config alone (tests/capacity/test_workers.py).
+The models here are small: XLA gains little from a second thread at these widths (the demo's
+transformer trains slower on two threads than on one), so independent work runs side by side
+instead, one worker process per core, each pinned to its own core. Each item waits in a thread
+of this process while it runs in a worker. Its numbers do not depend on how many workers there
+are: each is one process's work from its config alone (tests/capacity/test_workers.py,
+tests/phenom/test_sweep.py).
 
     with Workers(2) as w:
         w.map(lambda K: saturate(...), [23, 76, 228])   # three chains, two at a time
@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-from ..errors import PhenomjaxError
+from .errors import PhenomjaxError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -35,6 +35,19 @@ def cores() -> list[int]:
     if hasattr(os, "sched_getaffinity"):
         return sorted(os.sched_getaffinity(0))
     return list(range(os.cpu_count() or 1))
+
+
+def add_jobs(parser, what: str, auto: bool = False) -> None:
+    """The --jobs flag of a command whose independent `what` run side by side; `auto`: its
+    default (None) lets the command decide whether the work pays for the workers."""
+    n = len(cores())
+    default = (f"one per core ({n} here) when the work pays for starting them" if auto
+               else f"this machine's {n} cores")  # fmt: skip
+    parser.add_argument(
+        "--jobs", type=int, default=None if auto else n, metavar="N",
+        help=f"worker processes, one core each, training {what} side by side (default: "
+        f"{default}; 1: all in this process)",
+    )  # fmt: skip
 
 
 def check_jobs(n: int) -> int:
@@ -133,8 +146,8 @@ class Workers:
                 return self._pool.submit(fn, *args, **kw).result()
         except cf.process.BrokenProcessPool as e:
             raise PhenomjaxError(
-                "capacity: a worker process died (out of memory or killed); run the same "
-                "command again to resume from the finished runs"
+                "a worker process died (out of memory or killed); run the same command "
+                "again to resume from the finished runs"
             ) from e
 
     def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
