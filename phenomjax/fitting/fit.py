@@ -237,15 +237,15 @@ def _pick(members: pd.DataFrame, inp: FitInput) -> Member:
 
 
 def _refined(inp: FitInput, cfg: FitGridConfig, swept: _Swept) -> Refined | None:
-    """The best expected-mode member refined by gradient (None without one, or when off);
-    not yet scored (its total is _candidate's)."""
+    """The best member refined by gradient in its own mode (None when off, or when no member
+    has a finite total); not yet scored (its total is _candidate's)."""
     ok = live(swept.members)
-    ok = ok[np.isfinite(ok["total"]) & (ok["mode"] == "expected")]
+    ok = ok[np.isfinite(ok["total"])]
     if cfg.grid.refine_steps < 1 or ok.empty:
         return None
     m = member_of(ok.iloc[0])
     shift = swept.scores[(m.sweep, m.member)].shift
-    base = phenom_config(inp, cfg.grid, "expected", m)
+    base = phenom_config(inp, cfg.grid, m.mode, m)
     return refine(base, m, shift if np.isfinite(shift) else 1.0, inp.ref, inp.edges,
                   steps=cfg.grid.refine_steps, method=cfg.grid.refine_method,
                   lr=cfg.grid.refine_lr, patience=cfg.grid.refine_patience, floor=inp.floor,

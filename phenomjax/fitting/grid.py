@@ -97,7 +97,7 @@ class _GridFields:
     halving: bool = False  # successive halving (fitting.halving); false: every member to the end
     halving_rungs: tuple[float, ...] = (0.1, 0.3)  # rungs, as fractions of the run's steps
     halving_keep: float = 0.34  # share of the members still running that each rung keeps
-    refine_steps: int = 10  # most steps of the best expected-mode member's refinement; 0: none
+    refine_steps: int = 10  # most steps of the best member's refinement (in its mode); 0: none
     refine_method: str = "line"  # "line": steepest descent with a line search; "adam": Optax Adam
     refine_lr: float = 0.1  # Adam's step size on the log knobs
     refine_patience: int = 3  # Adam: stop after this many steps without a lower surrogate; 0: never

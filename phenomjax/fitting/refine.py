@@ -4,8 +4,10 @@
 
 The grid has a few points of lr and scale; the optimum lies between them, or past the grid's
 edges. This differentiates a smooth surrogate of the per-bin score through the phenomenological
-model's expected-mode training loop (jax.grad through lax.scan) and follows it with Optax Adam
-from the best grid member, past the grid's edges when the gradient points there.
+model's training loop in the best member's mode (jax.grad through lax.scan; in stochastic mode
+the batches are fixed, keyed by the step as in training, so only the knobs move) and follows it
+from the best grid member, past the grid's edges when the gradient points there: steepest
+descent with a vmapped line search, or Optax Adam (`refine`).
 
 Knobs (in logs, so every step is a relative change): lr, the initial scale, the presentation
 shift s, and the variant's knobs that the member has (`variant_knobs`: readout_scale, forget).
@@ -37,7 +39,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ..data import key_streams, log_spaced_steps, make_bits, zipf_weights
+from ..data import (
+    count_presentations,
+    key_streams,
+    log_spaced_steps,
+    make_bits,
+    sample_ranks,
+    zipf_weights,
+)
 from ..optim import make_injectable, set_learning_rate
 from ..phenom import model as phenom
 from ..phenom.modes import freeze_untrained, init_state, make_data, make_step
@@ -98,11 +107,41 @@ def _lag_targets(ref: Reference, edges: np.ndarray, levels: np.ndarray):
     return rows
 
 
+def batch_counts(data, batch: int, evals: np.ndarray) -> np.ndarray:
+    """(evals, K) float64: each rank's presentations after each evaluation step in stochastic
+    mode, from the draws the training makes (modes.make_step: fold_in(batches_key, step));
+    one scan whose carry holds the counts and their copies at the evaluations (evals x K)."""
+    K, evals = data.weights.shape[0], np.asarray(evals)
+    slot = np.full(int(evals[-1]), -1, np.int32)
+    slot[evals - 1] = np.arange(len(evals))  # step t + 1 ends at evaluation slot[t]
+
+    def body(carry, t):
+        counts, out = carry
+        ranks = sample_ranks(jax.random.fold_in(data.batches_key, t), data.cdf, batch)
+        counts = count_presentations(counts, ranks)
+        j = jnp.asarray(slot)[t]
+        out = jax.lax.cond(j >= 0, lambda o: o.at[j].set(counts), lambda o: o, out)
+        return (counts, out), None
+
+    start = (jnp.zeros(K, jnp.int32), jnp.zeros((len(evals), K), jnp.int32))
+    (_, out), _ = jax.jit(lambda c: jax.lax.scan(body, c, jnp.arange(len(slot))))(start)
+    return np.asarray(out, np.float64)
+
+
+def _log_bin_means(pres: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """(bins, evals): log of each bin's mean presentations at each evaluation, as binned
+    curves have them; a bin not yet presented gets a point far left (log 1e-6), so that the
+    log presentations stay non-decreasing for the interpolation."""
+    means = np.stack([pres[:, lo:hi].mean(axis=1) for lo, hi in zip(edges[:-1], edges[1:],
+                                                                       strict=True)])  # fmt: skip
+    return np.maximum.accumulate(np.log(np.maximum(means, 1e-6)), axis=1)
+
+
 def objective_fn(cfg, member: Member, ref: Reference, edges: np.ndarray, shift: float,
                  floor: np.ndarray | None = None, score: ScoreConfig | None = None,
                  terms: bool = False):  # fmt: skip
     """(objective(theta), theta0): the surrogate (module docstring) of the member's model in
-    expected mode as a function of its log knobs (knob_names' order), and their start.
+    its mode as a function of its log knobs (knob_names' order), and their start.
     `floor` (the per-rank Bayes floor; None: 0) and `score` (levels, censored_z; None: the
     defaults) set the lag term; `terms` makes the objective return (band, lag) instead (lag
     NaN without compared levels)."""
@@ -117,14 +156,23 @@ def objective_fn(cfg, member: Member, ref: Reference, edges: np.ndarray, shift: 
     # eps_root: Adam's sqrt(nu) has an infinite derivative at the always-zero gradients of the
     # masked (i > n) entries of A, which makes the whole gradient NaN; 1e-16 moves nothing else
     tx = freeze_untrained(make_injectable(cfg.optimizer, eps_root=EPS_ROOT), like, model)
-    step = make_step(tx, mode="expected", batch=B)
+    mode = member.mode
+    step = make_step(tx, mode=mode, batch=B)
     e = edges.astype(np.int64)
     evals = np.asarray([t for t in log_spaced_steps(T, cfg.train.num_evals) if t > 0])
-    pbar = np.asarray([weights[lo:hi].mean() for lo, hi in zip(e[:-1], e[1:], strict=True)])
-    x_fit = np.log(evals[None, :] * B * pbar[:, None])  # (bins, evals): fixed by t B p
+    # the score's presentations per evaluation and rank, fixed whatever the knobs: expected
+    # mode floor(t B p + 0.5) (its bins the exact t B p), stochastic the counts of the batches
+    # (keyed by the step alone, so the same draws at every knob)
+    if mode == "stochastic":
+        pres = batch_counts(data, B, evals)
+        x_fit = _log_bin_means(pres, e)
+    else:
+        pbar = np.asarray([weights[lo:hi].mean() for lo, hi in zip(e[:-1], e[1:], strict=True)])
+        x_fit = np.log(evals[None, :] * B * pbar[:, None])  # (bins, evals): fixed by t B p
+        pres = np.floor(evals[:, None] * float(B) * weights[None, :] + 0.5)
     X, Y, W = (jnp.asarray(a, jnp.float32) for a in _targets(ref, e, x_fit, shift))
     rank_bin = np.searchsorted(e, np.arange(K), side="right") - 1
-    avg = jnp.asarray((rank_bin[None, :] == np.arange(len(pbar))[:, None]) / np.diff(e)[:, None],
+    avg = jnp.asarray((rank_bin[None, :] == np.arange(len(e) - 1)[:, None]) / np.diff(e)[:, None],
                       jnp.float32)  # fmt: skip
     chunk = max(1, math.isqrt(T))
     n = -(-T // chunk)
@@ -137,8 +185,6 @@ def objective_fn(cfg, member: Member, ref: Reference, edges: np.ndarray, shift: 
     levels = np.asarray(score.levels, np.float64)
     lag = _lag_targets(ref, e, levels)
     lv = jnp.asarray(levels, jnp.float32)[:, None]
-    # the score's presentations: floor(t B p + 0.5) per rank and evaluation (expected mode)
-    pres = np.floor(evals[:, None] * float(B) * weights[None, :] + 0.5)
     log_n = jnp.asarray(np.log(np.maximum(pres, 0.5)), jnp.float32)  # (evals, K)
     has_n = jnp.asarray(pres > 0)
     eval_of = np.zeros(n * chunk, np.int32)
@@ -204,14 +250,14 @@ def objective_fn(cfg, member: Member, ref: Reference, edges: np.ndarray, shift: 
             return {**s, "lag": c}, avg @ loss
 
         state = jax.lax.cond(t < T, one, lambda s: dict(s), state)
-        return jax.lax.cond(is_eval[t], evaluate, lambda s: (dict(s), jnp.zeros(len(pbar))),
+        return jax.lax.cond(is_eval[t], evaluate, lambda s: (dict(s), jnp.zeros(len(e) - 1)),
                             state)  # fmt: skip
 
     run_chunk = jax.checkpoint(lambda s, ts: jax.lax.scan(body, s, ts))
 
     def objective(theta):
         lr, scale, log_s = jnp.exp(theta[0]), jnp.exp(theta[1]), theta[2]
-        st = init_state(streams["init"], model, tx, mode="expected", K=K, scale=scale)
+        st = init_state(streams["init"], model, tx, mode=mode, K=K, scale=scale)
         if "readout_scale" in knobs:
             r = jnp.exp(theta[3])
             st["params"] = {**st["params"], "B": st["params"]["B"] * (r / scale)}
@@ -268,7 +314,7 @@ def refine(cfg, member: Member, shift: float, ref: Reference, edges: np.ndarray,
     best = min((s for s in seen if np.isfinite(s[0])), key=lambda s: s[0], default=seen[0])
     names = knob_names(member)
     return Refined(
-        member=member, mode="expected", knobs=names,
+        member=member, mode=member.mode, knobs=names,
         before=tuple(map(float, np.exp(theta))), after=tuple(map(float, np.exp(best[1]))),
         objective_before=seen[0][0], objective_after=best[0], grad_norm=best[2],
         steps=len(seen) - 1, trace=tuple(s[0] for s in seen), method=method,

@@ -126,7 +126,7 @@ class Rung:
 
 @dataclasses.dataclass(frozen=True)
 class Refined:
-    """The gradient refinement of the best expected-mode member (fitting.refine)."""
+    """The gradient refinement of the best member, in its mode (fitting.refine)."""
 
     member: Member  # where it started
     mode: str  # the mode it was refined in
@@ -160,7 +160,7 @@ class FitReport:
     timings: Timings
     halving: tuple[Rung, ...]  # every sweep's rungs; () for the exhaustive grid
     on_edge: tuple[str, ...]  # the grid edges the best member sits on, in words
-    refined: Refined | None  # None: no expected-mode member, or grid.refine_steps = 0
+    refined: Refined | None  # None: no member with a finite total, or grid.refine_steps = 0
     members_sha256: str  # of members.csv, written before this report
     outcome: str = dataclasses.field(default="fitted", compare=False, metadata=_LOCAL)
 
@@ -453,7 +453,7 @@ def halving_lines(r: FitReport) -> list[str]:
     ]
 
 
-NOT_REFINED = "not run: no expected-mode member in the grid, or grid.refine_steps = 0"
+NOT_REFINED = "not run: no member with a finite total, or grid.refine_steps = 0"
 
 
 def edge_line(edge: str) -> str:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from phenomjax.data import DataConfig
+from phenomjax.data import DataConfig, key_streams, make_bits, zipf_weights
 from phenomjax.fitting.fit import _member_tables, phenom_config
 from phenomjax.fitting.grid import GridSection
 from phenomjax.fitting.inputs import read_input
@@ -19,11 +19,13 @@ from phenomjax.fitting.refine import (
     IMPROVES,
     _lag_targets,
     _stalled,
+    batch_counts,
     knob_names,
     objective_fn,
     refine,
 )
 from phenomjax.fitting.scoring import ScoreConfig, score_member
+from phenomjax.phenom.modes import make_data
 from phenomjax.phenom.sweep import sweep
 from phenomjax.phenom.train import (
     ModelSection,
@@ -138,10 +140,31 @@ def test_a_stalled_refinement_stops_early(problem):
     assert full.steps == 4 and len(full.trace) == 5
 
 
-def test_the_lag_term_enters_the_surrogate_and_its_gradient(tmp_path):
+def test_batch_counts_are_the_stochastic_runs_presentations(tmp_path):
+    """The stochastic surrogate's presentations: each rank's count after each evaluation step
+    equals what a stochastic train_phenom run records there."""
+    cfg = PhenomConfig(
+        data=DataConfig(K=30, L=6, alpha=1.0, seed=5),
+        model=ModelSection(w=2, d=2),
+        train=TrainSection(mode="stochastic", steps=90, batch=7, num_evals=6),
+    )
+    ev = train_phenom(cfg, tmp_path / "run", progress=False).read_evals()
+    ev = ev[ev.step > 0]
+    evals = np.sort(ev.step.unique())
+    streams = key_streams(5)
+    data = make_data(make_bits(5, 30, 6), zipf_weights(30, 1.0), streams["batches"])
+    got = batch_counts(data, 7, evals)
+    want = ev.pivot(index="step", columns="rank", values="presentations").to_numpy()
+    np.testing.assert_array_equal(got, want)
+    assert got[-1].sum() == 90 * 7
+
+
+@pytest.mark.parametrize("mode", ["expected", "stochastic"])
+def test_the_lag_term_enters_the_surrogate_and_its_gradient(tmp_path, mode):
     """On a run long enough that its bins reach the levels, the objective's lag term equals
     the score's lag_score (score_member on the member's own sweep: NumPy's rank_crossings and
-    bin_lag), and the gradient of the total still matches central finite differences."""
+    bin_lag), and the gradient of the total still matches central finite differences: in
+    expected mode, and in stochastic mode with the batches fixed."""
     cfg = PhenomConfig(
         data=DataConfig(K=24, L=6, alpha=1.0, seed=3),
         model=ModelSection(w=2, d=2, init_scale=0.1),
@@ -150,8 +173,8 @@ def test_the_lag_term_enters_the_surrogate_and_its_gradient(tmp_path):
     )
     inp = read_input(train_phenom(cfg, tmp_path / "run", progress=False).path, ScoreConfig())
     assert len(_lag_targets(inp.ref, inp.edges, np.asarray(ScoreConfig().levels))) == 6
-    m = Member("x", 0, 3, "expected", "adam", 0.9, 0.999, 0.0, "full", 2, 2, 1e-2, 0.05)
-    base = phenom_config(inp, GridSection(num_evals=10), "expected", m)
+    m = Member("x", 0, 3, mode, "adam", 0.9, 0.999, 0.0, "full", 2, 2, 1e-2, 0.05)
+    base = phenom_config(inp, GridSection(num_evals=10), mode, m)
     f, th = objective_fn(base, m, inp.ref, inp.edges, 1.1, floor=inp.floor, score=ScoreConfig())
     parts, _ = objective_fn(base, m, inp.ref, inp.edges, 1.1, floor=inp.floor, terms=True)
     v, g = jax.jit(jax.value_and_grad(f))(th)
