@@ -98,9 +98,12 @@ class _GridFields:
     halving_rungs: tuple[float, ...] = (0.1, 0.3)  # rungs, as fractions of the run's steps
     halving_keep: float = 0.34  # share of the members still running that each rung keeps
     refine_steps: int = 10  # most steps of the best member's refinement (in its mode); 0: none
-    refine_method: str = "line"  # "line": steepest descent with a line search; "adam": Optax Adam
+    # "line": steepest descent with a line search; "adam": Optax Adam. A report written before
+    # this field and refine_patience existed reads as adam without early stopping, as it ran.
+    refine_method: str = dataclasses.field(default="line", metadata={"absent": "adam"})
     refine_lr: float = 0.1  # Adam's step size on the log knobs
-    refine_patience: int = 3  # Adam: stop after this many steps without a lower surrogate; 0: never
+    # Adam: stop after this many steps without a lower surrogate; 0: never
+    refine_patience: int = dataclasses.field(default=3, metadata={"absent": 0})
 
     def validate(self) -> None:
         from ..phenom.modes import MODES  # JAX, as above

@@ -137,10 +137,12 @@ class Refined:
     objective_after: float
     grad_norm: float  # |d objective / d log knobs| at the refined optimum
     steps: int  # steps taken
-    trace: tuple[float, ...] = ()  # the surrogate at the start and after each step
-    method: str = "line"  # "line" (steepest descent, a line search) or "adam" (fitting.refine)
     total: float | None = None  # the refined optimum's score total, trained as a member
     start_total: float | None = None  # its starting member's
+    # the surrogate at the start and after each step (a report from before: none recorded)
+    trace: tuple[float, ...] = dataclasses.field(default=(), metadata={"absent": ()})
+    # "line" (steepest descent, a line search) or "adam" (fitting.refine); before: adam
+    method: str = dataclasses.field(default="line", metadata={"absent": "adam"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -244,6 +246,9 @@ def _build_dataclass(tp: type, value: Any, where: str, path: Path) -> Any:
     kw = {}
     for f in fields:
         sub = f"{where}.{f.name}" if where else f.name
+        if f.name not in value and "absent" in f.metadata:
+            kw[f.name] = f.metadata["absent"]  # a field added since: what older reports did
+            continue
         if f.name not in value:
             raise DataError(f"{path}: field {sub}: missing (rerun `phenomjax fit` to rewrite it)")
         kw[f.name] = _build(hints[f.name], value[f.name], sub, path)

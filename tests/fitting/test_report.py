@@ -3,6 +3,7 @@ naming the file and the field, and the printed wording matches the noise referen
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -12,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from phenomjax.errors import DataError
-from phenomjax.fitting.report import FitReport, format_report, ratio_text
+from phenomjax.fitting.members import Member
+from phenomjax.fitting.report import FitReport, Refined, format_report, ratio_text
 
 from .reports import synthetic_report
 
@@ -119,3 +121,32 @@ def test_wording_follows_the_noise_reference():
     for text in (one, group):
         assert "log-loss RMSE 0.0800" in text  # the one RMSE, where the best is stated
         assert "lag reproduced by the best: no" in text and "(w > 1): yes" in text
+
+
+def test_a_report_from_before_the_refinement_fields_reads_as_it_ran(tmp_path):
+    """A report.json written before refine_method, refine_patience and the refinement's trace
+    and method existed loads, as what ran then: Adam, no early stopping, no trace; a rerun of
+    the fit is then not the same fit as one with today's defaults (line search)."""
+    rep = synthetic_report()
+    grid = dataclasses.replace(rep.settings.grid.grid, refine_method="line")
+    data = json.loads(json.dumps(rep.to_json()))
+    for k in ("refine_method", "refine_patience"):
+        data["settings"]["grid"]["grid"].pop(k)
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(data))
+    old = FitReport.load(path)
+    assert old.settings.grid.grid.refine_method == "adam"
+    assert old.settings.grid.grid.refine_patience == 0
+    assert grid.refine_method != old.settings.grid.grid.refine_method
+    refined = Refined(Member("expected", 3, 0, "expected", "adam", 0.9, 0.999, 0.0, "full", 8,
+                             8, 1e-3, 0.1), "expected", ("lr", "scale", "shift"),
+                      (1e-3, 0.1, 1.0), (2e-3, 0.05, 1.2), 1.5, 0.7, 0.03, 10,
+                      trace=(1.5, 0.7), method="line")  # fmt: skip
+    dataclasses.replace(rep, refined=refined).save(path)
+    data = json.loads(path.read_text())
+    assert data["refined"]["method"] == "line" and data["refined"]["trace"] == [1.5, 0.7]
+    for k in ("trace", "method"):
+        data["refined"].pop(k)
+    path.write_text(json.dumps(data))
+    back = FitReport.load(path).refined
+    assert back.method == "adam" and back.trace == () and back.steps == 10
