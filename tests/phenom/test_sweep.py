@@ -13,6 +13,7 @@ import pytest
 from phenomjax.cli import main
 from phenomjax.data import DataConfig, zipf_weights
 from phenomjax.errors import ConfigError
+from phenomjax.phenom import sweep as sweep_module
 from phenomjax.phenom.sweep import describe, read_sweep, sweep
 from phenomjax.phenom.train import (
     ModelSection,
@@ -239,9 +240,10 @@ def test_a_tampered_sweep_table_is_one_line(tmp_path):
 
 
 @pytest.mark.skipif(len(cores()) < 2, reason="two workers need two cores")
-def test_groups_in_two_workers_give_the_one_process_sweep(tmp_path, capsys):
+def test_groups_in_two_workers_give_the_one_process_sweep(tmp_path, capsys, monkeypatch):
     """Groups trained side by side in worker processes (longest first, so not in order): the
-    member table and every curve row equal one process's, bit for bit."""
+    member table and every curve row equal one process's, bit for bit; jobs=None starts them
+    only when the sweep's FLOPs reach WORKERS_WORTH."""
     cfg = base("stochastic")
     axes = {"lr": [1e-2, 3e-2], "scale": [0.1], "seed": [0], "w": [1, 2, 3], "d": [2]}
     one = sweep(cfg, axes, out=tmp_path / "one", progress=False)
@@ -251,6 +253,12 @@ def test_groups_in_two_workers_give_the_one_process_sweep(tmp_path, capsys):
     pd.testing.assert_frame_equal(read_sweep(tmp_path / "one")[1], read_sweep(tmp_path / "two")[1])
     pd.testing.assert_frame_equal(read_sweep(tmp_path / "two")[0], two)
     assert "(3/3 groups)" in capsys.readouterr().err  # one line per group off a terminal
+    sweep(cfg, axes, out=tmp_path / "small", progress=True, jobs=None)
+    assert "groups)" not in capsys.readouterr().err  # this tiny sweep: in this process
+    monkeypatch.setattr(sweep_module, "WORKERS_WORTH", 0.0)
+    auto = sweep(cfg, axes, out=tmp_path / "auto", progress=True, jobs=None)
+    assert "(3/3 groups)" in capsys.readouterr().err
+    pd.testing.assert_frame_equal(one, auto)
     with pytest.raises(ConfigError, match="jobs: expected 1"):
         sweep(cfg, axes, out=tmp_path / "three", progress=False, jobs=2, devices=2)
     assert not (tmp_path / "three").exists()  # refused before anything is written
