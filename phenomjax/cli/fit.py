@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..config import comma_floats, comma_ints, comma_words, load_config
 from ..fitting.grid import FitGridConfig, grid_path
-from ..workers import add_jobs, check_jobs
+from ..workers import add_jobs
 
 # flag (argparse dest) -> the grid field it sets; --lr and --optimizer replace [[optimizers]]
 ALIASES = {
@@ -109,8 +109,6 @@ def run(args: argparse.Namespace) -> int:
     base = load_config(FitGridConfig, config, args.set)
     cfg = load_config(FitGridConfig, config, args.set + alias_overrides(args, base))
     runs = args.run[0] if len(args.run) == 1 else args.run  # a group folder stays one input
-    if args.jobs is not None:  # a bad --jobs is one line before anything is read or written
-        check_jobs(args.jobs)
     report = fit_run(runs, out, cfg, progress=not args.no_progress, holdout=args.holdout,
                      jobs=args.jobs)  # fmt: skip
     print(format_report(report))

@@ -12,7 +12,7 @@ from ..phenom import variants
 from ..phenom.sweep import CURVES, sweep
 from ..phenom.train import PhenomConfig
 from ..runs.reuse import check_outside
-from ..workers import add_jobs, check_jobs
+from ..workers import add_jobs
 
 # flag -> axis (phenom.axes.AXES); a flag left out leaves the base config's value. Every
 # variant's knob is a flag of its own (--forget, --readout-scale, --D-eff, ...).
@@ -69,8 +69,6 @@ def run(args: argparse.Namespace) -> int:
     axes = {axis: getattr(args, flag) for flag, axis in FLAGS.items() if getattr(args, flag)}
     check_outside([args.config], out)
     jobs = 1 if args.devices != 1 else args.jobs  # a device mesh: one process
-    if jobs is not None:
-        check_jobs(jobs)  # one line before anything is written
     table = sweep(cfg, axes, out=out, progress=not args.no_progress, devices=args.devices,
                   force=args.force, jobs=jobs)  # fmt: skip
     cols = ["member", "w", "d", "param", "lr", "scale", "seed", "final_loss", "diverged"]

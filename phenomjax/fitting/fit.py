@@ -412,14 +412,14 @@ def fit_run(
     cfg = config if config is not None else default_grid()
     for part in (cfg.grid, *cfg.optimizers, cfg.score, cfg):
         part.validate()
+    if jobs is not None:  # one line before anything is read or written
+        check_jobs(jobs)
     inp = read_input(runs, cfg.score, holdout)
     out = Path(out)
     check_outside(inp.paths, out)
     cost = grid_cost(cfg, int(inp.meta["K"]))
     check_cost(cost, f"fit of {inp.paths[0]}")
     claim(out, "a fit")
-    if jobs is not None:
-        check_jobs(jobs)
     swept = _sweep_grid(inp, cfg, out, progress, jobs)
     t = time.perf_counter()
     refined, swept = _candidate(inp, cfg, swept, out, progress)

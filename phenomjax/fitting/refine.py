@@ -128,15 +128,6 @@ def batch_counts(data, batch: int, evals: np.ndarray) -> np.ndarray:
     return np.asarray(out, np.float64)
 
 
-def _log_bin_means(pres: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """(bins, evals): log of each bin's mean presentations at each evaluation, as binned
-    curves have them; a bin not yet presented gets a point far left (log 1e-6), so that the
-    log presentations stay non-decreasing for the interpolation."""
-    means = np.stack([pres[:, lo:hi].mean(axis=1) for lo, hi in zip(edges[:-1], edges[1:],
-                                                                       strict=True)])  # fmt: skip
-    return np.maximum.accumulate(np.log(np.maximum(means, 1e-6)), axis=1)
-
-
 def objective_fn(cfg, member: Member, ref: Reference, edges: np.ndarray, shift: float,
                  floor: np.ndarray | None = None, score: ScoreConfig | None = None,
                  terms: bool = False):  # fmt: skip
@@ -163,17 +154,19 @@ def objective_fn(cfg, member: Member, ref: Reference, edges: np.ndarray, shift: 
     # the score's presentations per evaluation and rank, fixed whatever the knobs: expected
     # mode floor(t B p + 0.5) (its bins the exact t B p), stochastic the counts of the batches
     # (keyed by the step alone, so the same draws at every knob)
+    rank_bin = np.searchsorted(e, np.arange(K), side="right") - 1
+    avg_np = (rank_bin[None, :] == np.arange(len(e) - 1)[:, None]) / np.diff(e)[:, None]
+    avg = jnp.asarray(avg_np, jnp.float32)  # (bins, K): a bin's mean over its ranks
     if mode == "stochastic":
         pres = batch_counts(data, B, evals)
-        x_fit = _log_bin_means(pres, e)
+        # each bin's mean count, as binned curves have it; a bin not yet presented gets a
+        # point far left (log 1e-6), so that log presentations stay non-decreasing
+        x_fit = np.maximum.accumulate(np.log(np.maximum(avg_np @ pres.T, 1e-6)), axis=1)
     else:
         pbar = np.asarray([weights[lo:hi].mean() for lo, hi in zip(e[:-1], e[1:], strict=True)])
         x_fit = np.log(evals[None, :] * B * pbar[:, None])  # (bins, evals): fixed by t B p
         pres = np.floor(evals[:, None] * float(B) * weights[None, :] + 0.5)
     X, Y, W = (jnp.asarray(a, jnp.float32) for a in _targets(ref, e, x_fit, shift))
-    rank_bin = np.searchsorted(e, np.arange(K), side="right") - 1
-    avg = jnp.asarray((rank_bin[None, :] == np.arange(len(e) - 1)[:, None]) / np.diff(e)[:, None],
-                      jnp.float32)  # fmt: skip
     chunk = max(1, math.isqrt(T))
     n = -(-T // chunk)
     is_eval = np.zeros(n * chunk, bool)

@@ -496,9 +496,9 @@ def sweep(
     ax, groups = open_sweep(base_cfg, axes, out, force=force)
     outp = Path(out) if out is not None else None
     sizes = [len(g.rates) * len(ax["scale"]) * len(ax["seed"]) for g in groups]
+    work = [n * group_flops(g) for n, g in zip(sizes, groups, strict=True)]
     if jobs is None:  # auto: every core, when the work pays for starting the workers
-        work = sum(n * group_flops(g) for n, g in zip(sizes, groups, strict=True))
-        jobs = len(cores()) if devices == 1 and work >= WORKERS_WORTH else 1
+        jobs = len(cores()) if devices == 1 and sum(work) >= WORKERS_WORTH else 1
     first = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int)
     done: dict[int, list[dict]] = {}
     lock = threading.Lock()
@@ -509,7 +509,7 @@ def sweep(
         def one(gid: int) -> None:
             g = groups[gid]
             rows = pool.run(_group, g, ax, int(first[gid]), outp, gid, progress and alone,
-                            devices, cost=sizes[gid] * group_flops(g))  # fmt: skip
+                            devices, cost=work[gid])  # fmt: skip
             with lock:  # the table of the groups done so far, in member order
                 done[gid] = rows
                 if outp is not None:
