@@ -7,6 +7,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -60,7 +61,13 @@ def _kind(v) -> str:
 
 
 GOOD = json.loads(json.dumps(synthetic_report().to_json()))
-LEAVES = [p for p, _ in _leaves(GOOD) if not p.startswith("best.config")]  # a free mapping
+# best.config is a free mapping; a knob row's value is `str | float` (a knob's value may be a
+# name, e.g. an optimizer), so text there is no wrong type
+LEAVES = [
+    p
+    for p, _ in _leaves(GOOD)
+    if not p.startswith("best.config") and not re.fullmatch(r"knobs\[\d+\]\.value", p)
+]
 
 
 @settings(max_examples=60, deadline=None)
