@@ -16,9 +16,12 @@ the N x N matrix of docs/design.md §6 plus a constant); for 2^w <= d the one-ho
 (M, N, N, d) tensor is formed.
 
 Parameterizations (the model's `param`; the kernels read it from the keys and shapes):
-  full      {"A": (N-1, N-1, d, d), "B": (d,), "E": (N, 2^w, d)}   A[n, i] used only for i <= n
+  full      {"A": (N(N-1)/2, d, d), "B": (d,), "E": (N, 2^w, d)}  A[n, i], i <= n, packed
   shared    {"a": (N-1, N-1), "W": (d, d), "B", "E"}               A[n, i] = a[n, i] W
   relative  {"A": (N-1, d, d), "B", "E"}                           A[n, i] = A[n - i]
+"full" stores only the causal blocks, row by row (A[0, 0], A[1, 0], A[1, 1], A[2, 0], ...:
+`pack`, `unpack`): the blocks above the diagonal never feed a logit, and storing them would
+double what the optimizer, the divergence guard and the table's gradient read every step.
 Window values: bit i is the least significant bit, bit i-1 the next, ...; bits before the start
 of the sequence count as 0. E[N-1] (the last bit) never feeds a prediction and stays unused.
 
@@ -31,6 +34,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ..errors import ConfigError
 from . import kernels as K
@@ -48,8 +52,8 @@ def init_params(key: jax.Array, model, scale: float | None = None, b_scale=None)
     f32 = jnp.float32
     sB = s if b_scale is None else b_scale
     params = {"B": sB * jax.random.normal(kB, (d,), f32)}
-    if model.param == "full":
-        params["A"] = s * jax.random.normal(kA, (N - 1, N - 1, d, d), f32)
+    if model.param == "full":  # the causal blocks of the (N-1, N-1, d, d) draw
+        params["A"] = pack(s * jax.random.normal(kA, (N - 1, N - 1, d, d), f32))
     elif model.param == "shared":
         params["a"] = s * jax.random.normal(kA, (N - 1, N - 1), f32)
         params["W"] = s * jax.random.normal(kW, (d, d), f32)
@@ -60,6 +64,33 @@ def init_params(key: jax.Array, model, scale: float | None = None, b_scale=None)
     else:
         params["E"] = jax.random.normal(kE, (N, V, d), f32) / jnp.sqrt(jnp.asarray(d, f32))
     return params
+
+
+def packed_size(P: int) -> int:
+    """Blocks A[n, i] with i <= n < P: the first axis of a packed "full" A."""
+    return P * (P + 1) // 2
+
+
+def pack(A: jax.Array) -> jax.Array:
+    """(P, P, ...) -> (P(P+1)/2, ...): the entries [n, i] with i <= n, row by row."""
+    n, i = np.tril_indices(A.shape[0])
+    return A[n, i]
+
+
+def unpack(packed: jax.Array, P: int) -> jax.Array:
+    """(P(P+1)/2, ...) -> (P, P, ...), zero above the diagonal: the inverse of `pack`."""
+    n, i = np.tril_indices(P)
+    where = np.full((P, P), len(n), np.int32)  # above the diagonal: the appended zero row
+    where[n, i] = np.arange(len(n))
+    zero = jnp.zeros((1,) + packed.shape[1:], packed.dtype)
+    return jnp.concatenate([packed, zero])[where]
+
+
+def is_packed(params: dict) -> bool:
+    """True for the packed "full" A (its first axis P(P+1)/2, against "relative"'s P; at
+    P = 1 the two agree entry for entry, and this says relative)."""
+    P = params["E"].shape[0] - 1
+    return "A" in params and params["A"].shape[0] == packed_size(P) != P
 
 
 def window_bits(params: dict) -> int:
@@ -73,18 +104,21 @@ def window_bits(params: dict) -> int:
 
 def contributions(params: dict) -> jax.Array:
     """C[n, i] = B^T A[n, i], masked to i <= n: (N-1, N-1, d). Cheap (no M)."""
-    B = params["B"]
+    B, P = params["B"], params["E"].shape[0] - 1
+    if is_packed(params):  # full: one matrix-vector product over the causal blocks (einsum
+        # lowers it to a GEMV: 4.5x a broadcast multiply-reduce over the square A, with grads)
+        return unpack(jnp.einsum("kab,a->kb", params["A"], B), P)
     if "a" in params:  # shared: B^T a W = a (B^T W)
         C = params["a"][:, :, None] * (B @ params["W"])[None, None, :]
-    elif params["A"].ndim == 3:  # relative: B . A[k] for every lag k, then gather by n - i
-        r = (params["A"] * B[None, :, None]).sum(axis=1)
-        P = r.shape[0]
+    elif params["A"].ndim == 3 and params["A"].shape[0] == P:  # relative: B . A[k] per lag k,
+        r = (params["A"] * B[None, :, None]).sum(axis=1)  # then gathered by n - i
         lag = jnp.maximum(jnp.arange(P)[:, None] - jnp.arange(P)[None, :], 0)
         C = r[lag]
-    else:  # full: B . A[n, i] for all (n, i) as one streaming multiply-reduce over A (read
-        # once, no transposed copy); its gradient B (x) dC is one fused broadcast write.
-        C = (params["A"] * B[None, None, :, None]).sum(axis=2)
-    P = C.shape[0]
+    else:
+        raise ConfigError(
+            f"params.A: expected shape ({packed_size(P)}, d, d) (full, packed) or "
+            f"({P}, d, d) (relative), got {tuple(params['A'].shape)}"
+        )
     causal = jnp.tril(jnp.ones((P, P), C.dtype))
     return C * causal[:, :, None]
 

@@ -10,6 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from phenomjax import bayes_floor
 from phenomjax import phenom as ph
@@ -30,17 +32,22 @@ CASES = [
 
 def np_full_A(params: dict) -> np.ndarray:
     """A[n, i] of every parameterization as (N-1, N-1, d, d), zero above the diagonal."""
+    P = params["E"].shape[0] - 1
     if "a" in params:
         A = params["a"][:, :, None, None] * params["W"][None, None]
-    elif params["A"].ndim == 3:
-        P = params["A"].shape[0]
+    elif params["A"].shape[0] == P:  # relative
         A = np.zeros((P, P) + params["A"].shape[1:])
         for n in range(P):
             for i in range(n + 1):
                 A[n, i] = params["A"][n - i]
-    else:
-        A = params["A"].copy()
-    P = A.shape[0]
+    else:  # full: the causal blocks, row by row
+        assert params["A"].shape[0] == P * (P + 1) // 2
+        A = np.zeros((P, P) + params["A"].shape[1:])
+        k = 0
+        for n in range(P):
+            for i in range(n + 1):
+                A[n, i] = params["A"][k]
+                k += 1
     return A * np.tril(np.ones((P, P)))[:, :, None, None]
 
 
@@ -185,7 +192,6 @@ def test_sequence_metrics_chunked(w, d):
 def test_causality(param):
     N = 7
     bits = make_bits(1, 40, N)
-    weights = zipf_weights(40).astype(np.float32)
     model, params = model_params(param, "learned", 2, N=N, d=3)
     z = np.asarray(ph.logits(params, bits))
     # flipping bit j changes no prediction made before bit j is seen (n < j)
@@ -193,12 +199,24 @@ def test_causality(param):
         flipped = bits.copy()
         flipped[:, j] ^= 1
         np.testing.assert_array_equal(np.asarray(ph.logits(params, flipped))[:, :j], z[:, :j])
-    if param == "full":  # A[n, i] for i > n has no effect and no gradient
-        upper = np.triu(np.ones((N - 1, N - 1)), 1)[:, :, None, None]
-        noisy = dict(params, A=params["A"] + 5.0 * upper)
-        np.testing.assert_array_equal(np.asarray(ph.logits(noisy, bits)), z)
-        _, g = ph.loss_and_grad(params, bits, weights)
-        assert np.all(np.asarray(g["A"]) * upper == 0)
+    if param == "full":  # only the causal blocks are stored: those of the square draw
+        key = jax.random.split(jax.random.key(0), 4)[0]
+        square = 0.1 * np.asarray(jax.random.normal(key, (N - 1, N - 1, 3, 3)))
+        want = np.stack([square[n, i] for n in range(N - 1) for i in range(n + 1)])
+        init = ph.init_params(jax.random.key(0), model, scale=0.1)
+        np.testing.assert_array_equal(np.asarray(init["A"]), want.astype(np.float32))
+
+
+@given(P=st.integers(1, 12), rest=st.integers(1, 3))
+@settings(max_examples=30, deadline=None)
+def test_pack_unpack_roundtrip(P, rest):
+    from phenomjax.phenom.linear import pack, packed_size, unpack
+
+    square = np.random.default_rng(P).normal(size=(P, P, rest)).astype(np.float32)
+    packed = np.asarray(pack(jnp.asarray(square)))
+    assert packed.shape == (packed_size(P), rest)
+    np.testing.assert_array_equal(np.asarray(unpack(jnp.asarray(packed), P)),
+                                  square * np.tril(np.ones((P, P)))[:, :, None])  # fmt: skip
 
 
 @pytest.mark.parametrize("sign", [1.0, -1.0])
@@ -209,7 +227,7 @@ def test_finite_at_huge_logits(sign):
     model = ph.PhenomModel(N=N, embedding="spin")
     params = ph.init_params(jax.random.key(0), model)
     # logit of bit n+1 = 1e4 * sign * (number of ones minus zeros among bits 0..n) / (n+1)
-    params = dict(params, B=jnp.ones(1), A=jnp.full((N - 1, N - 1, 1, 1), 1e4 * sign))
+    params = dict(params, B=jnp.ones(1), A=jnp.full((N * (N - 1) // 2, 1, 1), 1e4 * sign))
     z = np.asarray(ph.logits(params, bits))
     assert np.abs(z).max() >= 1e4
     value, grads = ph.loss_and_grad(params, bits, weights)
@@ -229,6 +247,8 @@ def test_model_config_and_init_shapes():
         "B": (4,),
         "E": (10, 8, 4),
     }
+    full = ph.init_params(jax.random.key(0), ph.PhenomModel(N=10, d=4))
+    assert full["A"].shape == (45, 4, 4)  # the 9 * 10 / 2 causal blocks
     rel = ph.init_params(jax.random.key(0), ph.PhenomModel(N=10, d=4, param="relative"))
     assert rel["A"].shape == (9, 4, 4) and rel["E"].shape == (10, 2, 4)
     spin = ph.PhenomModel(N=10, d=8, w=4, embedding="spin")
@@ -343,7 +363,10 @@ def test_matches_torch_nxn():
         for k, v in params.items()
     }
     P = N - 1
-    C = torch.einsum("d,nide->nie", tp["B"], tp["A"]) * torch.tril(torch.ones(P, P))[:, :, None]
+    n, i = np.tril_indices(P)
+    A = torch.zeros((P, P, d, d), dtype=torch.float64).index_put((torch.tensor(n), torch.tensor(i)),
+                                                                tp["A"])  # fmt: skip
+    C = torch.einsum("d,nide->nie", tp["B"], A)
     U = torch.einsum("nie,ive->niv", C, tp["E"][:P])
     T, c = (U[:, :, 1] - U[:, :, 0]).T, U[:, :, 0].sum(1)
     x = torch.tensor(bits, dtype=torch.float64)

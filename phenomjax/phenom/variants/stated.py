@@ -56,8 +56,8 @@ def features_width(model) -> int:
 def table_flops(model) -> float:
     """FLOPs of building the (F, P) table from A, B, E (independent of the rows)."""
     P, V, d = model.N - 1, 2**model.w, model.d
-    if model.param == "full":
-        contrib = 2 * P * P * d * d
+    if model.param == "full":  # the causal blocks only (linear.pack)
+        contrib = P * (P + 1) * d * d
     elif model.param == "shared":
         contrib = 2 * d * d + 2 * P * P * d
     else:
