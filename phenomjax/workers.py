@@ -20,6 +20,8 @@ import heapq
 import itertools
 import multiprocessing as mp
 import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
@@ -60,10 +62,41 @@ def check_jobs(n: int) -> int:
     return n
 
 
-def _pin(queue) -> None:  # a worker's initializer: one core each, before XLA starts its threads
+# programs that compile faster than this are not worth a cache file (jax's default: 1 s)
+CACHE_MIN_COMPILE_S = 0.1
+
+
+@contextlib.contextmanager
+def shared_compilations() -> Iterator[str]:
+    """A folder for JAX's persistent compilation cache, shared by the workers started inside
+    the block (Workers(n, cache=...)), so that a program several of them build compiles once.
+    A model shape's initial draw (threefry) takes 1.9 s to compile and every worker of both
+    of a fit's sweeps builds it; the demo's fit: 75.1 -> 66.9 s. The folder is this
+    process's own JAX cache folder when it has one, else a temporary one removed at the end."""
+    import jax  # the workers run JAX anyway; this module stays importable without it
+
+    own = jax.config.jax_compilation_cache_dir
+    if own:
+        yield own
+        return
+    folder = tempfile.mkdtemp(prefix="phenomjax-xla-")
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _start(queue, cache: str | None) -> None:
+    """A worker's initializer: one core each, before XLA starts its threads; the shared
+    compilation cache (shared_compilations) before its first compilation."""
     core = queue.get()
     if core is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {core})
+    if cache is not None:
+        import jax
+
+        jax.config.update("jax_compilation_cache_dir", cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", CACHE_MIN_COMPILE_S)
 
 
 class Workers:
@@ -71,10 +104,12 @@ class Workers:
     round robin), or in this process when n == 1. `map` runs its items concurrently in threads
     that wait on the workers; results come back in the items' order. When more runs wait than
     there are workers, the one with the largest `cost` goes first (longest first: the longest
-    chain of budgets, the critical path, never waits behind short runs)."""
+    chain of budgets, the critical path, never waits behind short runs). `cache`: a folder of
+    shared_compilations for the workers' compilations."""
 
-    def __init__(self, n: int = 1):
+    def __init__(self, n: int = 1, cache: str | None = None):
         self.n = check_jobs(n)
+        self.cache = cache
         self._pool: cf.ProcessPoolExecutor | None = None
         self._free = n
         self._waiting: list[tuple[float, int]] = []  # (-cost, ticket): a heap
@@ -90,7 +125,7 @@ class Workers:
             for i in range(self.n):
                 queue.put(have[i % len(have)] if len(have) >= self.n else None)
             self._pool = cf.ProcessPoolExecutor(
-                self.n, mp_context=ctx, initializer=_pin, initargs=(queue,)
+                self.n, mp_context=ctx, initializer=_start, initargs=(queue, self.cache)
             )
         return self
 

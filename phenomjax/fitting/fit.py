@@ -48,7 +48,7 @@ from ..runs import atomic_write_bytes
 from ..runs.reuse import check_outside, claim, ensure_run, ensure_sweep
 from ..runs.validate import read_parquet
 from ..version import __version__
-from ..workers import check_jobs
+from ..workers import check_jobs, shared_compilations
 from .grid import (
     FitGridConfig,
     GridSection,
@@ -104,11 +104,12 @@ def phenom_config(inp: FitInput, grid: GridSection, mode: str, best: Member | No
 
 
 def run_sweep(base, folder: Path, axes: dict, progress: bool, halving: dict | None = None,
-              jobs: int | None = 1):  # fmt: skip
+              jobs: int | None = 1, cache: str | None = None):  # fmt: skip
     """The sweep of `axes` (singular names; "optimizer" a list of settings: name, b1, b2,
     weight_decay) in `folder`, or the complete one already there with the same description.
     `halving`: fitting.halving.halving_sweep's rungs, keep, edges and score (None: every
-    member runs to the end; only then do `jobs` workers train its groups side by side)."""
+    member runs to the end; only then do `jobs` workers train its groups side by side, their
+    compilations shared in `cache`: workers.shared_compilations)."""
     ax = dict(axes)
     opts = []
     for s in ax.pop("optimizer"):
@@ -122,7 +123,7 @@ def run_sweep(base, folder: Path, axes: dict, progress: bool, halving: dict | No
     rates = sum(len(lrs) for lrs in full["optimizer_lr"])
     n = rates * int(np.prod([len(full[k]) for k in shared])) * len(variants.combinations(full))
     if halving is None:
-        run = lambda: sweep(base, ax, out=folder, progress=progress, jobs=jobs)  # noqa: E731
+        run = lambda: sweep(base, ax, out=folder, progress=progress, jobs=jobs, cache=cache)  # noqa: E731
         note = None
     else:
         run = lambda: halving_sweep(base, ax, folder, progress=progress, **halving)  # noqa: E731
@@ -203,7 +204,7 @@ def _halving(inp: FitInput, cfg: FitGridConfig) -> dict | None:
 
 
 def _sweep_grid(inp: FitInput, cfg: FitGridConfig, out: Path, progress: bool,
-                jobs: int | None = 1) -> _Swept:  # fmt: skip
+                jobs: int | None = 1, cache: str | None = None) -> _Swept:  # fmt: skip
     """Every mode swept (one folder each, of every [[optimizers]] entry; its groups in `jobs`
     workers) and every member scored once."""
     G, per_mode, rungs = cfg.grid, [], []
@@ -219,7 +220,7 @@ def _sweep_grid(inp: FitInput, cfg: FitGridConfig, out: Path, progress: bool,
     for mode in G.mode:
         t = time.perf_counter()
         folder = out / "sweeps" / mode
-        table = run_sweep(phenom_config(inp, G, mode), folder, axes, progress, halving, jobs)
+        table = run_sweep(phenom_config(inp, G, mode), folder, axes, progress, halving, jobs, cache)
         rungs += rungs_of(folder.name, table)
         swept = swept.adding(folder.name, table, _scored(folder, table, inp, cfg))
         per_mode.append((mode, time.perf_counter() - t))
@@ -420,7 +421,8 @@ def fit_run(
     cost = grid_cost(cfg, int(inp.meta["K"]))
     check_cost(cost, f"fit of {inp.paths[0]}")
     claim(out, "a fit")
-    swept = _sweep_grid(inp, cfg, out, progress, jobs)
+    with shared_compilations() as cache:  # both modes' workers compile a draw once
+        swept = _sweep_grid(inp, cfg, out, progress, jobs, cache)
     t = time.perf_counter()
     refined, swept = _candidate(inp, cfg, swept, out, progress)
     refine_s = time.perf_counter() - t

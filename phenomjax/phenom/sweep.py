@@ -473,6 +473,7 @@ def sweep(
     devices: int = 1,
     force: bool = False,
     jobs: int | None = 1,
+    cache: str | None = None,
 ) -> pd.DataFrame:
     """Train every member of lr x scale x seed (one vmapped program) for each outer-loop group
     (optimizer x variant x its knobs x w x d x param); returns the member table.
@@ -487,7 +488,8 @@ def sweep(
     (runs/reuse.claim); `force` accepts another folder that holds none of SWEEP_NAMES.
     `jobs` > 1 trains the groups side by side in that many worker processes, one core each
     (phenomjax.workers; the longest groups first): the same table and curves as one process.
-    None: one per core when the groups' FLOPs reach WORKERS_WORTH, else here.
+    None: one per core when the groups' FLOPs reach WORKERS_WORTH, else here. `cache`: the
+    workers' shared compilation folder (workers.shared_compilations; None: none).
     """
     if devices != 1 and jobs not in (1, None):
         raise ConfigError("jobs: expected 1 when the members are split over devices")
@@ -502,7 +504,7 @@ def sweep(
     first = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int)
     done: dict[int, list[dict]] = {}
     lock = threading.Lock()
-    with Workers(min(jobs, len(groups))) as pool:
+    with Workers(min(jobs, len(groups)), cache=cache) as pool:
         alone = pool.n == 1  # a worker's progress bars would overwrite another's
         bar = None if alone or not progress else _GroupBar(len(groups), pool.n)
 
