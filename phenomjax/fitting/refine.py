@@ -206,6 +206,11 @@ def objective_fn(cfg, member: Member, ref: Reference, edges: np.ndarray, shift: 
         return {"start": c["start"], "prev": ex, "hit": c["hit"] | new,
                 "cross": jnp.where(new, at, c["cross"])}  # fmt: skip
 
+    bin_width = np.diff(e)
+    widest = int(bin_width.max())
+    real = np.arange(widest)[None, :] < bin_width[:, None]  # (bins, widest): a rank, not padding
+    in_bin = np.where(real, e[:-1, None] + np.arange(widest)[None, :], K)  # K: the inf column
+
     def lag_term(c):
         """The root mean z^2 of the compared (level, bin) rows: per bin the median over its
         defined ranks (initial loss above the floor) of their crossings, a rank that never
@@ -215,14 +220,15 @@ def objective_fn(cfg, member: Member, ref: Reference, edges: np.ndarray, shift: 
         x = jnp.where(c["hit"], c["cross"], CENSORED)
         x = jnp.where(defined[None, :], x, jnp.inf)  # (levels, K)
 
-        def median(v, d):  # of the first d of v sorted (the defined ranks)
-            sv = jnp.sort(v)
-            m = (sv[jnp.maximum((d - 1) // 2, 0)] + sv[jnp.maximum(d // 2, 0)]) / 2
-            return jnp.where((d > 0) & (m < CENSORED / 2), m, jnp.nan)
-
-        med = jnp.stack([jnp.stack([median(x[k, lo:hi], defined[lo:hi].sum())
-                                    for lo, hi in zip(e[:-1], e[1:], strict=True)])
-                         for k in range(len(levels))])  # (levels, bins)  # fmt: skip
+        # every bin's ranks in one row, padded with inf (sorted after the defined ones, as the
+        # undefined are): one sort of all (level, bin) rows instead of one per row
+        rows = jnp.concatenate([x, jnp.full((len(levels), 1), jnp.inf, x.dtype)], axis=1)
+        sv = jnp.sort(rows[:, in_bin], axis=-1)  # (levels, bins, widest bin)
+        d = (defined[in_bin] & real).sum(axis=1)  # (bins,): each bin's defined ranks
+        pick = jnp.stack([jnp.maximum((d - 1) // 2, 0), jnp.maximum(d // 2, 0)])  # (2, bins)
+        m = (jnp.take_along_axis(sv, pick[0][None, :, None], -1)[..., 0]
+             + jnp.take_along_axis(sv, pick[1][None, :, None], -1)[..., 0]) / 2  # fmt: skip
+        med = jnp.where((d > 0)[None, :] & (m < CENSORED / 2), m, jnp.nan)  # (levels, bins)
         zs = []
         for k, b, mean, sd in lag:
             r = med[k, b] - med[k, 0]
