@@ -42,13 +42,13 @@ from ..config import to_dict
 from ..data import DataConfig
 from ..errors import ConfigError, DataError
 from ..phenom import variants
-from ..phenom.sweep import describe, read_sweep, sweep, sweep_axes
+from ..phenom.sweep import auto_jobs, describe, read_sweep, sweep, sweep_axes, sweep_flops
 from ..phenom.train import ModelSection, PhenomConfig, PhenomOptimConfig, TrainSection, train_phenom
 from ..runs import atomic_write_bytes
 from ..runs.reuse import check_outside, claim, ensure_run, ensure_sweep
 from ..runs.validate import read_parquet
 from ..version import __version__
-from ..workers import check_jobs, shared_compilations
+from ..workers import Workers, check_jobs, shared_compilations
 from .grid import (
     FitGridConfig,
     GridSection,
@@ -103,13 +103,9 @@ def phenom_config(inp: FitInput, grid: GridSection, mode: str, best: Member | No
     return dataclasses.replace(cfg, model=model, optimizer=opt)
 
 
-def run_sweep(base, folder: Path, axes: dict, progress: bool, halving: dict | None = None,
-              jobs: int | None = 1, cache: str | None = None):  # fmt: skip
-    """The sweep of `axes` (singular names; "optimizer" a list of settings: name, b1, b2,
-    weight_decay) in `folder`, or the complete one already there with the same description.
-    `halving`: fitting.halving.halving_sweep's rungs, keep, edges and score (None: every
-    member runs to the end; only then do `jobs` workers train its groups side by side, their
-    compilations shared in `cache`: workers.shared_compilations)."""
+def sweep_axes_of(axes: dict) -> dict:
+    """phenom.sweep's axes of a fit's `axes` ("optimizer" a list of settings: name, b1, b2,
+    weight_decay, made optimizer configs; the rates are the lr axes)."""
     ax = dict(axes)
     opts = []
     for s in ax.pop("optimizer"):
@@ -118,12 +114,23 @@ def run_sweep(base, folder: Path, axes: dict, progress: bool, halving: dict | No
         kw.update({"b2": s["b2"]} if "b2" in s else {})
         opts.append(PhenomOptimConfig(**kw))
     ax["optimizer"] = opts
+    return ax
+
+
+def run_sweep(base, folder: Path, axes: dict, progress: bool, halving: dict | None = None,
+              jobs: int | None = 1, pool: Workers | None = None):  # fmt: skip
+    """The sweep of `axes` (singular names; "optimizer" a list of settings: name, b1, b2,
+    weight_decay) in `folder`, or the complete one already there with the same description.
+    `halving`: fitting.halving.halving_sweep's rungs, keep, edges and score (None: every
+    member runs to the end; only then do `jobs` workers, or those of `pool`, train its groups
+    side by side)."""
+    ax = sweep_axes_of(axes)
     full = sweep_axes(base, ax)  # the axes left out at the base config's value
     shared = ("scale", "seed", "w", "d", "param")
     rates = sum(len(lrs) for lrs in full["optimizer_lr"])
     n = rates * int(np.prod([len(full[k]) for k in shared])) * len(variants.combinations(full))
     if halving is None:
-        run = lambda: sweep(base, ax, out=folder, progress=progress, jobs=jobs, cache=cache)  # noqa: E731
+        run = lambda: sweep(base, ax, out=folder, progress=progress, jobs=jobs, pool=pool)  # noqa: E731
         note = None
     else:
         run = lambda: halving_sweep(base, ax, folder, progress=progress, **halving)  # noqa: E731
@@ -217,13 +224,25 @@ def _sweep_grid(inp: FitInput, cfg: FitGridConfig, out: Path, progress: bool,
             "w": [int(x) for x in G.w], "d": [int(x) for x in G.d], "param": list(G.param),
             "optimizer": [s for s, _ in settings],
             **{k: list(getattr(G, k)) for k in ("variant",) + variants.knob_names()}}  # fmt: skip
-    for mode in G.mode:
-        t = time.perf_counter()
+    bases = {mode: phenom_config(inp, G, mode) for mode in G.mode}
+    if halving is not None:  # a halving sweep runs in this process
+        jobs = 1
+    elif jobs is None:  # both modes' groups weighed together: they share the workers
+        jobs = auto_jobs(sum(sweep_flops(b, sweep_axes_of(axes)) for b in bases.values()))
+    t0 = time.perf_counter()
+
+    def one(mode: str):  # the modes side by side on the workers, costliest group first
         folder = out / "sweeps" / mode
-        table = run_sweep(phenom_config(inp, G, mode), folder, axes, progress, halving, jobs, cache)
+        table = run_sweep(bases[mode], folder, axes, progress, halving, pool=pool)
+        return mode, folder, table, time.perf_counter() - t0
+
+    with Workers(jobs, cache=cache) as pool:
+        done = pool.map(one, list(G.mode))
+    for mode, folder, table, seconds in done:
         rungs += rungs_of(folder.name, table)
+        t = time.perf_counter()
         swept = swept.adding(folder.name, table, _scored(folder, table, inp, cfg))
-        per_mode.append((mode, time.perf_counter() - t))
+        per_mode.append((mode, seconds + time.perf_counter() - t))
     return dataclasses.replace(swept, per_mode=tuple(per_mode), rungs=tuple(rungs))
 
 
@@ -421,8 +440,10 @@ def fit_run(
     cost = grid_cost(cfg, int(inp.meta["K"]))
     check_cost(cost, f"fit of {inp.paths[0]}")
     claim(out, "a fit")
+    t = time.perf_counter()
     with shared_compilations() as cache:  # both modes' workers compile a draw once
         swept = _sweep_grid(inp, cfg, out, progress, jobs, cache)
+    sweep_s = time.perf_counter() - t
     t = time.perf_counter()
     refined, swept = _candidate(inp, cfg, swept, out, progress)
     refine_s = time.perf_counter() - t
@@ -448,7 +469,7 @@ def fit_run(
         intervals=_intervals(inp, swept, cfg.score),
         holdout=_holdout(inp, _folder(out, best.sweep), best, score.shift, cfg.score),
         timings=Timings(
-            sum(s for _, s in swept.per_mode),
+            sweep_s,
             refit_s,
             time.perf_counter() - t0,
             swept.per_mode,

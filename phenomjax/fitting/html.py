@@ -169,7 +169,7 @@ def wall_table(rep: FitReport) -> str:
     t = rep.timings
     rows = [["total", f"{t.total_s:.1f}"], ["refit", f"{t.refit_s:.1f}"],
             ["refine", f"{t.refine_s:.1f}"], ["sweeps", f"{t.sweep_s:.1f}"]] + [
-            [f"sweep {m}", f"{s:.1f}"] for m, s in t.per_mode]  # fmt: skip
+            [f"{m} sweep done at", f"{s:.1f}"] for m, s in t.per_mode]  # fmt: skip
     return table(["part", "seconds"], rows)
 
 

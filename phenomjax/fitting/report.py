@@ -110,7 +110,8 @@ class Timings:
     sweep_s: float
     refit_s: float
     total_s: float
-    per_mode: tuple[tuple[str, float], ...]  # sweep seconds per mode
+    per_mode: tuple[tuple[str, float], ...]  # seconds from the sweeps' start to each mode's
+    # end, its scoring included (the modes share the workers, side by side)
     refine_s: float = 0.0  # the gradient refinement (fitting.refine)
 
 
@@ -495,7 +496,7 @@ def format_report(r: FitReport) -> str:
     """The printed report: the run, the top members, the best, per-bin verdicts, the lag table,
     whether the lag is reproduced (each condition), intervals and the held-out part."""
     t = r.timings
-    modes = ", ".join(f"sweep {m} {s:.1f} s" for m, s in t.per_mode)
+    modes = ", ".join(f"{m} done at {s:.1f} s" for m, s in t.per_mode)
     lines = [
         *_header(r),
         "  top members:",
@@ -508,8 +509,8 @@ def format_report(r: FitReport) -> str:
         *_holdout_lines(r),
         *halving_lines(r),
         *refined_lines(r),
-        f"  wall time {t.total_s:.1f} s ({modes}, refit {t.refit_s:.1f} s, refine "
-        f"{t.refine_s:.1f} s); best run "
+        f"  wall time {t.total_s:.1f} s (sweeps {t.sweep_s:.1f} s: {modes}; refit "
+        f"{t.refit_s:.1f} s, refine {t.refine_s:.1f} s); best run "
         + r.best.run
         + ("; reused (members.csv digest checked)" if r.outcome == "reused" else ""),
     ]

@@ -32,6 +32,7 @@ Output folder:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import itertools
@@ -474,6 +475,7 @@ def sweep(
     force: bool = False,
     jobs: int | None = 1,
     cache: str | None = None,
+    pool: Workers | None = None,
 ) -> pd.DataFrame:
     """Train every member of lr x scale x seed (one vmapped program) for each outer-loop group
     (optimizer x variant x its knobs x w x d x param); returns the member table.
@@ -489,7 +491,9 @@ def sweep(
     `jobs` > 1 trains the groups side by side in that many worker processes, one core each
     (phenomjax.workers; the longest groups first): the same table and curves as one process.
     None: one per core when the groups' FLOPs reach WORKERS_WORTH, else here. `cache`: the
-    workers' shared compilation folder (workers.shared_compilations; None: none).
+    workers' shared compilation folder (workers.shared_compilations; None: none). `pool`: the
+    groups run on these workers instead (`jobs` and `cache` are then theirs), which several
+    sweeps may share, side by side, the costliest group of any of them first.
     """
     if devices != 1 and jobs not in (1, None):
         raise ConfigError("jobs: expected 1 when the members are split over devices")
@@ -497,14 +501,14 @@ def sweep(
         check_jobs(jobs)
     ax, groups = open_sweep(base_cfg, axes, out, force=force)
     outp = Path(out) if out is not None else None
-    sizes = [len(g.rates) * len(ax["scale"]) * len(ax["seed"]) for g in groups]
-    work = [n * group_flops(g) for n, g in zip(sizes, groups, strict=True)]
+    sizes, work = _work(ax, groups)
     if jobs is None:  # auto: every core, when the work pays for starting the workers
-        jobs = len(cores()) if devices == 1 and sum(work) >= WORKERS_WORTH else 1
+        jobs = auto_jobs(sum(work), devices)
     first = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int)
     done: dict[int, list[dict]] = {}
     lock = threading.Lock()
-    with Workers(min(jobs, len(groups)), cache=cache) as pool:
+    own = Workers(min(jobs, len(groups)), cache=cache) if pool is None else None
+    with own if own is not None else contextlib.nullcontext(pool) as pool:
         alone = pool.n == 1  # a worker's progress bars would overwrite another's
         bar = None if alone or not progress else _GroupBar(len(groups), pool.n)
 
@@ -526,6 +530,23 @@ def sweep(
             if bar is not None:
                 bar.close()
     return pd.DataFrame([r for k in sorted(done) for r in done[k]])
+
+
+def _work(ax: Mapping[str, tuple], groups: list[Group]) -> tuple[list[int], list[float]]:
+    """(members, FLOPs) of each group."""
+    sizes = [len(g.rates) * len(ax["scale"]) * len(ax["seed"]) for g in groups]
+    return sizes, [n * group_flops(g) for n, g in zip(sizes, groups, strict=True)]
+
+
+def sweep_flops(base_cfg: PhenomConfig, axes: Mapping[str, Sequence] | None) -> float:
+    """The FLOPs of a sweep's groups, all members to the end (what auto_jobs weighs)."""
+    ax = sweep_axes(base_cfg, axes)
+    return float(sum(_work(ax, outer_groups(base_cfg, ax))[1]))
+
+
+def auto_jobs(flops: float, devices: int = 1) -> int:
+    """Workers for `flops` of sweep groups: one per core when they reach WORKERS_WORTH."""
+    return len(cores()) if devices == 1 and flops >= WORKERS_WORTH else 1
 
 
 class _GroupBar:

@@ -97,6 +97,20 @@ def test_rerun_reuses_and_a_fit_is_committed_as_a_unit(truth_fit):
     assert FitReport.load(out / "report.json").members_sha256 == hashlib.sha256(csv).hexdigest()
 
 
+def test_both_modes_on_two_workers_fit_as_one_process(truth_fit, tmp_path):
+    """jobs=2: the two modes' sweeps share two workers, side by side: the members and the
+    best are those of one process; the report says when each mode was done."""
+    run = truth_fit[0]
+    g = grid(mode=("expected", "stochastic"))
+    one = fit_run(run, tmp_path / "one", g, progress=False, jobs=1)
+    two = fit_run(run, tmp_path / "two", g, progress=False, jobs=2)
+    assert (tmp_path / "one" / "members.csv").read_bytes() == (
+        tmp_path / "two" / "members.csv").read_bytes()  # fmt: skip
+    assert two.best.member == one.best.member and two.best.score == one.best.score
+    assert [m for m, _ in two.timings.per_mode] == ["expected", "stochastic"]
+    assert "expected done at" in format_report(two)
+
+
 def test_fit_never_replaces_what_it_did_not_write(truth_fit, tmp_path, capsys):
     """issue 21: a user's file in OUT/best, and an input inside OUT, stop the fit before it
     sweeps; nothing there is changed."""
