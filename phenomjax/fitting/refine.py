@@ -340,7 +340,9 @@ def _compiling(fn: Callable, *like) -> Callable:
         except Exception as e:  # raised where the program is called
             done["error"] = e
 
-    thread = threading.Thread(target=work, daemon=True)
+    # not a daemon: an interpreter that exits while XLA still compiles in a daemon thread
+    # aborts (C++ terminate); this one is waited for at exit instead
+    thread = threading.Thread(target=work)
     thread.start()
 
     def call(*args):
