@@ -6,6 +6,7 @@ rates for adam / sgd / momentum, no refinement, one process), and the best score
     python scripts/bench_fit.py                         # the demo run (K = 512, 4000 steps)
     python scripts/bench_fit.py --config experiments/medium_cpu.toml --steps 1000
     python scripts/bench_fit.py --out /tmp/bench        # keep the runs and fits there
+    python scripts/bench_fit.py --no-exhaustive         # the training and the default fit only
 
 The transformer trains on --train-cores cores (default 1, its fastest on a 2-core CPU: XLA's
 second thread slows these widths), the fits on every core of this process.
@@ -72,6 +73,9 @@ def main() -> None:
     p.add_argument("--train-cores", type=int, default=1,
                    help="cores the transformer trains on (default 1: its fastest here, XLA's "
                    "second thread slows these widths); the fits get every core")  # fmt: skip
+    p.add_argument("--no-exhaustive", action="store_true",
+                   help="the training and the default fit only (the exhaustive grid's best is "
+                   "deterministic: a run of it on this code gives the same number)")  # fmt: skip
     a = p.parse_args()
     over = [f"train.steps={a.steps}"] if a.steps else []
     cfg = load_config(TrainConfig, a.config or packaged("demo"), over)
@@ -85,6 +89,15 @@ def main() -> None:
     print(f"train ({a.train_cores} of {len(every)} cores) {train_s:8.1f} s", flush=True)
     new, new_s = timed(lambda: fit_run(run.path, out / "fit-new", progress=a.progress))
     print(f"fit (default, jobs: one per core when it pays) {new_s:8.1f} s", flush=True)
+    if a.no_exhaustive:
+        rep = new.timings
+        print(
+            f"fit / train {new_s / train_s:5.2f} ({new.settings.cost.members} members; sweeps "
+            f"{rep.sweep_s:.1f} s, refit {rep.refit_s:.1f} s, refine {rep.refine_s:.1f} s)"
+        )
+        print(f"best (default): {best_line(new)}")
+        print("\n-- the default fit's report --\n" + format_report(new))
+        return
     old, old_s = timed(lambda: fit_run(run.path, out / "fit-old", exhaustive_grid(),
                                        progress=a.progress, jobs=1))  # fmt: skip
     for name, rep, s in (("fit (default)", new, new_s), ("fit (exhaustive)", old, old_s)):
