@@ -8,8 +8,9 @@ rates for adam / sgd / momentum, no refinement, one process), and the best score
     python scripts/bench_fit.py --out /tmp/bench        # keep the runs and fits there
     python scripts/bench_fit.py --no-exhaustive         # the training and the default fit only
 
-The transformer trains on --train-cores cores (default 1, its fastest on a 2-core CPU: XLA's
-second thread slows these widths), the fits on every core of this process.
+The transformer trains in this process on --train-cores cores (default 1, its fastest on a
+2-core CPU: XLA's second thread slows these widths); each fit runs in a fresh process, as
+`phenomjax fit` does, on every core, paying its own imports and compilations.
 
 Prints the seconds of each, fit time / training time for both fits, the speed-up, and each
 fit's best member and total (the refinement's surrogate before and after, for the default).
@@ -20,13 +21,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from phenomjax.config import load_config
 from phenomjax.configs import packaged
-from phenomjax.fitting import fit_run, format_report
+from phenomjax.fitting import FitReport, fit_run, format_report
 from phenomjax.fitting.grid import default_grid
 from phenomjax.fitting.report import best_line
 from phenomjax.transformer.train import TrainConfig, train
@@ -64,8 +67,21 @@ def timed(fn):
     return out, time.perf_counter() - t
 
 
+def fit_process(run: Path, out: Path, exhaustive: bool, progress: bool):
+    """(report, seconds) of a fit in a fresh process, as `phenomjax fit` runs: its JAX sees
+    every core (this process's XLA started its threads on --train-cores) and pays its own
+    imports and compilations."""
+    cmd = [sys.executable, __file__, "--fit", str(run), str(out)]
+    cmd += ["--exhaustive"] * exhaustive + ["--progress"] * progress
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    return FitReport.load(out / "report.json"), time.perf_counter() - t
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--fit", nargs=2, metavar=("RUN", "OUT"), help=argparse.SUPPRESS)
+    p.add_argument("--exhaustive", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--config", default=None, help="a training config (default: the demo's)")
     p.add_argument("--steps", type=int, default=0, help="train.steps (0: the config's)")
     p.add_argument("--out", default=None, help="where runs and fits go (default: a temp dir)")
@@ -77,6 +93,10 @@ def main() -> None:
                    help="the training and the default fit only (the exhaustive grid's best is "
                    "deterministic: a run of it on this code gives the same number)")  # fmt: skip
     a = p.parse_args()
+    if a.fit:  # one fit, in this fresh process (fit_process)
+        grid = exhaustive_grid() if a.exhaustive else None
+        fit_run(a.fit[0], a.fit[1], grid, progress=a.progress, jobs=1 if a.exhaustive else None)
+        return
     over = [f"train.steps={a.steps}"] if a.steps else []
     cfg = load_config(TrainConfig, a.config or packaged("demo"), over)
     out = Path(a.out or tempfile.mkdtemp(prefix="bench_fit-"))
@@ -87,7 +107,7 @@ def main() -> None:
     run, train_s = timed(lambda: train(cfg, out / "run", progress=a.progress))
     os.sched_setaffinity(0, set(every))
     print(f"train ({a.train_cores} of {len(every)} cores) {train_s:8.1f} s", flush=True)
-    new, new_s = timed(lambda: fit_run(run.path, out / "fit-new", progress=a.progress))
+    new, new_s = fit_process(run.path, out / "fit-new", False, a.progress)
     print(f"fit (default, jobs: one per core when it pays) {new_s:8.1f} s", flush=True)
     if a.no_exhaustive:
         rep = new.timings
@@ -98,8 +118,7 @@ def main() -> None:
         print(f"best (default): {best_line(new)}")
         print("\n-- the default fit's report --\n" + format_report(new))
         return
-    old, old_s = timed(lambda: fit_run(run.path, out / "fit-old", exhaustive_grid(),
-                                       progress=a.progress, jobs=1))  # fmt: skip
+    old, old_s = fit_process(run.path, out / "fit-old", True, a.progress)
     for name, rep, s in (("fit (default)", new, new_s), ("fit (exhaustive)", old, old_s)):
         members = rep.settings.cost.members
         print(f"{name:<22}{s:8.1f} s  fit / train {s / train_s:5.2f}  ({members} members; "
