@@ -39,7 +39,8 @@ def arrays_to_pytree(like: Any, arrays: Mapping[str, np.ndarray], prefix: str = 
     import jax
     import jax.numpy as jnp
 
-    leaves, treedef = jax.tree_util.tree_flatten(like)
+    paths, treedef = jax.tree_util.tree_flatten_with_path(like)
+    leaves = [leaf for _, leaf in paths]
     names = sorted(k for k in arrays if k.startswith(prefix))
     if len(names) != len(leaves):
         raise RunDirError(
@@ -47,13 +48,16 @@ def arrays_to_pytree(like: Any, arrays: Mapping[str, np.ndarray], prefix: str = 
             "was it written by another config?"
         )
     out = []
-    for leaf, name in zip(leaves, names, strict=True):
+    for (path, leaf), name in zip(paths, names, strict=True):
         a = arrays[name]
         if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
             out.append(jax.random.wrap_key_data(jnp.asarray(a)))
             continue
         if tuple(a.shape) != tuple(leaf.shape):
-            raise RunDirError(f"checkpoint: {name} has shape {a.shape}, expected {leaf.shape}")
+            raise RunDirError(
+                f"checkpoint: {jax.tree_util.keystr(path)} has shape {a.shape}, expected "
+                f"{leaf.shape}; was it written by another version of phenomjax or config?"
+            )
         out.append(jnp.asarray(a, dtype=leaf.dtype))
     return jax.tree_util.tree_unflatten(treedef, out)
 

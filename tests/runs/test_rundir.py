@@ -102,3 +102,13 @@ def test_a_run_that_predates_a_config_field_resumes_at_its_default():
                           defaults=defaults)  # fmt: skip
     assert d == "model.forget (run has None, config has 0.1)"
     assert config_difference(old, {"model": {"w": 8, "forget": 0.0}, "train": {"steps": 10}})
+
+
+def test_a_checkpoint_of_other_shapes_names_the_leaf():
+    """A checkpoint whose array has another shape (a run written by another version, e.g. the
+    phenom model's square A before it was packed) is one error naming the leaf's path."""
+    arrays = pytree_to_arrays({"params": {"A": np.zeros((7, 7, 2, 2), np.float32)}})
+    like = {"params": {"A": jax.ShapeDtypeStruct((28, 2, 2), jnp.float32)}}
+    with pytest.raises(RunDirError, match=r"\['params'\]\['A'\] has shape \(7, 7, 2, 2\), "
+                       r"expected \(28, 2, 2\); was it written by another version"):  # fmt: skip
+        arrays_to_pytree(like, arrays)
