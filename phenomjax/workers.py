@@ -67,17 +67,17 @@ CACHE_MIN_COMPILE_S = 0.1
 
 
 @contextlib.contextmanager
-def shared_compilations() -> Iterator[str]:
+def shared_compilations() -> Iterator[str | None]:
     """A folder for JAX's persistent compilation cache, shared by the workers started inside
     the block (Workers(n, cache=...)), so that a program several of them build compiles once.
     A model shape's initial draw (threefry) takes 1.9 s to compile and every worker of both
-    of a fit's sweeps builds it; the demo's fit: 75.1 -> 66.9 s. The folder is this
-    process's own JAX cache folder when it has one, else a temporary one removed at the end."""
+    of a fit's sweeps builds it; the demo's fit: 75.1 -> 66.9 s. The folder is a temporary
+    one, removed at the end; None (the workers left as they are) when this process has a JAX
+    cache folder of its own, whose settings are the user's."""
     import jax  # the workers run JAX anyway; this module stays importable without it
 
-    own = jax.config.jax_compilation_cache_dir
-    if own:
-        yield own
+    if jax.config.jax_compilation_cache_dir:
+        yield None
         return
     folder = tempfile.mkdtemp(prefix="phenomjax-xla-")
     try:
