@@ -118,19 +118,19 @@ def sweep_axes_of(axes: dict) -> dict:
 
 
 def run_sweep(base, folder: Path, axes: dict, progress: bool, halving: dict | None = None,
-              jobs: int | None = 1, pool: Workers | None = None):  # fmt: skip
+              pool: Workers | None = None):  # fmt: skip
     """The sweep of `axes` (singular names; "optimizer" a list of settings: name, b1, b2,
     weight_decay) in `folder`, or the complete one already there with the same description.
     `halving`: fitting.halving.halving_sweep's rungs, keep, edges and score (None: every
-    member runs to the end; only then do `jobs` workers, or those of `pool`, train its groups
-    side by side)."""
+    member runs to the end; only then do the workers of `pool`, if any, train its groups side
+    by side)."""
     ax = sweep_axes_of(axes)
     full = sweep_axes(base, ax)  # the axes left out at the base config's value
     shared = ("scale", "seed", "w", "d", "param")
     rates = sum(len(lrs) for lrs in full["optimizer_lr"])
     n = rates * int(np.prod([len(full[k]) for k in shared])) * len(variants.combinations(full))
     if halving is None:
-        run = lambda: sweep(base, ax, out=folder, progress=progress, jobs=jobs, pool=pool)  # noqa: E731
+        run = lambda: sweep(base, ax, out=folder, progress=progress, pool=pool)  # noqa: E731
         note = None
     else:
         run = lambda: halving_sweep(base, ax, folder, progress=progress, **halving)  # noqa: E731
@@ -211,9 +211,9 @@ def _halving(inp: FitInput, cfg: FitGridConfig) -> dict | None:
 
 
 def _sweep_grid(inp: FitInput, cfg: FitGridConfig, out: Path, progress: bool,
-                jobs: int | None = 1, cache: str | None = None) -> _Swept:  # fmt: skip
-    """Every mode swept (one folder each, of every [[optimizers]] entry; its groups in `jobs`
-    workers) and every member scored once."""
+                jobs: int | None = 1) -> _Swept:  # fmt: skip
+    """Every mode swept (one folder each, of every [[optimizers]] entry; both modes' groups
+    on `jobs` workers sharing one compilation cache) and every member scored once."""
     G, per_mode, rungs = cfg.grid, [], []
     swept = _Swept((), {}, {}, (), ())
     halving = _halving(inp, cfg)
@@ -228,7 +228,8 @@ def _sweep_grid(inp: FitInput, cfg: FitGridConfig, out: Path, progress: bool,
     if halving is not None:  # a halving sweep runs in this process
         jobs = 1
     elif jobs is None:  # both modes' groups weighed together: they share the workers
-        jobs = auto_jobs(sum(sweep_flops(b, sweep_axes_of(axes)) for b in bases.values()))
+        ax = sweep_axes_of(axes)
+        jobs = auto_jobs(sum(sweep_flops(b, ax) for b in bases.values()))
     t0 = time.perf_counter()
 
     def one(mode: str):  # the modes side by side on the workers, costliest group first
@@ -236,8 +237,8 @@ def _sweep_grid(inp: FitInput, cfg: FitGridConfig, out: Path, progress: bool,
         table = run_sweep(bases[mode], folder, axes, progress, halving, pool=pool)
         return mode, folder, table, time.perf_counter() - t0
 
-    with Workers(jobs, cache=cache) as pool:
-        done = pool.map(one, list(G.mode))
+    with shared_compilations() as cache, Workers(jobs, cache=cache) as pool:
+        done = pool.map(one, list(G.mode))  # a draw compiled once for every worker
     for mode, folder, table, seconds in done:
         rungs += rungs_of(folder.name, table)
         t = time.perf_counter()
@@ -441,8 +442,7 @@ def fit_run(
     check_cost(cost, f"fit of {inp.paths[0]}")
     claim(out, "a fit")
     t = time.perf_counter()
-    with shared_compilations() as cache:  # both modes' workers compile a draw once
-        swept = _sweep_grid(inp, cfg, out, progress, jobs, cache)
+    swept = _sweep_grid(inp, cfg, out, progress, jobs)
     sweep_s = time.perf_counter() - t
     t = time.perf_counter()
     refined, swept = _candidate(inp, cfg, swept, out, progress)

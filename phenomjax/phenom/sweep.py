@@ -474,7 +474,6 @@ def sweep(
     devices: int = 1,
     force: bool = False,
     jobs: int | None = 1,
-    cache: str | None = None,
     pool: Workers | None = None,
 ) -> pd.DataFrame:
     """Train every member of lr x scale x seed (one vmapped program) for each outer-loop group
@@ -490,10 +489,9 @@ def sweep(
     (runs/reuse.claim); `force` accepts another folder that holds none of SWEEP_NAMES.
     `jobs` > 1 trains the groups side by side in that many worker processes, one core each
     (phenomjax.workers; the longest groups first): the same table and curves as one process.
-    None: one per core when the groups' FLOPs reach WORKERS_WORTH, else here. `cache`: the
-    workers' shared compilation folder (workers.shared_compilations; None: none). `pool`: the
-    groups run on these workers instead (`jobs` and `cache` are then theirs), which several
-    sweeps may share, side by side, the costliest group of any of them first.
+    None: one per core when the groups' FLOPs reach WORKERS_WORTH, else here. `pool`: the
+    groups run on these workers instead (`jobs` is then theirs), which several sweeps may
+    share, side by side, the costliest group of any of them first.
     """
     if devices != 1 and jobs not in (1, None):
         raise ConfigError("jobs: expected 1 when the members are split over devices")
@@ -507,7 +505,7 @@ def sweep(
     first = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int)
     done: dict[int, list[dict]] = {}
     lock = threading.Lock()
-    own = Workers(min(jobs, len(groups)), cache=cache) if pool is None else None
+    own = Workers(min(jobs, len(groups))) if pool is None else None
     with own if own is not None else contextlib.nullcontext(pool) as pool:
         alone = pool.n == 1  # a worker's progress bars would overwrite another's
         bar = None if alone or not progress else _GroupBar(len(groups), pool.n)

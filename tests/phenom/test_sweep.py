@@ -23,7 +23,7 @@ from phenomjax.phenom.train import (
     TrainSection,
     train_phenom,
 )
-from phenomjax.workers import cores, shared_compilations
+from phenomjax.workers import Workers, cores, shared_compilations
 
 
 def base(mode="expected", **opt) -> PhenomConfig:
@@ -248,9 +248,9 @@ def test_groups_in_two_workers_give_the_one_process_sweep(tmp_path, capsys, monk
     cfg = base("stochastic")
     axes = {"lr": [1e-2, 3e-2], "scale": [0.1], "seed": [0], "w": [1, 2, 3], "d": [2]}
     one = sweep(cfg, axes, out=tmp_path / "one", progress=False)
-    with shared_compilations() as cache:  # the workers' compilations shared in one folder
-        two = sweep(cfg, axes, out=tmp_path / "two", progress=True, jobs=2, cache=cache)
-        assert any(Path(cache).iterdir())
+    with shared_compilations() as cache, Workers(2, cache=cache) as pool:  # as a fit runs it
+        two = sweep(cfg, axes, out=tmp_path / "two", progress=True, pool=pool)
+        assert any(Path(cache).iterdir())  # the workers' compilations, shared in one folder
     assert not Path(cache).exists()  # a temporary folder, removed
     assert one.member.tolist() == list(range(6)) and one.w.tolist() == [1, 1, 2, 2, 3, 3]
     pd.testing.assert_frame_equal(one, two)
