@@ -4,8 +4,9 @@
 
 The grid has a few points of lr and scale; the optimum lies between them, or past the grid's
 edges. This differentiates a smooth surrogate of the per-bin score through the phenomenological
-model's training loop in the best member's mode (jax.grad through lax.scan; in stochastic mode
-the batches are fixed, keyed by the step as in training, so only the knobs move) and follows it
+model's training loop in the best member's mode (through its lax.scan, in forward mode; in
+stochastic mode the batches are fixed, keyed by the step as in training, so only the knobs
+move) and follows it
 from the best grid member, past the grid's edges when the gradient points there: steepest
 descent with a vmapped line search, or Optax Adam (`refine`).
 
@@ -25,8 +26,13 @@ Surrogate: the root mean of a band term and a lag term squared, the form of the 
   bin never reaches counts censored_z, with no gradient, as in the score. Memory: the carry
   holds levels x K crossings, never steps x K. Without compared levels the objective is the
   band term alone.
-Memory: the steps run as a scan over chunks of about sqrt(steps) steps, each chunk under
-jax.checkpoint, so the backward pass holds about 2 sqrt(steps) states instead of steps.
+Gradient: forward mode (`Surrogate.value_and_grad`: one jax.jvp tangent per knob that moves the
+training, vmapped beside one primal pass; the shift, which moves only the score's tail, in
+reverse), which holds no tape: on the demo run's best member 1.4 s against 3.3 s for
+jax.value_and_grad through the scan, the same gradient to float32 rounding. Reverse mode stays
+exact too (the tests compare both with finite differences): its steps run as a scan over
+chunks of about sqrt(steps) steps, each chunk under jax.checkpoint, so the backward pass holds
+about 2 sqrt(steps) states instead of steps.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -132,8 +139,9 @@ def batch_counts(data, batch: int, evals: np.ndarray) -> np.ndarray:
 def objective_fn(cfg, member: Member, ref: Reference, edges: np.ndarray, shift: float,
                  floor: np.ndarray | None = None, score: ScoreConfig | None = None,
                  terms: bool = False):  # fmt: skip
-    """(objective(theta), theta0): the surrogate (module docstring) of the member's model in
-    its mode as a function of its log knobs (knob_names' order), and their start.
+    """Surrogate(objective, theta0, value_and_grad): the surrogate (module docstring) of the
+    member's model in its mode as a function of its log knobs (knob_names' order), their start,
+    and its value and forward-mode gradient.
     `floor` (the per-rank Bayes floor; None: 0) and `score` (levels, censored_z; None: the
     defaults) set the lag term; `terms` makes the objective return (band, lag) instead (lag
     NaN without compared levels)."""
@@ -255,8 +263,11 @@ def objective_fn(cfg, member: Member, ref: Reference, edges: np.ndarray, shift: 
 
     run_chunk = jax.checkpoint(lambda s, ts: jax.lax.scan(body, s, ts))
 
-    def objective(theta):
-        lr, scale, log_s = jnp.exp(theta[0]), jnp.exp(theta[1]), theta[2]
+    def trained(theta):
+        """The training part: every knob but the shift (theta[2]) -> the binned curves at the
+        evaluations and the lag carry (floats only, so that jax.jvp carries a tangent of each:
+        `hit` as 0 / 1)."""
+        lr, scale = jnp.exp(theta[0]), jnp.exp(theta[1])
         st = init_state(streams["init"], model, tx, mode=mode, K=K, scale=scale)
         if "readout_scale" in knobs:
             r = jnp.exp(theta[3])
@@ -272,22 +283,60 @@ def objective_fn(cfg, member: Member, ref: Reference, edges: np.ndarray, shift: 
         if n * chunk < T:
             last, rest = run_chunk(last, jnp.arange(n * chunk, T))
             ys = jnp.concatenate([ys, rest])
-        binned = ys[evals - 1].T  # (bins, evals)
-        logL = jnp.log(binned)
+        c = last["lag"]
+        out = {"binned": ys[evals - 1].T}  # (bins, evals)
+        if lag:
+            out.update(start=c["start"], hit=c["hit"].astype(jnp.float32), cross=c["cross"])
+        return out
+
+    def tail(out, log_s):
+        """The surrogate of the training's outputs at the log shift: (band, lag) terms."""
+        logL = jnp.log(out["binned"])
         q = jnp.clip(X - log_s, xf[:, :1], xf[:, -1:])
         fit = jax.vmap(jnp.interp)(q, xf, logL)
         per_bin = (W * (fit - Y) ** 2).sum(axis=1)
         has = W.sum(axis=1) > 0
         band = jnp.sqrt(jnp.where(has, per_bin, 0.0).sum() / jnp.maximum(has.sum(), 1))
-        if terms:
-            return band, (lag_term(last["lag"]) if lag else jnp.float32(jnp.nan))
         if not lag:
-            return band
-        return jnp.sqrt((band**2 + lag_term(last["lag"]) ** 2) / 2)
+            return band, jnp.float32(jnp.nan)
+        c = {"start": out["start"], "hit": out["hit"] > 0.5, "cross": out["cross"]}
+        return band, lag_term(c)
+
+    def total(out, log_s):
+        band, lag_t = tail(out, log_s)
+        return jnp.sqrt((band**2 + lag_t**2) / 2) if lag else band
+
+    def objective(theta):
+        if terms:
+            return tail(trained(theta), theta[2])
+        return total(trained(theta), theta[2])
 
     theta0 = [math.log(member.lr), math.log(member.scale), math.log(shift)]
     theta0 += [math.log(v) for v in knobs.values()]
-    return objective, np.asarray(theta0, np.float32)
+    # forward mode: one tangent per training knob, vmapped beside one primal pass (no tape, so
+    # no recomputation and no memory for it); the shift moves only the tail, differentiated in
+    # reverse. On the demo run's best member: 1.4 s against 3.3 s for jax.value_and_grad
+    moved = [i for i in range(len(theta0)) if i != 2]
+    basis = jnp.asarray(np.eye(len(theta0), dtype=np.float32)[moved])
+
+    def value_and_grad(theta):
+        out, d_out = jax.vmap(lambda e: jax.jvp(trained, (theta,), (e,)),
+                              out_axes=(None, 0))(basis)  # fmt: skip
+        v, (g_out, g_s) = jax.value_and_grad(total, argnums=(0, 1))(out, theta[2])
+        g = sum(jnp.tensordot(d, go, axes=go.ndim) for d, go in
+                zip(jax.tree.leaves(d_out), jax.tree.leaves(g_out), strict=True))  # fmt: skip
+        return v, jnp.zeros_like(theta).at[jnp.asarray(moved)].set(g).at[2].set(g_s)
+
+    return Surrogate(objective, np.asarray(theta0, np.float32), value_and_grad)
+
+
+class Surrogate(NamedTuple):
+    """objective_fn's: the surrogate of the log knobs, their start, and its value and gradient
+    in forward mode (equal to jax.value_and_grad(objective) to float32 rounding)."""
+
+    objective: Callable
+    theta0: np.ndarray
+    value_and_grad: Callable
 
 
 def refine(cfg, member: Member, shift: float, ref: Reference, edges: np.ndarray, *,
@@ -298,7 +347,7 @@ def refine(cfg, member: Member, shift: float, ref: Reference, edges: np.ndarray,
     point seen is the refined optimum, reported with its gradient norm.
 
     - "line": steepest descent with a line search. Each step takes the gradient (one pass
-      through the whole training and its backward, about 6 forward passes) and scores the
+      through the whole training with a tangent per knob, about 3.5 forward passes) and scores the
       points LINE away along it in one vmapped forward pass (all of them for about 3 forward
       passes); the lowest one is the next point. It stops at the first step whose line has no
       point lower by IMPROVES. On the demo run it reaches Adam's optimum in 4 steps instead of 7.
@@ -306,9 +355,9 @@ def refine(cfg, member: Member, shift: float, ref: Reference, edges: np.ndarray,
       row without a lower surrogate (by IMPROVES of the best). The surrogate is piecewise in
       its lag term, so a stalled refinement seldom resumes.
     """
-    f, theta = objective_fn(cfg, member, ref, edges, shift, floor, score)
-    f = objective or f
-    value_grad = jax.jit(jax.value_and_grad(f))
+    sur = objective_fn(cfg, member, ref, edges, shift, floor, score)
+    f, theta = objective or sur.objective, sur.theta0
+    value_grad = jax.jit(jax.value_and_grad(f) if objective else sur.value_and_grad)
     if method == "line":
         points = jax.ShapeDtypeStruct((len(LINE), len(theta)), jnp.float32)
         along = _compiling(jax.vmap(f), points)  # beside value_grad's own compilation

@@ -71,10 +71,13 @@ def problem(tmp_path_factory):
 
 def test_gradient_matches_finite_differences(problem):
     inp, m, base = problem
-    f, th = objective_fn(base, m, inp.ref, inp.edges, 1.1)
+    f, th, forward = objective_fn(base, m, inp.ref, inp.edges, 1.1)
     assert knob_names(m) == ("lr", "scale", "shift", "forget") and len(th) == 4
     v, g = jax.jit(jax.value_and_grad(f))(th)
     assert np.isfinite(float(v)) and np.all(np.isfinite(g))
+    v_fwd, g_fwd = jax.jit(forward)(th)  # forward mode: the same value and gradient
+    assert float(v_fwd) == pytest.approx(float(v), rel=1e-6)
+    np.testing.assert_allclose(np.asarray(g_fwd), np.asarray(g), rtol=1e-4, atol=1e-6)
     eps = 1e-2
     fd = [(f(th + e) - f(th - e)) / (2 * eps) for e in np.eye(len(th), dtype=np.float32) * eps]
     np.testing.assert_allclose(np.asarray(g), np.asarray(fd), rtol=0.05, atol=2e-3)
@@ -175,9 +178,13 @@ def test_the_lag_term_enters_the_surrogate_and_its_gradient(tmp_path, mode):
     assert len(_lag_targets(inp.ref, inp.edges, np.asarray(ScoreConfig().levels))) == 6
     m = Member("x", 0, 3, mode, "adam", 0.9, 0.999, 0.0, "full", 2, 2, 1e-2, 0.05)
     base = phenom_config(inp, GridSection(num_evals=10), mode, m)
-    f, th = objective_fn(base, m, inp.ref, inp.edges, 1.1, floor=inp.floor, score=ScoreConfig())
-    parts, _ = objective_fn(base, m, inp.ref, inp.edges, 1.1, floor=inp.floor, terms=True)
+    f, th, forward = objective_fn(base, m, inp.ref, inp.edges, 1.1, floor=inp.floor,
+                                  score=ScoreConfig())  # fmt: skip
+    parts = objective_fn(base, m, inp.ref, inp.edges, 1.1, floor=inp.floor, terms=True).objective
     v, g = jax.jit(jax.value_and_grad(f))(th)
+    v_fwd, g_fwd = jax.jit(forward)(th)  # the lag term's gradient in forward mode too
+    assert float(v_fwd) == pytest.approx(float(v), rel=1e-6)
+    np.testing.assert_allclose(np.asarray(g_fwd), np.asarray(g), rtol=1e-4, atol=1e-6)
     band, lag = (float(x) for x in parts(th))
     assert float(v) == pytest.approx(np.sqrt((band**2 + lag**2) / 2), rel=1e-5)
     # the lag term is the score's: the member swept and scored by score_member
