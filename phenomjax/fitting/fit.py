@@ -26,6 +26,7 @@ the digest matches.
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import dataclasses
 import functools
 import hashlib
@@ -451,8 +452,12 @@ def fit_run(
     best = _pick(swept.members, inp)
     score = swept.scores[(best.sweep, best.member)]
     best_cfg = phenom_config(inp, cfg.grid, best.mode, best)
-    per_seed = _refit(inp, cfg, best, score, out / "refit", progress)
-    train_best(best_cfg, out / "best", progress)
+    # the refit's seeds and best/ side by side: two programs of one member, each on a core
+    # (XLA runs and compiles them without the GIL); the refit's bar would overwrite best/'s
+    with cf.ThreadPoolExecutor(1) as thread:
+        refit = thread.submit(_refit, inp, cfg, best, score, out / "refit", False)
+        train_best(best_cfg, out / "best", progress)
+        per_seed = refit.result()
     refit_s = time.perf_counter() - t
     rows = knobs(swept.members, int(inp.edges[0]))
     report = FitReport(

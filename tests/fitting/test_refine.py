@@ -18,10 +18,12 @@ from phenomjax.fitting.members import Member
 from phenomjax.fitting.refine import (
     IMPROVES,
     _lag_targets,
+    _split,
     _stalled,
     batch_counts,
     knob_names,
     objective_fn,
+    parallel_parts,
     refine,
 )
 from phenomjax.fitting.scoring import ScoreConfig, score_member
@@ -71,13 +73,18 @@ def problem(tmp_path_factory):
 
 def test_gradient_matches_finite_differences(problem):
     inp, m, base = problem
-    f, th, forward = objective_fn(base, m, inp.ref, inp.edges, 1.1)
+    sur = objective_fn(base, m, inp.ref, inp.edges, 1.1)
+    f, th = sur.objective, sur.theta0
     assert knob_names(m) == ("lr", "scale", "shift", "forget") and len(th) == 4
     v, g = jax.jit(jax.value_and_grad(f))(th)
     assert np.isfinite(float(v)) and np.all(np.isfinite(g))
-    v_fwd, g_fwd = jax.jit(forward)(th)  # forward mode: the same value and gradient
+    v_fwd, g_fwd = jax.jit(sur.value_and_grad)(th)  # forward mode: the same value and gradient
     assert float(v_fwd) == pytest.approx(float(v), rel=1e-6)
     np.testing.assert_allclose(np.asarray(g_fwd), np.asarray(g), rtol=1e-4, atol=1e-6)
+    # split over two programs side by side (3 training knobs: 2 + 2 rows, one of them padding)
+    v_par, g_par = parallel_parts(sur, 2, line=False)[0](jnp.asarray(th))
+    assert float(v_par) == pytest.approx(float(v), rel=1e-6)
+    np.testing.assert_allclose(np.asarray(g_par), np.asarray(g), rtol=1e-4, atol=1e-6)
     eps = 1e-2
     fd = [(f(th + e) - f(th - e)) / (2 * eps) for e in np.eye(len(th), dtype=np.float32) * eps]
     np.testing.assert_allclose(np.asarray(g), np.asarray(fd), rtol=0.05, atol=2e-3)
@@ -178,11 +185,11 @@ def test_the_lag_term_enters_the_surrogate_and_its_gradient(tmp_path, mode):
     assert len(_lag_targets(inp.ref, inp.edges, np.asarray(ScoreConfig().levels))) == 6
     m = Member("x", 0, 3, mode, "adam", 0.9, 0.999, 0.0, "full", 2, 2, 1e-2, 0.05)
     base = phenom_config(inp, GridSection(num_evals=10), mode, m)
-    f, th, forward = objective_fn(base, m, inp.ref, inp.edges, 1.1, floor=inp.floor,
-                                  score=ScoreConfig())  # fmt: skip
+    sur = objective_fn(base, m, inp.ref, inp.edges, 1.1, floor=inp.floor, score=ScoreConfig())
+    f, th = sur.objective, sur.theta0
     parts = objective_fn(base, m, inp.ref, inp.edges, 1.1, floor=inp.floor, terms=True).objective
     v, g = jax.jit(jax.value_and_grad(f))(th)
-    v_fwd, g_fwd = jax.jit(forward)(th)  # the lag term's gradient in forward mode too
+    v_fwd, g_fwd = jax.jit(sur.value_and_grad)(th)  # the lag term's gradient in forward mode
     assert float(v_fwd) == pytest.approx(float(v), rel=1e-6)
     np.testing.assert_allclose(np.asarray(g_fwd), np.asarray(g), rtol=1e-4, atol=1e-6)
     band, lag = (float(x) for x in parts(th))
@@ -197,3 +204,13 @@ def test_the_lag_term_enters_the_surrogate_and_its_gradient(tmp_path, mode):
     eps = 1e-2
     fd = [(f(th + e) - f(th - e)) / (2 * eps) for e in np.eye(len(th), dtype=np.float32) * eps]
     np.testing.assert_allclose(np.asarray(g), np.asarray(fd), rtol=0.05, atol=2e-3)
+
+
+@given(st.integers(1, 9), st.integers(1, 4), st.integers(1, 3))
+def test_split_parts_share_one_shape_and_keep_every_row(rows, parts, width):
+    x = np.arange(rows * width, dtype=np.float32).reshape(rows, width) + 1
+    got = _split(x, parts)
+    assert len(got) == min(parts, rows) and len({p.shape for p in got}) == 1
+    joined = np.concatenate(got)
+    np.testing.assert_array_equal(joined[:rows], x)
+    assert not joined[rows:].any()  # the padding is zero rows
