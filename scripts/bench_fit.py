@@ -1,7 +1,8 @@
 """Benchmark of the fit: side by side in one process, the wall time of training a transformer
 run, of `fit` with the default grid (two rates per optimizer, the gradient refinement, the
 groups in one worker per core when that pays) and of the exhaustive grid of before (4 / 3 / 3
-rates for adam / sgd / momentum, no refinement, one process), and the best score each finds.
+rates for adam / sgd / momentum, adamw at weight decay 0.1 and 1, 168 members, no refinement),
+and the best score each finds.
 
     python scripts/bench_fit.py                         # the demo run (K = 512, 4000 steps)
     python scripts/bench_fit.py --config experiments/medium_cpu.toml --steps 1000
@@ -30,19 +31,25 @@ from pathlib import Path
 from phenomjax.config import load_config
 from phenomjax.configs import packaged
 from phenomjax.fitting import FitReport, fit_run, format_report
-from phenomjax.fitting.grid import default_grid
+from phenomjax.fitting.grid import OptimizerEntry, default_grid
 from phenomjax.fitting.report import best_line
 from phenomjax.transformer.train import TrainConfig, train
 from phenomjax.workers import cores
 
-OLD_RATES = {"adam": (3e-5, 1e-4, 3e-4, 1e-3), "sgd": (0.3, 1.0, 3.0), "momentum": (0.03, 0.1, 0.3)}
+OLD = (
+    ("adam", (3e-5, 1e-4, 3e-4, 1e-3), (0.0,)),
+    ("sgd", (0.3, 1.0, 3.0), (0.0,)),
+    ("momentum", (0.03, 0.1, 0.3), (0.0,)),
+    ("adamw", (3e-4, 1e-3), (0.1, 1.0)),
+)
 
 
 def exhaustive_grid():
-    """The default grid of before: more rates, every member to the end, no refinement (and, as
-    main runs it, its groups one after another in this process)."""
+    """The default grid of before: more rates, momentum and adamw at weight decay 0.1 too (168
+    members), every member to the end, no refinement (its groups on the same workers as the
+    default's: the numbers are those of one process)."""
     g = default_grid()
-    opts = tuple(dataclasses.replace(e, lr=OLD_RATES.get(e.name, e.lr)) for e in g.optimizers)
+    opts = tuple(OptimizerEntry(name=n, lr=lr, weight_decay=wd) for n, lr, wd in OLD)
     grid = dataclasses.replace(g.grid, halving=False, refine_steps=0)
     return dataclasses.replace(g, grid=grid, optimizers=opts)
 
@@ -95,7 +102,7 @@ def main() -> None:
     a = p.parse_args()
     if a.fit:  # one fit, in this fresh process (fit_process)
         grid = exhaustive_grid() if a.exhaustive else None
-        fit_run(a.fit[0], a.fit[1], grid, progress=a.progress, jobs=1 if a.exhaustive else None)
+        fit_run(a.fit[0], a.fit[1], grid, progress=a.progress)
         return
     over = [f"train.steps={a.steps}"] if a.steps else []
     cfg = load_config(TrainConfig, a.config or packaged("demo"), over)
