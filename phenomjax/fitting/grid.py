@@ -16,8 +16,8 @@ Cost bound. Before anything runs, `grid_cost` counts the members, the compiled g
 per-sequence curve rows the sweeps (and the best's refit) will write, and `check_cost` refuses a
 grid with more than MAX_GROUPS groups, MAX_MEMBERS members or an estimated MAX_CURVE_BYTES of
 curve rows (40 bytes a row before parquet compression), with one line naming the count. The
-default grid at paper scale (K = 100000, 72 members, 24 evaluations) writes at most 1.9e8 rows,
-7.4 GB before compression (fewer with halving): well inside the bound.
+default grid at paper scale (K = 100000, 96 members, 24 evaluations) writes at most 2.5e8 rows,
+9.8 GB before compression (fewer with halving): well inside the bound.
 """
 
 from __future__ import annotations

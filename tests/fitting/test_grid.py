@@ -29,7 +29,7 @@ from phenomjax.fitting.grid import (
 def test_shipped_grids_load_and_set_overrides(tmp_path):
     g = default_grid()
     assert {o.name for o in g.optimizers} == {"adam", "sgd", "adamw"}
-    assert sum(len(o.lr) * len(o.settings()) for o in g.optimizers) == 6  # 72 members
+    assert sum(len(o.lr) * len(o.settings()) for o in g.optimizers) == 8  # 96 members
     demo = default_grid("fit_demo")
     assert demo.grid.mode == ("stochastic",) and demo.grid.refit_seeds == 2
     path = tmp_path / "g.toml"
