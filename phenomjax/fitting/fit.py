@@ -14,8 +14,8 @@ read -> sweep -> score once -> pick -> refit:
    stochastic, with the run's seed, draws exactly the transformer's batches).
 4. Score every member once (fitting.scoring.score_member); the members table, sorted by total,
    is the ranking; the best is the first live member.
-5. Refit the best on the next seeds (one sweep folder, refit/) and write it as a phenom run
-   directory, best/ (runs.reuse.ensure_run).
+5. Refit the best on the next seeds (one sweep folder, refit/) and, side by side in a thread,
+   write it as a phenom run directory, best/ (runs.reuse.ensure_run).
 6. Verdicts, knobs, intervals over transformer seeds and the held-out part, from those scores.
 
 Output folder (claimed as phenomjax's own; an input inside it is refused): sweeps/<mode>/,
