@@ -236,15 +236,16 @@ def _sweep_grid(inp: FitInput, cfg: FitGridConfig, out: Path, progress: bool,
     def one(mode: str):  # the modes side by side on the workers, costliest group first
         folder = out / "sweeps" / mode
         table = run_sweep(bases[mode], folder, axes, progress, halving, pool=pool)
-        return mode, folder, table, time.perf_counter() - t0
+        # scored here, while the other mode's last groups still train (a core is free then)
+        scored = _scored(folder, table, inp, cfg)
+        return mode, folder, table, scored, time.perf_counter() - t0
 
     with shared_compilations() as cache, Workers(jobs, cache=cache) as pool:
         done = pool.map(one, list(G.mode))  # a draw compiled once for every worker
-    for mode, folder, table, seconds in done:
+    for mode, folder, table, scored, seconds in done:
         rungs += rungs_of(folder.name, table)
-        t = time.perf_counter()
-        swept = swept.adding(folder.name, table, _scored(folder, table, inp, cfg))
-        per_mode.append((mode, seconds + time.perf_counter() - t))
+        swept = swept.adding(folder.name, table, scored)
+        per_mode.append((mode, seconds))
     return dataclasses.replace(swept, per_mode=tuple(per_mode), rungs=tuple(rungs))
 
 
