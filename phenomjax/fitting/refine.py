@@ -25,7 +25,7 @@ Surrogate: the root mean of a band term and a lag term squared, the form of the 
   bin never reaches counts censored_z, with no gradient, as in the score. Memory: the carry
   holds levels x K crossings, never steps x K. Without compared levels the objective is the
   band term alone.
-Gradient: forward mode (`Surrogate.value_and_grad`: one jax.jvp tangent per knob that moves the
+Gradient: forward mode (`Surrogate.directional`: one jax.jvp tangent per knob that moves the
 training, vmapped beside one primal pass; the shift, which moves only the score's tail, in
 reverse), which holds no tape: on the demo run's best member 1.2 s against 3.3 s for
 jax.value_and_grad through the scan, the same gradient to float32 rounding. A program of one
@@ -73,6 +73,7 @@ IMPROVES = 1e-4  # a refinement step improves when it lowers the best surrogate 
 # the line search's distances along the steepest descent, in log-knob units: from a 3% change
 # of one knob to a factor e (measured on the demo run: 0.03 to 0.3 were each taken once)
 LINE = (0.03, 0.1, 0.3, 1.0)
+SHIFT = 2  # the shift's place among the knobs (knob_names): the one that moves no training
 
 
 def variant_knobs(member: Member) -> dict[str, float]:
@@ -143,9 +144,9 @@ def batch_counts(data, batch: int, evals: np.ndarray) -> np.ndarray:
 def objective_fn(cfg, member: Member, ref: Reference, edges: np.ndarray, shift: float,
                  floor: np.ndarray | None = None, score: ScoreConfig | None = None,
                  terms: bool = False):  # fmt: skip
-    """Surrogate(objective, theta0, value_and_grad): the surrogate (module docstring) of the
+    """Surrogate(objective, theta0, directional): the surrogate (module docstring) of the
     member's model in its mode as a function of its log knobs (knob_names' order), their start,
-    and its value and forward-mode gradient.
+    and its forward-mode derivatives.
     `floor` (the per-rank Bayes floor; None: 0) and `score` (levels, censored_z; None: the
     defaults) set the lag term; `terms` makes the objective return (band, lag) instead (lag
     NaN without compared levels)."""
@@ -268,7 +269,7 @@ def objective_fn(cfg, member: Member, ref: Reference, edges: np.ndarray, shift: 
     run_chunk = jax.checkpoint(lambda s, ts: jax.lax.scan(body, s, ts))
 
     def trained(theta):
-        """The training part: every knob but the shift (theta[2]) -> the binned curves at the
+        """The training part: every knob but the shift (theta[SHIFT]) -> the binned curves at the
         evaluations and the lag carry (floats only, so that jax.jvp carries a tangent of each:
         `hit` as 0 / 1)."""
         lr, scale = jnp.exp(theta[0]), jnp.exp(theta[1])
@@ -312,53 +313,35 @@ def objective_fn(cfg, member: Member, ref: Reference, edges: np.ndarray, shift: 
 
     def objective(theta):
         if terms:
-            return tail(trained(theta), theta[2])
-        return total(trained(theta), theta[2])
+            return tail(trained(theta), theta[SHIFT])
+        return total(trained(theta), theta[SHIFT])
 
     theta0 = [math.log(member.lr), math.log(member.scale), math.log(shift)]
     theta0 += [math.log(v) for v in knobs.values()]
-    # forward mode: one tangent per training knob beside one primal pass (no tape, so no
-    # recomputation and no memory for it); the shift moves only the tail, differentiated in
-    # reverse. On the demo run's best member: 1.2 s against 3.3 s for jax.value_and_grad
-    moved = np.asarray([i for i in range(len(theta0)) if i != 2])
 
     def directional(theta, tangents):
         """(surrogate, its derivative along the shift, along each row of `tangents`): rows of
-        knob directions with 0 at the shift, vmapped beside one primal pass."""
+        knob directions with 0 at the shift, one jax.jvp tangent each, vmapped beside one
+        primal pass (forward mode: no tape, so no recomputation and no memory for it); the
+        shift moves only the tail, differentiated in reverse."""
         out, d_out = jax.vmap(lambda e: jax.jvp(trained, (theta,), (e,)),
                               out_axes=(None, 0))(tangents)  # fmt: skip
-        v, (g_out, g_s) = jax.value_and_grad(total, argnums=(0, 1))(out, theta[2])
+        v, (g_out, g_s) = jax.value_and_grad(total, argnums=(0, 1))(out, theta[SHIFT])
         d = sum(jnp.tensordot(d, go, axes=go.ndim) for d, go in
                 zip(jax.tree.leaves(d_out), jax.tree.leaves(g_out), strict=True))  # fmt: skip
         return v, g_s, d
 
-    basis = np.eye(len(theta0), dtype=np.float32)[moved]
-
-    def value_and_grad(theta):
-        v, g_s, d = directional(theta, jnp.asarray(basis))
-        return v, gradient(theta, g_s, d, moved)
-
-    return Surrogate(objective, np.asarray(theta0, np.float32), value_and_grad, directional,
-                     basis, moved)  # fmt: skip
-
-
-def gradient(theta, g_shift, along, moved: np.ndarray):
-    """The gradient of the knobs from directional's derivatives (`along` those of the knobs
-    `moved`, one each)."""
-    return jnp.zeros_like(theta).at[jnp.asarray(moved)].set(along[: len(moved)]).at[2].set(g_shift)
+    return Surrogate(objective, np.asarray(theta0, np.float32), directional)
 
 
 class Surrogate(NamedTuple):
-    """objective_fn's: the surrogate of the log knobs, their start, its value and gradient in
-    forward mode (equal to jax.value_and_grad(objective) to float32 rounding), and their parts:
-    `directional`, the derivative along rows of `basis`, the knobs `moved` (all but the shift)."""
+    """objective_fn's: the surrogate of the log knobs, their start, and its derivatives in
+    forward mode (`directional`; parallel_parts makes the value and gradient of them, equal to
+    jax.value_and_grad(objective) to float32 rounding)."""
 
     objective: Callable
     theta0: np.ndarray
-    value_and_grad: Callable
     directional: Callable
-    basis: np.ndarray
-    moved: np.ndarray
 
 
 def _split(rows: np.ndarray, n: int) -> list[np.ndarray]:
@@ -382,28 +365,30 @@ def _side_by_side(call: Callable, parts: list) -> list:
 
 def parallel_parts(sur: Surrogate, n: int, line: bool = True) -> tuple[Callable, Callable]:
     """(value_and_grad(theta), along(points)) of the surrogate on n cores: the gradient's
-    tangents and the line search's points split in n parts of one shape, each part a program
-    call in a thread of its own (_side_by_side), both programs compiled side by side in the
-    background (_compiling; `line` False: no line search, along None). On the demo run's best
-    member, 2 cores: the gradient 0.68 s against 1.16 s vmapped in one call, the four points
-    of a line 0.53 s against 1.06."""
+    tangents (one per knob but the shift) and the line search's points split in n parts of one
+    shape, each part a program call in a thread of its own (_side_by_side), both programs
+    compiled side by side in the background (_compiling; `line` False: no line search, along
+    None). On the demo run's best member, 2 cores: the gradient 0.68 s against 1.16 s in one
+    call, the four points of a line 0.53 s against 1.06."""
     k = len(sur.theta0)
-    tangents = _split(sur.basis, n)
-    points = _split(np.zeros((len(LINE), k), np.float32), n)
+    moved = np.delete(np.arange(k), SHIFT)
+    tangents = _split(np.eye(k, dtype=np.float32)[moved], n)
+    line_parts = max(1, min(n, len(LINE)))  # as _split cuts the points
+    line_rows = -(-len(LINE) // line_parts)
     like = jax.ShapeDtypeStruct((k,), jnp.float32)
     grad_part = _compiling(sur.directional, like,
                            jax.ShapeDtypeStruct(tangents[0].shape, jnp.float32))  # fmt: skip
     line_part = line and _compiling(jax.vmap(sur.objective),
-                                    jax.ShapeDtypeStruct(points[0].shape, jnp.float32))  # fmt: skip
+                                    jax.ShapeDtypeStruct((line_rows, k), jnp.float32))  # fmt: skip
 
     def value_and_grad(theta):
         got = _side_by_side(lambda E: grad_part(theta, E), tangents)
-        d = jnp.concatenate([g[2] for g in got])
-        return got[0][0], gradient(theta, got[0][1], d, sur.moved)
+        along_knobs = jnp.concatenate([g[2] for g in got])[: len(moved)]  # padding rows dropped
+        grad = jnp.zeros_like(theta).at[jnp.asarray(moved)].set(along_knobs)
+        return got[0][0], grad.at[SHIFT].set(got[0][1])
 
     def along(pts):
-        pts = np.asarray(pts, np.float32)
-        got = _side_by_side(line_part, _split(pts, len(points)))
+        got = _side_by_side(line_part, _split(np.asarray(pts, np.float32), line_parts))
         return jnp.concatenate(got)[: len(pts)]
 
     return value_and_grad, (along if line else None)

@@ -78,7 +78,7 @@ def test_gradient_matches_finite_differences(problem):
     assert knob_names(m) == ("lr", "scale", "shift", "forget") and len(th) == 4
     v, g = jax.jit(jax.value_and_grad(f))(th)
     assert np.isfinite(float(v)) and np.all(np.isfinite(g))
-    v_fwd, g_fwd = jax.jit(sur.value_and_grad)(th)  # forward mode: the same value and gradient
+    v_fwd, g_fwd = parallel_parts(sur, 1, line=False)[0](jnp.asarray(th))  # forward, one call
     assert float(v_fwd) == pytest.approx(float(v), rel=1e-6)
     np.testing.assert_allclose(np.asarray(g_fwd), np.asarray(g), rtol=1e-4, atol=1e-6)
     # split over two programs side by side (3 training knobs: 2 + 2 rows, one of them padding)
@@ -189,7 +189,7 @@ def test_the_lag_term_enters_the_surrogate_and_its_gradient(tmp_path, mode):
     f, th = sur.objective, sur.theta0
     parts = objective_fn(base, m, inp.ref, inp.edges, 1.1, floor=inp.floor, terms=True).objective
     v, g = jax.jit(jax.value_and_grad(f))(th)
-    v_fwd, g_fwd = jax.jit(sur.value_and_grad)(th)  # the lag term's gradient in forward mode
+    v_fwd, g_fwd = parallel_parts(sur, 1, line=False)[0](jnp.asarray(th))  # lag term, forward
     assert float(v_fwd) == pytest.approx(float(v), rel=1e-6)
     np.testing.assert_allclose(np.asarray(g_fwd), np.asarray(g), rtol=1e-4, atol=1e-6)
     band, lag = (float(x) for x in parts(th))
